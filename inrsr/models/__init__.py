@@ -1,0 +1,1 @@
+"""Models of inrsr: SR-INR / VR-INR (srinr.py)."""

@@ -1,0 +1,127 @@
+"""SR-INR (images) and VR-INR (video): texture codes, 6-D hash encoding, top-down attention, RGB MLP.
+
+One module serves both papers: a single image is a frame with t = 0, a video is a batch of frames whose
+query coordinates carry each frame's t (DESIGN.md, "SR-INR / VR-INR forward pass").
+
+Choices DESIGN.md leaves open, made here (each a field of `SRINR`):
+  * `output_activation`: "none" (the papers do not name one; outputs are clipped to [0, 1] only at
+    inference) or "sigmoid".
+  * The query's (x, y, t) are clipped to [-1, 1] before forming the STT code.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from inrsr import encoding
+
+
+class SRINR(nn.Module):
+  """SR-INR / VR-INR.
+
+  Attributes:
+    num_levels: L.
+    features: F, table features per level.
+    log2_table_size: log2 T.
+    n_min: coarsest grid resolution N_min.
+    n_max: finest grid resolution N_max.
+    patch_size: texture patch size k.
+    code_dim: texture code size (3 in the papers, giving 6-D STT codes).
+    hidden: hidden width of every MLP (64 in the papers).
+    weight_norm: "none", "softmax" or "multilinear" (see `encoding.HashEncoding`).
+    top_down_attention: the papers' top-down attention; False concatenates the raw v_l.
+    output_activation: "none" or "sigmoid".
+    kernel_impl: implementation of `kernels.hashgrid.hashgrid_gather`.
+  """
+
+  num_levels: int = 12
+  features: int = 2
+  log2_table_size: int = 24
+  n_min: int = 16
+  n_max: int = 128
+  patch_size: int = 5
+  code_dim: int = 3
+  hidden: int = 64
+  weight_norm: str = "none"
+  top_down_attention: bool = True
+  output_activation: str = "none"
+  kernel_impl: str = "auto"
+
+  @property
+  def resolutions(self) -> tuple[int, ...]:
+    return encoding.level_resolutions(self.num_levels, self.n_min, self.n_max)
+
+  @nn.compact
+  def __call__(self, lr: jax.Array, coords: jax.Array, lr_size=None) -> jax.Array:
+    """RGB at HR query coordinates.
+
+    Args:
+      lr: (B, h, w, C) LR frames in [0, 1], or one frame (h, w, C).
+      coords: (B, Q, 3) query (x, y, t) in [-1, 1] for frame b, or (Q, 3) for one frame.
+      lr_size: optional (B, 2) int valid (h, w) of frames padded at the bottom/right.
+
+    Returns:
+      (B, Q, C_out) RGB, or (Q, C_out) for one frame; C_out = C of the LR.
+    """
+    single = lr.ndim == 3
+    if single:
+      lr, coords = lr[None], coords[None]
+      lr_size = None if lr_size is None else jnp.asarray(lr_size)[None]
+    if lr.ndim != 4 or coords.ndim != 3 or coords.shape[-1] != 3 or coords.shape[0] != lr.shape[0]:
+      raise ValueError(f"expected lr (B, h, w, C) and coords (B, Q, 3), got {lr.shape} and {coords.shape}")
+    if self.output_activation not in ("none", "sigmoid"):
+      raise ValueError(f"output_activation={self.output_activation!r} must be 'none' or 'sigmoid'")
+    batch, queries = coords.shape[:2]
+    coords = jnp.clip(coords.astype(jnp.float32), -1.0, 1.0)
+    resolutions = self.resolutions
+    codes = encoding.TextureEncoder(resolutions, self.patch_size, self.code_dim, self.hidden,
+                                    name="texture")(lr.astype(jnp.float32), coords[..., :2], lr_size)
+    xyt = jnp.broadcast_to(coords[:, :, None, :], (batch, queries, self.num_levels, 3))
+    points = jnp.concatenate([xyt, codes], axis=-1).reshape(batch * queries, self.num_levels, -1)
+    v = encoding.HashEncoding(resolutions, self.log2_table_size, self.features, self.weight_norm,
+                              self.hidden, self.kernel_impl, name="hash")(points)  # (N, L, F)
+    if self.top_down_attention and self.num_levels > 1:
+      attention = encoding.StackedMLP(self.num_levels - 1, self.features, self.hidden, self.features,
+                                      name="attention")
+      levels = [v[:, 0]]
+      for level in range(1, self.num_levels):
+        gate = jax.nn.sigmoid(attention.level(levels[-1], level - 1))
+        levels.append(gate * v[:, level])
+      v = jnp.stack(levels, axis=1)
+    features = v.reshape(batch * queries, -1)
+    hidden = nn.relu(nn.Dense(self.hidden, name="color_hidden")(features))
+    rgb = nn.Dense(lr.shape[-1], name="color_out")(hidden)
+    if self.output_activation == "sigmoid":
+      rgb = jax.nn.sigmoid(rgb)
+    rgb = rgb.reshape(batch, queries, -1)
+    return rgb[0] if single else rgb
+
+
+MODEL_FIELDS = ("num_levels", "features", "log2_table_size", "n_min", "n_max", "patch_size", "code_dim",
+                "hidden", "weight_norm", "top_down_attention", "output_activation", "kernel_impl")
+
+
+def from_config(config: ml_collections.ConfigDict) -> SRINR:
+  """Build an SRINR from a config's `model` section (fields as in `SRINR`; unknown fields are an error)."""
+  unknown = sorted(set(config.keys()) - set(MODEL_FIELDS) - {"name"})
+  if unknown:
+    raise ValueError(f"unknown model config fields {unknown}; expected a subset of {MODEL_FIELDS}")
+  return SRINR(**{k: config[k] for k in MODEL_FIELDS if k in config})
+
+
+def paper_defaults() -> SRINR:
+  """The papers' configuration (L=12, F=2, log2 T=24, N_min=16, N_max=128, k=5, hidden 64)."""
+  return SRINR()
+
+
+def param_count(model: SRINR, lr_shape: Sequence[int] = (1, 16, 16, 3), queries: int = 4) -> int:
+  """Number of parameters of `model`, computed with `jax.eval_shape` (no allocation)."""
+  lr = jax.ShapeDtypeStruct(tuple(lr_shape), jnp.float32)
+  coords = jax.ShapeDtypeStruct((lr_shape[0], queries, 3), jnp.float32)
+  shapes = jax.eval_shape(model.init, jax.random.key(0), lr, coords)
+  return sum(int(x.size) for x in jax.tree.leaves(shapes))

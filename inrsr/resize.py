@@ -1,0 +1,168 @@
+"""Antialiased bicubic resizing (the SR degradation) and bicubic sampling of LR images at arbitrary points.
+
+Resizing follows Pillow's BICUBIC filter exactly (Keys cubic, a = -0.5; when downsampling the kernel is widened
+by the scale; at the borders the kernel is truncated and renormalised), so LR images match the LR images that
+the reference LIIF code and most SR papers produce with PIL. It is written as two small (out, in) weight
+matrices applied along rows and columns, in float32 without intermediate rounding.
+
+Point sampling (`sample_bicubic`, `sample_patches`) is plain bicubic interpolation (no antialiasing, edge
+pixels clamped), evaluated only at the requested points, so texture patches for a x32 output never build an
+HR-sized image. For points that are HR pixel centres it agrees with `resize` upsampling on interior pixels.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from inrsr import coords
+
+KEYS_A = -0.5
+
+
+def cubic(x, a: float = KEYS_A):
+  """Keys' cubic convolution kernel with parameter `a` (works on NumPy and JAX arrays)."""
+  xp = jnp if isinstance(x, jax.Array) else np
+  ax = xp.abs(x)
+  ax2, ax3 = ax * ax, ax * ax * ax
+  near = (a + 2.0) * ax3 - (a + 3.0) * ax2 + 1.0
+  far = a * ax3 - 5.0 * a * ax2 + 8.0 * a * ax - 4.0 * a
+  return xp.where(ax <= 1.0, near, xp.where(ax < 2.0, far, 0.0))
+
+
+@functools.lru_cache(maxsize=256)
+def resize_matrix(in_size: int, out_size: int) -> np.ndarray:
+  """The (out_size, in_size) float32 matrix of Pillow's antialiased BICUBIC resize along one axis.
+
+  Args:
+    in_size: input length, > 0.
+    out_size: output length, > 0.
+
+  Returns:
+    Read-only array whose rows sum to 1.
+  """
+  if in_size <= 0 or out_size <= 0:
+    raise ValueError(f"sizes must be > 0, got {in_size=} {out_size=}")
+  scale = in_size / out_size
+  filterscale = max(scale, 1.0)
+  support = 2.0 * filterscale
+  mat = np.zeros((out_size, in_size), np.float64)
+  for i in range(out_size):
+    center = (i + 0.5) * scale
+    lo = max(int(center - support + 0.5), 0)
+    hi = min(int(center + support + 0.5), in_size)
+    taps = np.arange(lo, hi)
+    w = cubic((taps - center + 0.5) / filterscale)
+    total = w.sum()
+    mat[i, lo:hi] = w / total if total != 0 else 0.0
+  mat = mat.astype(np.float32)
+  mat.setflags(write=False)
+  return mat
+
+
+def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+  """Antialiased bicubic resize of an image (or a stack of images) to `height` x `width`.
+
+  Args:
+    image: float array (..., H, W, C), values in [0, 1] by convention.
+    height: output rows, > 0.
+    width: output columns, > 0.
+
+  Returns:
+    float32 array (..., height, width, C); not clipped (bicubic overshoots slightly at edges).
+  """
+  image = np.asarray(image, np.float32)
+  if image.ndim < 3:
+    raise ValueError(f"expected an image (..., H, W, C), got shape {image.shape}")
+  rows = resize_matrix(image.shape[-3], height)
+  cols = resize_matrix(image.shape[-2], width)
+  out = np.einsum("hH,...HWc->...hWc", rows, image, optimize=True)
+  return np.einsum("wW,...hWc->...hwc", cols, out, optimize=True).astype(np.float32)
+
+
+def downsample(hr: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+  """The SR degradation: mod-crop HR for `scale`, then antialiased bicubic downsampling.
+
+  Args:
+    hr: float array (..., H, W, C) in [0, 1].
+    scale: SR factor, finite and > 0 (non-integer allowed, see `coords.scaled_size`).
+
+  Returns:
+    (lr, hr_cropped): lr is (..., floor(H/s), floor(W/s), C) clipped to [0, 1]; hr_cropped is the
+    top-left crop of `hr` that the LR corresponds to.
+  """
+  h, w = hr.shape[-3], hr.shape[-2]
+  h_lr, w_lr, h_hr, w_hr = coords.scaled_size(h, w, scale)
+  hr = np.asarray(hr, np.float32)[..., :h_hr, :w_hr, :]
+  return np.clip(resize(hr, h_lr, w_lr), 0.0, 1.0), hr
+
+
+def _taps(pos, size):
+  """Four bicubic taps around continuous pixel positions `pos`, clamped to [0, size - 1]."""
+  base = jnp.floor(pos)
+  offsets = jnp.arange(-1, 3, dtype=pos.dtype)
+  idx = base[..., None] + offsets
+  weights = cubic(pos[..., None] - idx)
+  idx = jnp.clip(idx.astype(jnp.int32), 0, jnp.asarray(size, jnp.int32)[..., None] - 1)
+  return idx, weights
+
+
+def sample_bicubic(image: jax.Array, xy: jax.Array, size=None) -> jax.Array:
+  """Bicubic interpolation of one image at continuous points, edges clamped.
+
+  Args:
+    image: (h, w, C) array.
+    xy: (..., 2) points (x, y) in [-1, 1] image coordinates (pixel centres at -1 + (2i + 1) / w).
+    size: optional (h_valid, w_valid) when `image` is padded at the bottom/right; defaults to its shape.
+
+  Returns:
+    (..., C) interpolated values.
+  """
+  h_pad, w_pad = image.shape[0], image.shape[1]
+  h, w = (h_pad, w_pad) if size is None else size
+  h = jnp.asarray(h, jnp.float32)
+  w = jnp.asarray(w, jnp.float32)
+  px = (xy[..., 0] + 1.0) * 0.5 * w - 0.5
+  py = (xy[..., 1] + 1.0) * 0.5 * h - 0.5
+  ix, wx = _taps(px, w)
+  iy, wy = _taps(py, h)
+  flat = image.reshape(h_pad * w_pad, -1)
+  vals = flat[iy[..., :, None] * w_pad + ix[..., None, :]]  # (..., 4, 4, C)
+  return jnp.einsum("...i,...j,...ijc->...c", wy, wx, vals)
+
+
+def sample_patches(image: jax.Array, xy: jax.Array, spacings, k: int, size=None) -> jax.Array:
+  """k x k bicubic patches of one image centred on each point, one patch per spacing (level).
+
+  Patch sample (a, b) of level l sits at (x + (b - (k-1)/2) * s_l, y + (a - (k-1)/2) * s_l), with s_l the
+  level's spacing in [-1, 1] units. The k x k grid is separable, so the 4 x 4 bicubic taps are built per row
+  and per column and only the taps are gathered: no HR-sized image is formed.
+
+  Args:
+    image: (h, w, C) LR image (possibly padded, see `size`).
+    xy: (N, 2) centres (x, y) in [-1, 1].
+    spacings: (L,) sample spacing per level in [-1, 1] units.
+    k: patch size.
+    size: optional (h_valid, w_valid) of a padded image.
+
+  Returns:
+    (N, L, k, k, C) patches; axis 2 runs over rows (y), axis 3 over columns (x).
+  """
+  h_pad, w_pad = image.shape[0], image.shape[1]
+  h, w = (h_pad, w_pad) if size is None else size
+  h = jnp.asarray(h, jnp.float32)
+  w = jnp.asarray(w, jnp.float32)
+  offsets = jnp.arange(k, dtype=jnp.float32) - (k - 1) / 2.0
+  spacings = jnp.asarray(spacings, jnp.float32)
+  step = spacings[:, None] * offsets  # (L, k)
+  px = ((xy[:, 0, None, None] + step) + 1.0) * 0.5 * w - 0.5  # (N, L, k)
+  py = ((xy[:, 1, None, None] + step) + 1.0) * 0.5 * h - 0.5
+  ix, wx = _taps(px, w)  # (N, L, k, 4)
+  iy, wy = _taps(py, h)
+  flat = image.reshape(h_pad * w_pad, -1)
+  index = iy[:, :, :, :, None, None] * w_pad + ix[:, :, None, None, :, :]  # (N, L, k, 4, k, 4)
+  vals = flat[index]
+  return jnp.einsum("nlai,nlbj,nlaibjc->nlabc", wy, wx, vals)

@@ -1,0 +1,1 @@
+"""Custom kernels for inrsr (hash-grid lookup and 64-vertex weighted gather)."""
