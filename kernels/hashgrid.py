@@ -6,15 +6,27 @@ VR-INR forward pass", steps 3-6):
   dimension d; a level is dense when (N + 2)**D <= T (idx = sum_d V[d] (N + 2)**d), hashed otherwise
   (idx = XOR_d V[d] * PI[d] mod T, in uint32 arithmetic).
 `hashgrid_reference` (pure jnp, chunked over N) supports D in 1..6; the paper's model uses D = 6.
+
+The Pallas kernel (Triton backend, NVIDIA GPUs; interpret mode on CPU) never writes the (N, L, 2**D) indices or
+the (N, L, 2**D, F) gathered rows to HBM. One program handles BLOCK_N points of one level: it loads the
+points' coordinates one column at a time, builds the (BLOCK_N, 2**D) corner indices in registers, gathers the
+(BLOCK_N, 2**D, F) rows and reduces them against the (BLOCK_N, 2**D) weight tile. Backward recomputes the
+indices, writes dweights by the same gather, and scatter-adds w * g into dtables with atomic adds (jax.ref.
+addupdate: atomic FADD on the GPU, an exact scatter-add in interpret mode). Dense levels (many points share
+few rows, so atomics pile up) and `deterministic=True` take a sort-based segmented sum in XLA instead, whose
+result does not depend on the order of the additions.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pl_triton
 
 PRIMES = (1, 2654435761, 805459861, 3674653429, 2097192037, 1434869437)
 DEFAULT_CHUNK = 1 << 14
@@ -136,10 +148,205 @@ def hashgrid_reference(points, weights, tables, resolutions, *, chunk: int = DEF
   return out.reshape(-1, *out.shape[2:])[:n]
 
 
+
+# ---------------------------------------------------------------------------------------------------------
+# Pallas kernel.
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockSizes:
+  """Block sizes of the Pallas kernels (powers of two).
+
+  Attributes:
+    block_n: points per program, forward.
+    block_n_bwd: points per program, backward.
+    num_warps: Triton warps per program.
+    num_stages: Triton pipeline stages.
+  """
+
+  block_n: int = 64
+  block_n_bwd: int = 64
+  num_warps: int = 4
+  num_stages: int = 1
+
+  def __post_init__(self):
+    for name in ("block_n", "block_n_bwd", "num_warps"):
+      v = getattr(self, name)
+      if v <= 0 or v & (v - 1):
+        raise ValueError(f"{name}={v} must be a power of two")
+
+  @classmethod
+  def get_default(cls) -> "BlockSizes":
+    return cls()
+
+
+def _padded_features(f: int) -> int:
+  if f > 8:
+    raise ValueError(f"the Pallas hash-grid kernel supports F <= 8 features per row, got F={f}")
+  return max(2, 1 << (f - 1).bit_length())
+
+
+def _level_meta(resolutions, table_size, dims):
+  """(L, 2) int32: each level's resolution and whether it is dense."""
+  return np.asarray([[r, is_dense(r, table_size, dims)] for r in resolutions], np.int32)
+
+
+def _block_indices(points_ref, meta_ref, level, start, *, block_n: int, num_points: int, dims: int,
+                   table_size: int):
+  """(block_n, 2**D) uint32 corner rows (offset by level * T) and the valid-row mask, in registers."""
+  rows = start + jax.lax.broadcasted_iota(jnp.int32, (block_n,), 0)
+  valid = rows < num_points
+  resolution = meta_ref[level, 0]
+  dense = meta_ref[level, 1]
+  res_f = resolution.astype(jnp.float32)
+  bits = jax.lax.broadcasted_iota(jnp.uint32, (1, 1 << dims), 1)
+  hashed = jnp.zeros((block_n, 1 << dims), jnp.uint32)
+  linear = jnp.zeros((block_n, 1 << dims), jnp.uint32)
+  stride = jnp.uint32(1)
+  side = (resolution + 2).astype(jnp.uint32)
+  for d in range(dims):  # One coordinate column at a time (Triton blocks must be powers of two).
+    p = pl_triton.load(points_ref.at[pl.ds(start, block_n), level, jnp.int32(d)], mask=valid, other=0.0)
+    u = (jnp.clip(p, -1.0, 1.0) + 1.0) * 0.5 * res_f
+    v = jnp.floor(u).astype(jnp.int32).astype(jnp.uint32)[:, None] + ((bits >> d) & jnp.uint32(1))
+    hashed = hashed ^ (v * jnp.uint32(PRIMES[d]))
+    linear = linear + v * stride
+    stride = stride * side
+  idx = jnp.where(dense != 0, linear, hashed & jnp.uint32(table_size - 1))
+  return idx + (level * table_size).astype(jnp.uint32), valid
+
+
+def _fwd_kernel(points_ref, weights_ref, tables_ref, meta_ref, out_ref, *, block_n: int, num_points: int,
+                dims: int, table_size: int):
+  start = pl.program_id(0) * block_n
+  level = pl.program_id(1)
+  idx, valid = _block_indices(points_ref, meta_ref, level, start, block_n=block_n, num_points=num_points,
+                              dims=dims, table_size=table_size)
+  w = pl_triton.load(weights_ref.at[pl.ds(start, block_n), level, :], mask=valid[:, None], other=0.0)
+  rows = tables_ref[idx.astype(jnp.int32), :]  # (block_n, 2**D, F) gather
+  out = jnp.sum(w.astype(jnp.float32)[:, :, None] * rows.astype(jnp.float32), axis=1)
+  pl_triton.store(out_ref.at[pl.ds(start, block_n), level, :], out, mask=valid[:, None])
+
+
+def _bwd_kernel(points_ref, weights_ref, tables_ref, meta_ref, g_ref, dt_in_ref, dw_ref, dt_ref, *,
+                block_n: int, num_points: int, dims: int, table_size: int):
+  del dt_in_ref  # Aliased to dt_ref: the zeroed accumulator.
+  start = pl.program_id(0) * block_n
+  level = pl.program_id(1)
+  idx, valid = _block_indices(points_ref, meta_ref, level, start, block_n=block_n, num_points=num_points,
+                              dims=dims, table_size=table_size)
+  idx = idx.astype(jnp.int32)
+  g = pl_triton.load(g_ref.at[pl.ds(start, block_n), level, :], mask=valid[:, None], other=0.0)
+  rows = tables_ref[idx, :].astype(jnp.float32)  # (block_n, 2**D, F)
+  dw = jnp.sum(rows * g[:, None, :], axis=2)
+  pl_triton.store(dw_ref.at[pl.ds(start, block_n), level, :], dw.astype(dw_ref.dtype), mask=valid[:, None])
+
+  @pl.when(meta_ref[level, 2] != 0)  # Levels whose dtables are not summed in XLA afterwards.
+  def _():
+    w = pl_triton.load(weights_ref.at[pl.ds(start, block_n), level, :], mask=valid[:, None], other=0.0)
+    # Masked rows have w = 0 and g = 0, so they add zeros.
+    jax.ref.addupdate(dt_ref, (idx, slice(None)), w.astype(jnp.float32)[:, :, None] * g[:, None, :])
+
+
+def _pallas_forward(points, weights, tables, resolutions, block_sizes, interpret):
+  n, num_levels, dims = points.shape
+  _, table_size, feats = tables.shape
+  fp = _padded_features(feats)
+  flat = tables.reshape(num_levels * table_size, feats)
+  if fp != feats:
+    flat = jnp.pad(flat, ((0, 0), (0, fp - feats)))
+  meta = jnp.asarray(_level_meta(resolutions, table_size, dims))
+  bn = block_sizes.block_n
+  kernel = functools.partial(_fwd_kernel, block_n=bn, num_points=n, dims=dims, table_size=table_size)
+  out = pl.pallas_call(
+      kernel, grid=(pl.cdiv(n, bn), num_levels),
+      out_shape=jax.ShapeDtypeStruct((n, num_levels, fp), jnp.float32), interpret=interpret,
+      compiler_params=pl_triton.CompilerParams(num_warps=block_sizes.num_warps,
+                                               num_stages=block_sizes.num_stages),
+      name="hashgrid_fwd")(points, weights, flat, meta)
+  return out[..., :feats]
+
+
+def _segmented_table_grad(idx, contrib, num_rows):
+  """Deterministic scatter-add: sort by row, segmented sum in a fixed tree order, then a scatter-set."""
+  idx = idx.reshape(-1)
+  contrib = contrib.reshape(idx.shape[0], -1)
+  order = jnp.argsort(idx, stable=True)
+  idx_s, val_s = idx[order], contrib[order]
+  starts = jnp.concatenate([jnp.ones((1,), bool), idx_s[1:] != idx_s[:-1]])
+
+  def combine(a, b):
+    va, fa = a
+    vb, fb = b
+    return jnp.where(fb[..., None], vb, va + vb), fa | fb
+
+  sums, _ = jax.lax.associative_scan(combine, (val_s, starts))
+  ends = jnp.concatenate([idx_s[1:] != idx_s[:-1], jnp.ones((1,), bool)])
+  target = jnp.where(ends, idx_s, num_rows)  # Non-final elements go out of range and are dropped.
+  return jnp.zeros((num_rows, contrib.shape[-1]), contrib.dtype).at[target].set(sums, mode="drop",
+                                                                             unique_indices=True)
+
+
+def _pallas_backward(points, weights, tables, resolutions, g, block_sizes, interpret, deterministic):
+  n, num_levels, dims = points.shape
+  _, table_size, feats = tables.shape
+  fp = _padded_features(feats)
+  flat = tables.reshape(num_levels * table_size, feats)
+  g = g.astype(jnp.float32)
+  if fp != feats:
+    flat = jnp.pad(flat, ((0, 0), (0, fp - feats)))
+    g = jnp.pad(g, ((0, 0), (0, 0), (0, fp - feats)))
+  dense = [is_dense(r, table_size, dims) for r in resolutions]
+  scatter = tuple(not (deterministic or d) for d in dense)
+  meta = jnp.asarray(np.concatenate([_level_meta(resolutions, table_size, dims),
+                                     np.asarray(scatter, np.int32)[:, None]], axis=1))
+  bn = block_sizes.block_n_bwd
+  kernel = functools.partial(_bwd_kernel, block_n=bn, num_points=n, dims=dims, table_size=table_size)
+  dw, dt = pl.pallas_call(
+      kernel, grid=(pl.cdiv(n, bn), num_levels),
+      out_shape=(jax.ShapeDtypeStruct(weights.shape, weights.dtype),
+                 jax.ShapeDtypeStruct((num_levels * table_size, fp), jnp.float32)),
+      input_output_aliases={5: 1}, interpret=interpret,
+      compiler_params=pl_triton.CompilerParams(num_warps=block_sizes.num_warps,
+                                               num_stages=block_sizes.num_stages),
+      name="hashgrid_bwd")(points, weights, flat, meta, g, jnp.zeros((num_levels * table_size, fp), jnp.float32))
+  dt = dt[:, :feats].reshape(num_levels, table_size, feats)
+  for level, res in enumerate(resolutions):
+    if scatter[level]:
+      continue
+    idx = corner_indices(points[:, level], res, table_size)
+    contrib = weights[:, level, :, None].astype(jnp.float32) * g[:, level, None, :feats]
+    dt = dt.at[level].set(_segmented_table_grad(idx, contrib, table_size))
+  return dw, dt.astype(tables.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
+def _hashgrid_pallas(points, weights, tables, resolutions, block_sizes, interpret, deterministic):
+  return _pallas_forward(points, weights, tables, resolutions, block_sizes, interpret)
+
+
+def _hashgrid_pallas_fwd(points, weights, tables, resolutions, block_sizes, interpret, deterministic):
+  out = _pallas_forward(points, weights, tables, resolutions, block_sizes, interpret)
+  return out, (points, weights, tables)
+
+
+def _hashgrid_pallas_bwd(resolutions, block_sizes, interpret, deterministic, res, g):
+  points, weights, tables = res
+  dw, dt = _pallas_backward(points, weights, tables, resolutions, g, block_sizes, interpret, deterministic)
+  return jnp.zeros_like(points), dw, dt
+
+
+_hashgrid_pallas.defvjp(_hashgrid_pallas_fwd, _hashgrid_pallas_bwd)
+
+
 IMPLS = ("auto", "pallas", "reference")
 
 
-def hashgrid_gather(points, weights, tables, resolutions, *, impl: str = "auto", interpret: bool = False):
+def _on_nvidia_gpu() -> bool:
+  return jax.default_backend() == "gpu" and "NVIDIA" in jax.devices()[0].device_kind.upper()
+
+
+def hashgrid_gather(points, weights, tables, resolutions, *, impl: str = "auto", interpret: bool = False,
+                    deterministic: bool = False, block_sizes: BlockSizes | None = None):
   """Weighted gather of 2**D lattice-corner rows per point and level.
 
   Args:
@@ -147,13 +354,22 @@ def hashgrid_gather(points, weights, tables, resolutions, *, impl: str = "auto",
     weights: (N, L, 2**D) corner weights.
     tables: (L, T, F) tables, T a power of two.
     resolutions: static tuple of L grid resolutions.
-    impl: "auto", "pallas" or "reference".
-    interpret: run the Pallas path in interpret mode (CPU).
+    impl: "pallas" (Triton on NVIDIA GPUs, or interpret mode), "reference", or "auto" (pallas on a GPU,
+      reference elsewhere).
+    interpret: run the Pallas path in interpret mode (on CPU).
+    deterministic: Pallas path: compute dtables with the sort-based segmented sum for every level.
+    block_sizes: Pallas block sizes (default `BlockSizes.get_default()`).
 
   Returns:
     (N, L, F) float32. Gradients flow to weights and tables, not to points.
   """
   if impl not in IMPLS:
     raise ValueError(f"{impl=} must be one of {IMPLS}")
-  del interpret
-  return hashgrid_reference(points, weights, tables, tuple(resolutions))
+  resolutions = tuple(int(r) for r in resolutions)
+  check_shapes(points, weights, tables, resolutions)
+  if impl == "auto":
+    impl = "pallas" if _on_nvidia_gpu() else "reference"
+  if impl == "reference":
+    return hashgrid_reference(points, weights, tables, resolutions)
+  return _hashgrid_pallas(points.astype(jnp.float32), weights, tables, resolutions,
+                          block_sizes or BlockSizes.get_default(), interpret, deterministic)

@@ -1,0 +1,1 @@
+"""Thin absl entry points of inrsr (train, evaluate, upscale, benchmarks)."""

@@ -1,0 +1,49 @@
+"""Defaults shared by every SR-INR config; each config file edits a copy of `base()`."""
+
+import ml_collections
+
+
+def base() -> ml_collections.ConfigDict:
+  """The papers' model and optimiser (SR-INR Sec. 4, VR-INR Sec. 4.1) with small-data defaults elsewhere."""
+  c = ml_collections.ConfigDict()
+  c.model = ml_collections.ConfigDict(dict(
+      num_levels=12, features=2, log2_table_size=24, n_min=16, n_max=128, patch_size=5, code_dim=3, hidden=64,
+      weight_norm="none", top_down_attention=True, output_activation="none", kernel_impl="auto"))
+  c.data = ml_collections.ConfigDict(dict(
+      source="folder",  # "bundled" (scikit-image photographs) or "folder".
+      names=(),  # bundled photograph names.
+      root="",  # image folder; $INRSR_DATA_DIR expands (default ../shared/data).
+      limit=0,  # first N images (0 = all).
+      center_crop=0,  # central crop before resizing (0 = none).
+      hr_size=0,  # resize HR to hr_size x hr_size (0 = native size).
+      image_time="index",  # t of training image k of K: "index" (-1 + (2k + 1) / K) or "zero".
+      protocol="fit",  # "fit" (train on the evaluated frames' LR/HR) or "internal" (LR-only training).
+      internal_scale=4.0,  # internal protocol: the LR scale of the real data.
+      scale=32.0,  # SR scale of training pairs (lower bound when scale_max is set).
+      scale_max=0.0,  # > scale: sample scales uniformly in [scale, scale_max].
+      crop=0,  # HR random crop (0 = whole frames, which `fit` needs for absolute coordinates).
+      augment=False,  # flips and transposes of crops.
+      pixels_per_frame=4096,  # P.
+      batch_size=32,  # B.
+      num_workers=0,  # Grain worker processes.
+  ))
+  c.train = ml_collections.ConfigDict(dict(
+      epochs=300, steps=0,  # steps > 0 overrides epochs.
+      learning_rate=1e-4, decay_epochs=100, decay_rate=0.5,
+      loss="pea", seed=0, log_every=50, checkpoint_every=500, keep_checkpoints=3))
+  c.eval = ml_collections.ConfigDict(dict(
+      scales=(2.0, 2.5, 4.0, 8.0, 16.0, 32.0),
+      metrics=("full",),  # any of "div2k", "benchmark", "full".
+      chunk=65536,  # query points per inference call.
+      heldout=ml_collections.ConfigDict(dict(source="", names=(), root="", limit=0, center_crop=0, hr_size=0)),
+  ))
+  return c
+
+
+def shrink(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The `:small` variant: a small model and a few steps, for a quick local run or a smoke test."""
+  c.model.update(num_levels=4, log2_table_size=14, n_min=8, n_max=64)
+  c.data.update(batch_size=2, pixels_per_frame=512, limit=2)
+  c.train.update(steps=20, log_every=5, checkpoint_every=10)
+  c.eval.scales = (2.0, 4.0)
+  return c

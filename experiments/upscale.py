@@ -1,0 +1,31 @@
+r"""Upscale with a trained run: `python -m experiments.upscale --workdir=DIR --input=a.png --scale=7.5 --output=b.png`.
+
+--size=WxH instead of --scale sets the output size; --input may be a folder (then --output is a folder).
+Inference runs in chunks of query points, so memory stays bounded whatever the output size.
+"""
+
+from absl import app
+from absl import flags
+
+from inrsr import inference
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder of a training run.")
+_INPUT = flags.DEFINE_string("input", None, "Image file or folder of images.")
+_OUTPUT = flags.DEFINE_string("output", None, "Output file (or folder for a folder input).")
+_SCALE = flags.DEFINE_float("scale", None, "Output size = input size x scale.")
+_SIZE = flags.DEFINE_string("size", None, "Output size WIDTHxHEIGHT (instead of --scale).")
+_CHUNK = flags.DEFINE_integer("chunk", 65536, "Query points per inference call (bounds memory).")
+_PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  for path in inference.upscale_paths(_WORKDIR.value, _INPUT.value, _OUTPUT.value, scale=_SCALE.value,
+                                      size=_SIZE.value, chunk=_CHUNK.value, progress=_PROGRESS.value):
+    print(path)
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["workdir", "input", "output"])
+  app.run(main)

@@ -1,0 +1,1 @@
+"""Input pipelines: image loading, bundled photographs and Grain training pipelines."""

@@ -1,0 +1,158 @@
+"""Grain training pipelines: HR frames -> (LR frame, B x P random HR pixels) batches, deterministic from a seed.
+
+An element of the source is one HR frame with its time coordinate t (0 for images). Per element and step:
+optional random HR crop, optional flips / 90-degree rotations, a scale (fixed or uniform in a range), the SR
+degradation (mod-crop + antialiased bicubic, `inrsr.resize.downsample`), and P HR pixels drawn uniformly
+without replacement. LR frames of different sizes are padded at the bottom/right (edge values) to a common
+shape and carry their valid size, so whole images of different sizes can share a batch.
+
+Protocol `internal` trains on (LR downscaled again, LR) pairs: the source frames are first replaced by their LR
+at `internal_scale`, so no HR pixel is ever seen (DESIGN.md, Training protocols).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import grain
+import numpy as np
+
+from inrsr import coords, resize
+
+
+@dataclasses.dataclass(frozen=True)
+class ExampleSpec:
+  """How one training example is made from an HR frame.
+
+  Attributes:
+    scale_min: smallest SR scale (> 0).
+    scale_max: largest SR scale (== scale_min for a fixed scale).
+    pixels: P, HR pixels sampled per frame.
+    crop: HR random crop size (0 keeps whole frames).
+    augment: random horizontal/vertical flips and transposes (crops only; whole frames keep their
+      coordinates, which the `fit` protocol needs).
+    lr_pad: (h, w) every LR is padded to.
+  """
+
+  scale_min: float
+  scale_max: float
+  pixels: int
+  crop: int
+  augment: bool
+  lr_pad: tuple[int, int]
+
+  def __post_init__(self):
+    for name in ("scale_min", "scale_max"):
+      v = getattr(self, name)
+      if not math.isfinite(v) or v <= 0:
+        raise ValueError(f"data.{name}={v} must be a finite number > 0")
+    if self.scale_max < self.scale_min:
+      raise ValueError(f"data.scale_max={self.scale_max} < data.scale_min={self.scale_min}")
+    if self.pixels <= 0:
+      raise ValueError(f"data.pixels_per_frame={self.pixels} must be > 0")
+
+
+def lr_pad_shape(frames: Sequence[np.ndarray], scale_min: float, crop: int = 0) -> tuple[int, int]:
+  """The largest LR (h, w) any frame can produce at `scale_min` (with crops of size `crop`)."""
+  if crop:
+    sizes = [(crop, crop)]
+  else:
+    sizes = [f.shape[:2] for f in frames]
+  return (max(int(math.floor(h / scale_min + 1e-9)) for h, _ in sizes),
+          max(int(math.floor(w / scale_min + 1e-9)) for _, w in sizes))
+
+
+def make_example(frame: np.ndarray, t: float, spec: ExampleSpec, rng: np.random.Generator) -> dict:
+  """One training example from one HR frame.
+
+  Args:
+    frame: (H, W, 3) float32 HR frame.
+    t: its time coordinate.
+    spec: the ExampleSpec.
+    rng: NumPy generator (Grain derives it from the seed and the element index).
+
+  Returns:
+    dict with lr (h_pad, w_pad, 3) float32, lr_size (2,) int32, coords (P, 3) float32, rgb (P, 3) float32,
+    scale () float32.
+  """
+  hr = frame
+  if spec.crop:
+    h, w = hr.shape[:2]
+    if h < spec.crop or w < spec.crop:
+      raise ValueError(f"frame of {h}x{w} is smaller than the crop data.crop={spec.crop}")
+    top, left = rng.integers(0, h - spec.crop + 1), rng.integers(0, w - spec.crop + 1)
+    hr = hr[top:top + spec.crop, left:left + spec.crop]
+    if spec.augment:
+      if rng.random() < 0.5:
+        hr = hr[:, ::-1]
+      if rng.random() < 0.5:
+        hr = hr[::-1]
+      if rng.random() < 0.5:
+        hr = hr.transpose(1, 0, 2)
+  scale = spec.scale_min if spec.scale_max == spec.scale_min else rng.uniform(spec.scale_min, spec.scale_max)
+  lr, hr = resize.downsample(np.ascontiguousarray(hr), scale)
+  h_hr, w_hr = hr.shape[:2]
+  if spec.pixels > h_hr * w_hr:
+    raise ValueError(f"data.pixels_per_frame={spec.pixels} exceeds the {h_hr}x{w_hr} HR frame")
+  flat = rng.choice(h_hr * w_hr, size=spec.pixels, replace=False)
+  rows, cols = flat // w_hr, flat % w_hr
+  h_pad, w_pad = spec.lr_pad
+  if lr.shape[0] > h_pad or lr.shape[1] > w_pad:
+    raise ValueError(f"LR of {lr.shape[:2]} does not fit the padding {spec.lr_pad}")
+  lr_padded = np.pad(lr, ((0, h_pad - lr.shape[0]), (0, w_pad - lr.shape[1]), (0, 0)), mode="edge")
+  return {
+      "lr": lr_padded.astype(np.float32),
+      "lr_size": np.array(lr.shape[:2], np.int32),
+      "coords": coords.pixel_coords(rows, cols, h_hr, w_hr, t),
+      "rgb": hr[rows, cols].astype(np.float32),
+      "scale": np.float32(scale),
+  }
+
+
+class FrameSource:
+  """Random-access source of (frame, t) pairs held in memory."""
+
+  def __init__(self, frames: Sequence[np.ndarray], times: Sequence[float] | None = None):
+    if not len(frames):
+      raise ValueError("no frames to train on")
+    self.frames = list(frames)
+    self.times = [0.0] * len(frames) if times is None else list(times)
+
+  def __len__(self) -> int:
+    return len(self.frames)
+
+  def __getitem__(self, index: int):
+    return self.frames[index], self.times[index]
+
+
+def internal_frames(frames: Sequence[np.ndarray], scale: float) -> list[np.ndarray]:
+  """The `internal` protocol's training frames: each frame's LR at `scale` (no HR is kept)."""
+  return [resize.downsample(f, scale)[0] for f in frames]
+
+
+def training_dataset(frames: Sequence[np.ndarray], spec: ExampleSpec, *, batch_size: int, seed: int,
+                     times: Sequence[float] | None = None, num_workers: int = 0) -> grain.IterDataset:
+  """Infinite, shuffled, batched Grain dataset of training examples, deterministic for a seed.
+
+  Args:
+    frames: HR frames (H_i, W_i, 3).
+    spec: ExampleSpec (see `lr_pad_shape` for its lr_pad).
+    batch_size: B frames per batch (frames repeat when B exceeds the dataset).
+    seed: shuffling and sampling seed.
+    times: per-frame t (zeros for images).
+    num_workers: Grain worker processes (0 = in-process).
+
+  Returns:
+    IterDataset of dicts with leading batch axis B; its iterator is checkpointable (`get_state`).
+  """
+  if batch_size <= 0:
+    raise ValueError(f"data.batch_size={batch_size} must be > 0")
+  ds = (grain.MapDataset.source(FrameSource(frames, times)).seed(seed).shuffle().repeat()
+        .random_map(lambda ft, rng: make_example(ft[0], ft[1], spec, rng))
+        .batch(batch_size, drop_remainder=True))
+  it = ds.to_iter_dataset()
+  if num_workers > 0:
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+  return it

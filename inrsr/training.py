@@ -1,0 +1,298 @@
+"""Training: state, sharded train step, the loop, Orbax checkpoints that resume exactly, metrics files.
+
+The train state is a plain dict {"step", "params", "opt_state"}. The step is `jax.jit`-compiled with
+`NamedSharding` over a `data` mesh axis spanning all devices (batch sharded, params replicated, state donated).
+Orbax's CheckpointManager saves the state and the Grain iterator state together (atomically: a checkpoint is
+written to a temporary folder and renamed), so a run started again in the same workdir resumes where it
+stopped and reaches the same parameters as an uninterrupted run. A checkpoint that cannot be read is skipped
+for the previous one, with an error in the log; if none can be read the run stops rather than starting over.
+A non-finite loss, gradient or update stops the run before anything non-finite is saved.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import time
+from typing import Any
+
+import grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from absl import logging
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from inrsr import coords, losses
+from inrsr.data import images, pipeline
+from inrsr.models import srinr
+
+CHECKPOINT_DIR = "checkpoints"
+METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "config.json"
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Raised when the loss or gradient becomes NaN/inf; the last good checkpoint is kept."""
+
+
+def make_mesh() -> jax.sharding.Mesh:
+  """A 1-D mesh with a `data` axis over all devices (even one), automatic (GSPMD) sharding."""
+  return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def load_training_frames(config: ml_collections.ConfigDict) -> tuple[list[np.ndarray], list[float], list[str]]:
+  """HR frames the run trains on (after the protocol's transformation), their t, and their names."""
+  d = config.data
+  items = images.load_images(d.source, names=tuple(d.names), root=d.root, limit=d.limit,
+                             center_crop_size=d.center_crop, hr_size=d.hr_size, setting="data")
+  names = [n for n, _ in items]
+  frames = [im for _, im in items]
+  if d.protocol == "internal":
+    frames = pipeline.internal_frames(frames, d.internal_scale)
+  elif d.protocol != "fit":
+    raise ValueError(f"data.protocol={d.protocol!r} must be 'fit' or 'internal' for training")
+  return frames, image_times(config, len(frames)), names
+
+
+def image_times(config: ml_collections.ConfigDict, num_images: int) -> list[float]:
+  """Time coordinate of each training image.
+
+  `data.image_time="index"` places image k of K at t_k = -1 + (2k + 1) / K, like frame k of a K-frame clip:
+  SR-INR's "3-D high-resolution grid", which lets the table tell apart images that share (x, y). "zero" puts
+  every image at t = 0. Images never trained on are always evaluated at t = 0.
+  """
+  mode = config.data.get("image_time", "zero")
+  if mode == "index":
+    return [float(t) for t in coords.time_coords(num_images)]
+  if mode == "zero":
+    return [0.0] * num_images
+  raise ValueError(f"data.image_time={mode!r} must be 'index' or 'zero'")
+
+
+def example_spec(config: ml_collections.ConfigDict, frames) -> pipeline.ExampleSpec:
+  d = config.data
+  scale_max = d.scale_max if d.scale_max else d.scale
+  return pipeline.ExampleSpec(scale_min=float(d.scale), scale_max=float(scale_max), pixels=d.pixels_per_frame,
+                              crop=d.crop, augment=d.augment,
+                              lr_pad=pipeline.lr_pad_shape(frames, float(d.scale), d.crop))
+
+
+def total_steps(config: ml_collections.ConfigDict, frames) -> tuple[int, int]:
+  """(total steps, steps per epoch): `train.steps` if set, else `train.epochs` epochs.
+
+  An epoch is one pass over the HR pixels of the training frames (crops count as crop**2 pixels): the models
+  train on B x P random pixels per step, so an epoch is ceil(pixels / (B * P)) steps.
+  """
+  d = config.data
+  pixels = sum((d.crop * d.crop) if d.crop else f.shape[0] * f.shape[1] for f in frames)
+  per_epoch = max(1, math.ceil(pixels / (d.batch_size * d.pixels_per_frame)))
+  steps = config.train.steps if config.train.steps else config.train.epochs * per_epoch
+  return int(steps), per_epoch
+
+
+def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.GradientTransformation:
+  """Adam with the papers' step schedule: the rate is multiplied by `decay_rate` every `decay_epochs`."""
+  t = config.train
+  if t.decay_epochs:
+    schedule = optax.exponential_decay(t.learning_rate, transition_steps=t.decay_epochs * steps_per_epoch,
+                                       decay_rate=t.decay_rate, staircase=True)
+  else:
+    schedule = optax.constant_schedule(t.learning_rate)
+  return optax.adam(schedule)
+
+
+def init_state(model, tx, batch, seed: int) -> dict:
+  params = model.init(jax.random.key(seed), jnp.asarray(batch["lr"][:1]), jnp.asarray(batch["coords"][:1, :4]),
+                      jnp.asarray(batch["lr_size"][:1]))["params"]
+  return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
+
+
+def make_train_step(model, tx, loss_name: str, mesh):
+  """The jitted, sharded train step: (state, batch) -> (state, metrics)."""
+  loss_fn = losses.get_loss(loss_name)
+  replicated = NamedSharding(mesh, P())
+  batched = NamedSharding(mesh, P("data"))
+
+  def step(state, batch):
+    def objective(params):
+      pred = model.apply({"params": params}, batch["lr"], batch["coords"], batch["lr_size"])
+      return loss_fn(pred, batch["rgb"]), pred
+
+    (loss, pred), grads = jax.value_and_grad(objective, has_aux=True)(state["params"])
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    mse = jnp.mean(jnp.square(jnp.clip(pred, 0.0, 1.0) - batch["rgb"]))
+    metrics = {"loss": loss, "psnr": -10.0 * jnp.log10(mse), "grad_norm": optax.global_norm(grads),
+               "update_norm": optax.global_norm(updates)}
+    return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
+
+  return jax.jit(step, in_shardings=(replicated, batched), out_shardings=(replicated, replicated),
+                 donate_argnums=(0,))
+
+
+def checkpoint_manager(workdir, config=None) -> ocp.CheckpointManager:
+  keep = config.train.keep_checkpoints if config is not None else None
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False)
+  return ocp.CheckpointManager(pathlib.Path(workdir).absolute() / CHECKPOINT_DIR, options=options)
+
+
+def restore_latest(manager: ocp.CheckpointManager, abstract_state, iterator=None):
+  """Restore the newest readable checkpoint (state and, if given, the data iterator).
+
+  Returns:
+    (state, step), or (None, None) when the manager holds no checkpoint.
+
+  Raises:
+    RuntimeError: checkpoints exist but none can be read.
+  """
+  steps = sorted(manager.all_steps(), reverse=True)
+  errors = []
+  for step in steps:
+    items = {"state": ocp.args.StandardRestore(abstract_state)}
+    if iterator is not None:
+      items["data"] = grain.checkpoint.CheckpointRestore(iterator)
+    try:
+      restored = manager.restore(step, args=ocp.args.Composite(**items))
+    except Exception as e:  # Orbax/tensorstore raise many types for damaged files.
+      logging.error("checkpoint step %d in %s cannot be read (%s: %s); trying the previous one", step,
+                    manager.directory, type(e).__name__, e)
+      errors.append(f"step {step}: {type(e).__name__}: {e}")
+      continue
+    return restored["state"], step
+  if steps:
+    raise RuntimeError(f"no readable checkpoint in {manager.directory} (tried steps {steps}); refusing to start "
+                       f"from scratch over them. Move the folder away to start a new run. Errors: {errors}")
+  return None, None
+
+
+class MetricWriter:
+  """Appends metrics to workdir/metrics.jsonl (and TensorBoard event files when tensorboardX is installed)."""
+
+  def __init__(self, workdir, resume_step: int | None):
+    self.path = pathlib.Path(workdir) / METRICS_FILE
+    if self.path.exists():  # Drop lines a crashed run wrote after its last checkpoint.
+      keep = [l for l in self.path.read_text().splitlines()
+              if l.strip() and resume_step is not None and json.loads(l)["step"] <= resume_step]
+      self.path.write_text("".join(l + "\n" for l in keep))
+    self.tb = None
+    try:
+      import tensorboardX  # pylint: disable=g-import-not-at-top
+      self.tb = tensorboardX.SummaryWriter(os.fspath(pathlib.Path(workdir) / "tensorboard"))
+    except ImportError:
+      pass
+
+  def write(self, step: int, metrics: dict[str, float]):
+    with self.path.open("a") as f:
+      f.write(json.dumps({"step": step, **metrics}) + "\n")
+    if self.tb is not None:
+      for k, v in metrics.items():
+        self.tb.add_scalar(k, v, step)
+
+  def close(self):
+    if self.tb is not None:
+      self.tb.close()
+
+
+def save_config(config: ml_collections.ConfigDict, workdir) -> None:
+  path = pathlib.Path(workdir) / CONFIG_FILE
+  tmp = path.with_suffix(".tmp")
+  tmp.write_text(config.to_json_best_effort(indent=2))
+  tmp.replace(path)
+
+
+def load_config(workdir) -> ml_collections.ConfigDict:
+  """The config a run in `workdir` was trained with."""
+  path = pathlib.Path(workdir) / CONFIG_FILE
+  if not path.exists():
+    raise ValueError(f"{path} not found: --workdir must be the folder of a training run")
+  return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True) -> dict:
+  """Train SR-INR as `config` says, resuming from `workdir` if it holds checkpoints.
+
+  Args:
+    config: a training config (see experiments/configs).
+    workdir: output folder (checkpoints, metrics.jsonl, config.json).
+    progress: show a tqdm progress bar.
+
+  Returns:
+    The final train state (a dict of device arrays).
+  """
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  frames, times, names = load_training_frames(config)  # Fails at once on a missing data folder.
+  logging.info("training on %d frames (%s), protocol %s", len(frames), ", ".join(names[:8]), config.data.protocol)
+  spec = example_spec(config, frames)
+  steps, per_epoch = total_steps(config, frames)
+  mesh = make_mesh()
+  if config.data.batch_size % jax.device_count():
+    raise ValueError(f"data.batch_size={config.data.batch_size} must be a multiple of the "
+                     f"{jax.device_count()} devices")
+  dataset = pipeline.training_dataset(frames, spec, batch_size=config.data.batch_size, seed=config.train.seed,
+                                      times=times, num_workers=config.data.num_workers)
+  iterator = iter(dataset)
+  model = srinr.from_config(config.model)
+  tx = make_optimizer(config, per_epoch)
+  probe = next(iter(pipeline.training_dataset(frames, spec, batch_size=1, seed=0)))
+  abstract = jax.eval_shape(lambda: init_state(model, tx, probe, config.train.seed))
+  replicated = NamedSharding(mesh, P())
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
+  manager = checkpoint_manager(workdir, config)
+  state, start = restore_latest(manager, abstract, iterator)
+  if state is None:
+    state = jax.device_put(init_state(model, tx, probe, config.train.seed), replicated)
+    start = 0
+    logging.info("new run in %s: %d steps (%d per epoch)", workdir, steps, per_epoch)
+  else:
+    logging.info("resumed from step %d in %s", start, workdir)
+  save_config(config, workdir)
+  writer = MetricWriter(workdir, start)
+  train_step = make_train_step(model, tx, config.train.loss, mesh)
+  batch_sharding = NamedSharding(mesh, P("data"))
+  pixels_per_step = config.data.batch_size * config.data.pixels_per_frame
+  bar = None
+  if progress:
+    import tqdm  # pylint: disable=g-import-not-at-top
+    bar = tqdm.tqdm(total=steps, initial=start, desc="train", dynamic_ncols=True)
+  last_saved = start
+  tic, tic_step = time.perf_counter(), start
+  try:
+    for step in range(start + 1, steps + 1):
+      batch = next(iterator)
+      batch = {k: jax.make_array_from_process_local_data(batch_sharding, v) for k, v in batch.items()
+               if k != "scale"}
+      state, metrics = train_step(state, batch)
+      loss, gnorm, unorm = (float(metrics[k]) for k in ("loss", "grad_norm", "update_norm"))
+      if not all(math.isfinite(v) for v in (loss, gnorm, unorm)):
+        raise NonFiniteLossError(f"loss={loss} grad_norm={gnorm} update_norm={unorm} at step {step}: stopped. "
+                                 f"The last good checkpoint is step {last_saved} in {manager.directory}")
+      if bar is not None:
+        bar.update(1)
+      if step % config.train.log_every == 0 or step == steps:
+        elapsed = time.perf_counter() - tic
+        record = {"loss": loss, "psnr": float(metrics["psnr"]), "grad_norm": gnorm,
+                  "pixels_per_s": pixels_per_step * (step - tic_step) / max(elapsed, 1e-9)}
+        writer.write(step, record)
+        if bar is not None:
+          bar.set_postfix(loss=f"{loss:.4g}", px_s=f"{record['pixels_per_s']:.3g}")
+        logging.log_every_n_seconds(logging.INFO, "step %d %s", 30, step, record)
+        tic, tic_step = time.perf_counter(), step
+      if step % config.train.checkpoint_every == 0 or step == steps:
+        manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                   data=grain.checkpoint.CheckpointSave(iterator)))
+        last_saved = step
+    manager.wait_until_finished()
+  finally:
+    if bar is not None:
+      bar.close()
+    writer.close()
+    manager.close()
+  return state

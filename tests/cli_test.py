@@ -1,0 +1,84 @@
+"""Tests for the upscale and evaluate entry points on a briefly trained run."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import skimage.data
+
+from experiments.configs import srinr_demo, srinr_set5
+from inrsr import evaluation, inference, training
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("run")
+  c = srinr_demo.get_config("small")
+  c.train.update(steps=6, checkpoint_every=3)
+  training.train_and_evaluate(c, workdir, progress=False)
+  return workdir
+
+
+def test_upscale_cli_on_real_image(run_dir, tmp_path):
+  src = tmp_path / "in.png"
+  iio.imwrite(src, skimage.data.chelsea()[100:150, 200:270])  # 70 x 50
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  for args, shape in ((["--scale=2.5"], (125, 175, 3)), (["--size=101x33"], (33, 101, 3))):
+    out = tmp_path / "out.png"
+    subprocess.run([sys.executable, "-m", "experiments.upscale", f"--workdir={run_dir}", f"--input={src}",
+                    f"--output={out}", "--progress=false", *args], cwd=REPO, env=env, check=True,
+                   capture_output=True)
+    assert iio.imread(out).shape == shape
+  folder = tmp_path / "many"
+  folder.mkdir()
+  iio.imwrite(folder / "a.png", skimage.data.coffee()[:20, :30])
+  iio.imwrite(folder / "b.jpg", skimage.data.rocket()[:16, :16])
+  written = inference.upscale_paths(run_dir, folder, tmp_path / "outs", scale=2, progress=False)
+  assert sorted(pathlib.Path(p).name for p in written) == ["a.png", "b.png"]
+  assert iio.imread(tmp_path / "outs" / "b.png").shape == (32, 32, 3)
+
+
+def test_chunking_gives_the_same_output_as_one_pass(run_dir):
+  model, params, _, _ = evaluation.restore_model(run_dir)
+  lr = skimage.data.astronaut()[::16, ::16][:20, :24] / 255.0
+  one = inference.upscale(model, params, lr, 61, 77)
+  chunked = inference.upscale(model, params, lr, 61, 77, chunk=1000)
+  assert one.shape == (61, 77, 3) and one.min() >= 0 and one.max() <= 1
+  np.testing.assert_allclose(chunked, one, atol=1e-6)
+
+
+@pytest.mark.parametrize("kw,match", [(dict(scale=0.0), "scale"), (dict(scale=float("nan")), "scale"),
+                                      (dict(size="12by4"), "WIDTHxHEIGHT"), (dict(), "exactly one")])
+def test_upscale_bad_arguments(kw, match):
+  with pytest.raises(ValueError, match=match):
+    inference.output_size((10, 10, 3), kw.get("scale"), kw.get("size"))
+
+
+def test_evaluate_writes_json_table_and_plot(run_dir):
+  results = evaluation.evaluate_run(run_dir, scales=(2.0, 3.5), progress=False)
+  assert set(results["protocols"]) == {"fit", "heldout"}
+  cell = results["protocols"]["fit"]["3.5"]["benchmark"]
+  assert set(cell["per_image"]) == {"astronaut", "coffee"}
+  assert cell["bicubic"]["psnr"] == pytest.approx(np.mean([r["bicubic"]["psnr"] for r in cell["per_image"].values()]))
+  assert json.loads((run_dir / "results.json").read_text())["step"] == 6
+  table = (run_dir / "results.md").read_text()
+  assert "| benchmark | SR-INR |" in table and "x3.5" in table
+  assert iio.imread(run_dir / "psnr_vs_scale.png").ndim == 3
+
+
+def test_evaluate_on_set5(shared_data, tmp_path):
+  c = srinr_set5.get_config("small")
+  c.data.root = str(shared_data / "Set5")
+  c.train.update(steps=2, checkpoint_every=2)
+  training.train_and_evaluate(c, tmp_path, progress=False)
+  results = evaluation.evaluate_run(tmp_path, scales=(4.0, 7.5), progress=False)
+  assert results["num_images"] == {"fit": 2}
+  assert set(results["protocols"]["fit"]["7.5"]["benchmark"]["per_image"]) == {"baby.png", "bird.png"}
+  assert (tmp_path / "results.md").exists() and (tmp_path / "psnr_vs_scale.png").exists()

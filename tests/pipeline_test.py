@@ -1,0 +1,98 @@
+"""Tests for the Grain training pipeline: determinism, resumable iterator state, and the degradation rule."""
+
+import numpy as np
+import pytest
+
+from inrsr import coords, resize
+from inrsr.data import images, pipeline
+
+
+@pytest.fixture(scope="module")
+def frames():
+  return [images.center_crop(images.bundled_image(n), 96) for n in ("astronaut", "coffee")] + [
+      images.bundled_image("chelsea")[:80, :120]]
+
+
+def _spec(frames, **kw):
+  args = dict(scale_min=4.0, scale_max=4.0, pixels=64, crop=0, augment=False)
+  args.update(kw)
+  return pipeline.ExampleSpec(**args, lr_pad=pipeline.lr_pad_shape(frames, args["scale_min"], args["crop"]))
+
+
+def _take(ds, n):
+  it = iter(ds)
+  return [next(it) for _ in range(n)]
+
+
+def test_same_seed_same_batches_other_seed_other_batches(frames):
+  spec = _spec(frames, scale_max=8.0)
+  a = _take(pipeline.training_dataset(frames, spec, batch_size=2, seed=3), 4)
+  b = _take(pipeline.training_dataset(frames, spec, batch_size=2, seed=3), 4)
+  c = _take(pipeline.training_dataset(frames, spec, batch_size=2, seed=4), 4)
+  for x, y in zip(a, b):
+    for k in x:
+      np.testing.assert_array_equal(x[k], y[k])
+  assert any(not np.array_equal(x["coords"], y["coords"]) for x, y in zip(a, c))
+
+
+def test_iterator_state_resumes_exactly(frames):
+  it = iter(pipeline.training_dataset(frames, _spec(frames), batch_size=2, seed=0))
+  next(it)
+  state = it.get_state()
+  want = [next(it) for _ in range(3)]
+  it2 = iter(pipeline.training_dataset(frames, _spec(frames), batch_size=2, seed=0))
+  it2.set_state(state)
+  for w in want:
+    np.testing.assert_array_equal(next(it2)["rgb"], w["rgb"])
+
+
+def test_pairs_obey_degradation_rule(frames):
+  spec = _spec(frames)
+  batch = _take(pipeline.training_dataset(frames, spec, batch_size=3, seed=1), 1)[0]
+  assert batch["lr"].shape == (3,) + spec.lr_pad + (3,)
+  for b in range(3):
+    h, w = batch["lr_size"][b]
+    # Identify the frame by its LR, which must be exactly the mod-cropped bicubic downsampling.
+    matches = [f for f in frames if resize.downsample(f, 4.0)[0].shape[:2] == (h, w)
+               and np.allclose(resize.downsample(f, 4.0)[0], batch["lr"][b, :h, :w], atol=1e-6)]
+    assert len(matches) == 1
+    lr, hr = resize.downsample(matches[0], 4.0)
+    # Padding repeats the edge.
+    np.testing.assert_array_equal(batch["lr"][b, h:, :w], np.broadcast_to(lr[-1:], batch["lr"][b, h:, :w].shape))
+    # Each coordinate is an HR pixel centre of the cropped HR, and rgb is that pixel.
+    xs, ys = batch["coords"][b, :, 0], batch["coords"][b, :, 1]
+    cols = np.round(((xs + 1) * hr.shape[1] - 1) / 2).astype(int)
+    rows = np.round(((ys + 1) * hr.shape[0] - 1) / 2).astype(int)
+    np.testing.assert_allclose(coords.pixel_coords(rows, cols, *hr.shape[:2]), batch["coords"][b], atol=1e-6)
+    np.testing.assert_array_equal(batch["rgb"][b], hr[rows, cols])
+    assert len(set(zip(rows, cols))) == spec.pixels  # without replacement
+
+
+def test_internal_protocol_never_sees_hr(frames):
+  lr_frames = pipeline.internal_frames(frames, 2.0)
+  for f, l in zip(frames, lr_frames):
+    np.testing.assert_allclose(l, resize.downsample(f, 2.0)[0])
+  spec = _spec(lr_frames, scale_min=2.0, scale_max=2.0)
+  batch = _take(pipeline.training_dataset(lr_frames, spec, batch_size=2, seed=0), 1)[0]
+  assert batch["lr"].shape[1:3] == (40, 60)  # LR of the LR: the largest frame is 80 x 120 / 2
+
+
+def test_crops_and_augmentation_shapes(frames):
+  spec = _spec(frames, crop=48, augment=True, scale_max=6.0)
+  batch = _take(pipeline.training_dataset(frames, spec, batch_size=3, seed=0), 2)[1]
+  assert batch["lr"].shape == (3, 12, 12, 3)
+  assert np.all(batch["lr_size"] <= 12) and np.all(batch["scale"] >= 4.0) and np.all(batch["scale"] <= 6.0)
+
+
+@pytest.mark.parametrize("kw,match", [(dict(scale_min=0.0, scale_max=0.0), "scale_min"),
+                                      (dict(scale_min=float("nan"), scale_max=2.0), "scale_min"),
+                                      (dict(pixels=0), "pixels_per_frame")])
+def test_bad_spec(frames, kw, match):
+  with pytest.raises(ValueError, match=match):
+    _spec(frames, **kw)
+
+
+def test_frame_smaller_than_crop_is_an_error(frames):
+  spec = _spec(frames, crop=200)
+  with pytest.raises(ValueError, match="smaller than the crop"):
+    pipeline.make_example(frames[0], 0.0, spec, np.random.default_rng(0))
