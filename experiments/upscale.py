@@ -1,6 +1,8 @@
 r"""Upscale with a trained run: `python -m experiments.upscale --workdir=DIR --input=a.png --scale=7.5 --output=b.png`.
 
 --size=WxH instead of --scale sets the output size; --input may be a folder (then --output is a folder).
+Video: --input=clip.mp4 (or a GIF, or a frame folder with --clip) and --output=out.mp4 or a folder of frames;
+frame k of T is queried at t = -1 + (2k + 1) / T, as in training.
 Inference runs in chunks of query points, so memory stays bounded whatever the output size.
 """
 
@@ -14,6 +16,7 @@ _INPUT = flags.DEFINE_string("input", None, "Image file or folder of images.")
 _OUTPUT = flags.DEFINE_string("output", None, "Output file (or folder for a folder input).")
 _SCALE = flags.DEFINE_float("scale", None, "Output size = input size x scale.")
 _SIZE = flags.DEFINE_string("size", None, "Output size WIDTHxHEIGHT (instead of --scale).")
+_CLIP = flags.DEFINE_bool("clip", False, "Treat an input folder as the frames of one clip.")
 _CHUNK = flags.DEFINE_integer("chunk", 65536, "Query points per inference call (bounds memory).")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
 
@@ -22,7 +25,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   for path in inference.upscale_paths(_WORKDIR.value, _INPUT.value, _OUTPUT.value, scale=_SCALE.value,
-                                      size=_SIZE.value, chunk=_CHUNK.value, progress=_PROGRESS.value):
+                                      size=_SIZE.value, clip=_CLIP.value, chunk=_CHUNK.value, progress=_PROGRESS.value):
     print(path)
 
 

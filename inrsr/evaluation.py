@@ -17,7 +17,7 @@ import numpy as np
 from absl import logging
 
 from inrsr import inference, metrics, resize
-from inrsr.data import images
+from inrsr.data import video
 from inrsr.models import srinr
 from inrsr import training
 
@@ -42,62 +42,111 @@ def restore_model(workdir) -> tuple[srinr.SRINR, dict, ml_collections.ConfigDict
   return model, state["params"], config, step
 
 
-def evaluation_sets(config: ml_collections.ConfigDict) -> dict[str, list[tuple[str, np.ndarray]]]:
-  """Named protocol -> list of (name, HR image) the run can be evaluated on."""
-  d = config.data
-  train_items = images.load_images(d.source, names=tuple(d.names), root=d.root, limit=d.limit,
-                                   center_crop_size=d.center_crop, hr_size=d.hr_size, setting="data")
-  sets = {d.protocol: train_items}
-  h = config.eval.heldout
-  if h.source:
-    sets["heldout"] = images.load_images(h.source, names=tuple(h.names), root=h.root, limit=h.limit,
-                                         center_crop_size=h.center_crop, hr_size=h.hr_size,
-                                         setting="eval.heldout")
+def evaluation_sets(config: ml_collections.ConfigDict) -> dict[str, list[tuple[str, np.ndarray, float]]]:
+  """Named protocol -> list of (name, HR image, t) the run can be evaluated on.
+
+  The frames of a `fit` or `internal` run keep the time coordinate they were trained at
+  (`training.image_times`); `heldout` images are at t = 0.
+  """
+  train_items = training.load_section(config.data, "data")
+  times = training.image_times(config, len(train_items))
+  sets = {config.data.protocol: [(n, im, t) for (n, im), t in zip(train_items, times)]}
+  if config.eval.heldout.source:
+    sets["heldout"] = [(n, im, 0.0) for n, im in training.load_section(config.eval.heldout, "eval.heldout")]
   return sets
 
 
-def evaluate_images(model, params, items, scales, metric_names, *, chunk: int = 65536,
-                    progress: bool = False) -> dict:
-  """PSNR/SSIM of the model and of bicubic on `items` at each scale and metric protocol.
+def _cell(pred, bic, hr, metric, scale):
+  kw = metrics.protocol_kwargs(metric, scale)
+  return {"model": {"psnr": metrics.psnr(pred, hr, **kw), "ssim": metrics.ssim(pred, hr, **kw)},
+          "bicubic": {"psnr": metrics.psnr(bic, hr, **kw), "ssim": metrics.ssim(bic, hr, **kw)}}
+
+
+def evaluate_images(model, params, items, scales, metric_names, *, noise=None, temporal: bool = False,
+                    chunk: int = 65536, progress: bool = False, seed: int = 0) -> dict:
+  """PSNR/SSIM of the model and of bicubic on `items` ((name, HR, t) triples) at each scale and metric.
+
+  Args:
+    model, params: the trained model.
+    items: (name, HR frame, t) triples (the frames of a clip in order when `temporal`).
+    scales: SR scales.
+    metric_names: `inrsr.metrics` protocols.
+    noise: optional (kind, level) added to every LR input (`video.add_noise`), seeded per frame.
+    temporal: also report `video.temporal_error` over the items as one clip.
+    chunk: query points per inference call.
+    progress: progress bars.
+    seed: noise seed.
 
   Returns:
-    {str(scale): {metric: {"model": {"psnr", "ssim"}, "bicubic": {...}, "per_image": {name: {...}}}}}
+    {str(scale): {metric: {"model": {"psnr", "ssim"}, "bicubic": {...}, "per_image": {name: {...}}},
+                  ["temporal": {"model": rmse, "bicubic": rmse}]}}
   """
   out = {}
   for scale in scales:
     per_scale = {m: {"per_image": {}} for m in metric_names}
-    for name, hr in items:
+    preds, bics, gts = [], [], []
+    for i, (name, hr, t) in enumerate(items):
       lr, hr_c = resize.downsample(hr, scale)
-      pred = inference.upscale(model, params, lr, hr_c.shape[0], hr_c.shape[1], chunk=chunk, progress=progress)
+      if noise:
+        lr = video.add_noise(lr, noise[0], noise[1], np.random.default_rng([seed, i]))
+      pred = inference.upscale(model, params, lr, hr_c.shape[0], hr_c.shape[1], t=t, chunk=chunk,
+                               progress=progress)
       bic = np.clip(resize.resize(lr, hr_c.shape[0], hr_c.shape[1]), 0, 1)
       for m in metric_names:
-        kw = metrics.protocol_kwargs(m, scale)
-        per_scale[m]["per_image"][name] = {
-            "model": {"psnr": metrics.psnr(pred, hr_c, **kw), "ssim": metrics.ssim(pred, hr_c, **kw)},
-            "bicubic": {"psnr": metrics.psnr(bic, hr_c, **kw), "ssim": metrics.ssim(bic, hr_c, **kw)}}
+        per_scale[m]["per_image"][name] = _cell(pred, bic, hr_c, m, scale)
+      if temporal:
+        preds.append(pred)
+        bics.append(bic)
+        gts.append(hr_c)
     for m in metric_names:
       rows = per_scale[m]["per_image"].values()
       for method in ("model", "bicubic"):
         per_scale[m][method] = {k: float(np.mean([r[method][k] for r in rows])) for k in ("psnr", "ssim")}
+    if temporal:
+      per_scale["temporal"] = {"model": video.temporal_error(preds, gts), "bicubic": video.temporal_error(bics, gts)}
     out[f"{scale:g}"] = per_scale
-    logging.info("x%g: %s", scale, {m: per_scale[m]["model"] for m in metric_names})
+    logging.info("x%g%s: %s", scale, f" {noise}" if noise else "",
+                 {m: per_scale[m]["model"] for m in metric_names})
   return out
 
 
+def _metric_names(by_scale) -> list[str]:
+  return [m for m in next(iter(by_scale.values())) if m != "temporal"]
+
+
+def _method_name(method: str) -> str:
+  return "SR-INR" if method == "model" else "bicubic"
+
+
 def markdown_table(results: dict) -> str:
-  """A Markdown table: one row per protocol, metric and method; PSNR / SSIM per scale."""
+  """Markdown tables: PSNR / SSIM per protocol, metric, method and scale (the shape of the papers' Table 1);
+  temporal error for clips; zero-shot denoising cells (the shape of VR-INR's Tables 2 and 6)."""
   lines = []
   for protocol, by_scale in results["protocols"].items():
     scales = list(by_scale)
-    metric_names = list(next(iter(by_scale.values())))
-    lines.append(f"### protocol `{protocol}` ({results['num_images'][protocol]} images, step {results['step']})\n")
+    lines.append(f"### protocol `{protocol}` ({results['num_images'][protocol]} frames, step {results['step']})\n")
     lines.append("| metric | method | " + " | ".join(f"x{s}" for s in scales) + " |")
     lines.append("|---|---|" + "---|" * len(scales))
-    for m in metric_names:
+    for m in _metric_names(by_scale):
       for method in ("model", "bicubic"):
         cells = [f"{by_scale[s][m][method]['psnr']:.2f} / {by_scale[s][m][method]['ssim']:.4f}" for s in scales]
-        lines.append(f"| {m} | {'SR-INR' if method == 'model' else 'bicubic'} | " + " | ".join(cells) + " |")
+        lines.append(f"| {m} | {_method_name(method)} | " + " | ".join(cells) + " |")
+    if "temporal" in by_scale[scales[0]]:
+      for method in ("model", "bicubic"):
+        cells = [f"{by_scale[s]['temporal'][method]:.4f}" for s in scales]
+        lines.append(f"| temporal RMSE (lower is better) | {_method_name(method)} | " + " | ".join(cells) + " |")
     lines.append("")
+    noisy = results.get("noise", {}).get(protocol)
+    if noisy:
+      cols = [(n, s) for n, by in noisy.items() for s in by]
+      lines.append(f"Zero-shot denoising, protocol `{protocol}` (noise added to the LR input only):\n")
+      lines.append("| metric | method | " + " | ".join(f"{n} x{s}" for n, s in cols) + " |")
+      lines.append("|---|---|" + "---|" * len(cols))
+      for m in _metric_names(next(iter(noisy.values()))):
+        for method in ("model", "bicubic"):
+          cells = [f"{noisy[n][s][m][method]['psnr']:.2f} / {noisy[n][s][m][method]['ssim']:.4f}" for n, s in cols]
+          lines.append(f"| {m} | {_method_name(method)} | " + " | ".join(cells) + " |")
+      lines.append("")
   return "\n".join(lines) + "\nCells: PSNR (dB) / SSIM.\n"
 
 
@@ -110,9 +159,9 @@ def plot_psnr(results: dict, path) -> None:
   fig, ax = plt.subplots(figsize=(6, 4))
   for protocol, by_scale in results["protocols"].items():
     scales = sorted(by_scale, key=float)
-    m = list(next(iter(by_scale.values())))[0]
+    m = _metric_names(by_scale)[0]
     for method, style in (("model", "-o"), ("bicubic", "--s")):
-      label = f"{'SR-INR' if method == 'model' else 'bicubic'} ({protocol}, {m})"
+      label = f"{_method_name(method)} ({protocol}, {m})"
       ax.plot([float(s) for s in scales], [by_scale[s][m][method]["psnr"] for s in scales], style, label=label)
   ax.set_xscale("log", base=2)
   ax.set_xlabel("scale")
@@ -141,10 +190,18 @@ def evaluate_run(workdir, *, scales=None, progress: bool = True) -> dict:
   sets = evaluation_sets(config)
   results = {"step": step, "scales": list(scales), "metrics": list(config.eval.metrics),
              "num_images": {p: len(v) for p, v in sets.items()}, "protocols": {}}
+  e = config.eval
+  metric_names = tuple(e.metrics)
+  temporal = bool(e.get("temporal", False))
   for protocol, items in sets.items():
-    logging.info("evaluating protocol %s on %d images", protocol, len(items))
-    results["protocols"][protocol] = evaluate_images(model, params, items, scales, tuple(config.eval.metrics),
-                                                     chunk=config.eval.chunk, progress=progress)
+    logging.info("evaluating protocol %s on %d frames", protocol, len(items))
+    results["protocols"][protocol] = evaluate_images(model, params, items, scales, metric_names,
+                                                     temporal=temporal, chunk=e.chunk, progress=progress)
+    for kind, level in e.get("noise", ()):
+      name = f"{kind} sigma={level:g}" if kind == "gaussian" else f"{kind}" + (f" peak={level:g}" if level else "")
+      results.setdefault("noise", {}).setdefault(protocol, {})[name] = evaluate_images(
+          model, params, items, tuple(float(s) for s in e.noise_scales), metric_names, noise=(kind, level),
+          chunk=e.chunk, progress=progress)
   (workdir / RESULTS_JSON).write_text(json.dumps(results, indent=1))
   (workdir / RESULTS_MD).write_text(markdown_table(results))
   plot_psnr(results, workdir / RESULTS_PNG)

@@ -79,43 +79,71 @@ def output_size(lr_shape, scale: float | None, size: str | None) -> tuple[int, i
 
 
 def upscale_paths(workdir, input_path, output_path, *, scale: float | None = None, size: str | None = None,
-                  chunk: int = 65536, progress: bool = True) -> list[str]:
-  """Upscale an image file, or every image in a folder, with the latest checkpoint of a run.
+                  clip: bool = False, chunk: int = 65536, progress: bool = True) -> list[str]:
+  """Upscale an image, a folder of images, or a clip, with the latest checkpoint of a run.
 
   Args:
     workdir: the training run's folder.
-    input_path: an image file or a folder of images.
-    output_path: the output file (for a file input) or folder (for a folder input; created).
+    input_path: an image file, a folder of images, a video file (.mp4, .gif, ...), or (with `clip`) a folder
+      of frames.
+    output_path: for an image, the output file; for a folder of images, a folder; for a clip, a video file
+      (by its suffix) or a folder that receives 00000000.png, 00000001.png, ...
     scale: output = round(input size * scale); or
     size: 'WxH' output size.
+    clip: treat a folder as the frames of one clip (frame k of T at t = -1 + (2k + 1) / T).
     chunk: query points per inference call.
     progress: progress bars.
 
   Returns:
-    The paths written (8-bit PNG or whatever the output suffix says).
+    The paths written.
   """
   import pathlib  # pylint: disable=g-import-not-at-top
 
   import imageio.v3 as iio  # pylint: disable=g-import-not-at-top
 
   from inrsr import evaluation  # pylint: disable=g-import-not-at-top
-  from inrsr.data import images  # pylint: disable=g-import-not-at-top
+  from inrsr.data import images, video  # pylint: disable=g-import-not-at-top
 
   src, dst = pathlib.Path(input_path), pathlib.Path(output_path)
+  is_video = src.is_file() and src.suffix.lower() in video.VIDEO_EXTENSIONS
+  if not src.exists():
+    raise ValueError(f"--input={src} does not exist")
+  model, params, _, _ = evaluation.restore_model(workdir)
+  to_uint8 = lambda x: np.round(x * 255.0).astype(np.uint8)
+  if is_video or (clip and src.is_dir()):
+    frames, _ = video.load_video_file(src) if is_video else video.load_frame_folder(src, setting="--input")
+    times = coords.time_coords(len(frames))
+    h, w = output_size(frames[0].shape, scale, size)
+    seq = range(len(frames))
+    if progress:
+      import tqdm  # pylint: disable=g-import-not-at-top
+      seq = tqdm.tqdm(seq, desc=f"frames -> {w}x{h}")
+    out_frames = [to_uint8(upscale(model, params, frames[k], h, w, t=float(times[k]), chunk=chunk)) for k in seq]
+    if dst.suffix.lower() in video.VIDEO_EXTENSIONS:
+      dst.parent.mkdir(parents=True, exist_ok=True)
+      try:
+        iio.imwrite(dst, np.stack(out_frames), **({"loop": 0} if dst.suffix.lower() == ".gif" else {}))
+      except Exception as e:  # imageio raises many types; MP4 without a plugin is one of them.
+        raise ValueError(f"{dst}: cannot write video ({type(e).__name__}: {e}); install the `video` extra for "
+                         "MP4, or give a folder to receive PNG frames") from e
+      return [str(dst)]
+    dst.mkdir(parents=True, exist_ok=True)
+    written = []
+    for k, f in enumerate(out_frames):
+      iio.imwrite(dst / f"{k:08d}.png", f)
+      written.append(str(dst / f"{k:08d}.png"))
+    return written
   if src.is_dir():
     pairs = [(p, dst / (p.stem + ".png")) for p in images.list_images(src, "--input")]
     dst.mkdir(parents=True, exist_ok=True)
-  elif src.exists():
-    pairs = [(src, dst)]
   else:
-    raise ValueError(f"--input={src} does not exist")
-  model, params, _, _ = evaluation.restore_model(workdir)
+    pairs = [(src, dst)]
   written = []
   for inp, out in pairs:
     lr = images.load_image(inp)
     h, w = output_size(lr.shape, scale, size)
     hr = upscale(model, params, lr, h, w, chunk=chunk, progress=progress)
     out.parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(out, np.round(hr * 255.0).astype(np.uint8))
+    iio.imwrite(out, to_uint8(hr))
     written.append(str(out))
   return written

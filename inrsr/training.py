@@ -47,11 +47,17 @@ def make_mesh() -> jax.sharding.Mesh:
   return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
 
 
+def load_section(section: ml_collections.ConfigDict, setting: str) -> list[tuple[str, np.ndarray]]:
+  """(name, HR frame) pairs of a config's data section (`data` or `eval.heldout`)."""
+  return images.load_images(section.source, names=tuple(section.names), root=section.root, limit=section.limit,
+                            center_crop_size=section.center_crop, hr_size=section.hr_size, setting=setting,
+                            start=section.get("start_frame", 0))
+
+
 def load_training_frames(config: ml_collections.ConfigDict) -> tuple[list[np.ndarray], list[float], list[str]]:
   """HR frames the run trains on (after the protocol's transformation), their t, and their names."""
   d = config.data
-  items = images.load_images(d.source, names=tuple(d.names), root=d.root, limit=d.limit,
-                             center_crop_size=d.center_crop, hr_size=d.hr_size, setting="data")
+  items = load_section(d, "data")
   names = [n for n, _ in items]
   frames = [im for _, im in items]
   if d.protocol == "internal":
@@ -129,8 +135,8 @@ def make_train_step(model, tx, loss_name: str, mesh):
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     mse = jnp.mean(jnp.square(jnp.clip(pred, 0.0, 1.0) - batch["rgb"]))
-    metrics = {"loss": loss, "psnr": -10.0 * jnp.log10(mse), "grad_norm": optax.global_norm(grads),
-               "update_norm": optax.global_norm(updates)}
+    metrics = {"loss": loss, "psnr": -10.0 * jnp.log10(mse), "grad_norm": optax.tree.norm(grads),
+               "update_norm": optax.tree.norm(updates)}
     return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
 
   return jax.jit(step, in_shardings=(replicated, batched), out_shardings=(replicated, replicated),

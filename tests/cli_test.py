@@ -73,6 +73,13 @@ def test_evaluate_writes_json_table_and_plot(run_dir):
   assert iio.imread(run_dir / "psnr_vs_scale.png").ndim == 3
 
 
+def test_evaluation_uses_each_training_image_time(run_dir):
+  config = training.load_config(run_dir)
+  sets = evaluation.evaluation_sets(config)
+  assert [t for _, _, t in sets["fit"]] == training.image_times(config, 2) == [-0.5, 0.5]
+  assert [t for _, _, t in sets["heldout"]] == [0.0]
+
+
 def test_evaluate_on_set5(shared_data, tmp_path):
   c = srinr_set5.get_config("small")
   c.data.root = str(shared_data / "Set5")

@@ -3,12 +3,12 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 import skimage.data
 
+import fitting
 from hashgrid_reference_test import brute_force_indices
-from inrsr import coords, encoding, losses, metrics, resize
+from inrsr import coords, encoding, metrics, resize
 from inrsr.models import srinr
 
 SMALL = dict(num_levels=3, log2_table_size=10, n_min=4, n_max=16)
@@ -110,22 +110,8 @@ def test_fit_beats_bicubic_on_real_photo():
   bicubic = metrics.psnr(np.clip(resize.resize(lr, h, w), 0, 1), hr)
   model = srinr.SRINR(num_levels=6, log2_table_size=15, n_min=16, n_max=96)
   grid = jnp.asarray(coords.coord_grid(h, w).reshape(1, -1, 3))
-  target = jnp.asarray(hr.reshape(1, -1, 3))
   lr_j = jnp.asarray(lr[None])
-  params = model.init(jax.random.key(0), lr_j, grid[:, :4])
-  opt = optax.adam(1e-2)
-  state = opt.init(params)
-
-  @jax.jit
-  def step(params, state, key):
-    idx = jax.random.randint(key, (2048,), 0, h * w)
-    loss, g = jax.value_and_grad(lambda p: losses.pea_loss(model.apply(p, lr_j, grid[:, idx]),
-                                                           target[:, idx]))(params)
-    updates, state = opt.update(g, state, params)
-    return optax.apply_updates(params, updates), state, loss
-
-  for i in range(300):
-    params, state, _ = step(params, state, jax.random.key(i))
+  params = fitting.fit(model, lr_j, grid, hr.reshape(1, -1, 3), steps=300, pixels=2048)
   pred = np.clip(np.asarray(model.apply(params, lr_j, grid)).reshape(h, w, 3), 0, 1)
   fitted = metrics.psnr(pred, hr)
   print(f"fit PSNR {fitted:.2f} dB vs bicubic {bicubic:.2f} dB")

@@ -10,10 +10,11 @@ def base() -> ml_collections.ConfigDict:
       num_levels=12, features=2, log2_table_size=24, n_min=16, n_max=128, patch_size=5, code_dim=3, hidden=64,
       weight_norm="none", top_down_attention=True, output_activation="none", kernel_impl="auto"))
   c.data = ml_collections.ConfigDict(dict(
-      source="folder",  # "bundled" (scikit-image photographs) or "folder".
+      source="folder",  # "bundled", "folder", or a clip: "frames", "video", "bundled_clip".
       names=(),  # bundled photograph names.
       root="",  # image folder; $INRSR_DATA_DIR expands (default ../shared/data).
-      limit=0,  # first N images (0 = all).
+      limit=0,  # first N images or frames (0 = all).
+      start_frame=0,  # clips: first frame.
       center_crop=0,  # central crop before resizing (0 = none).
       hr_size=0,  # resize HR to hr_size x hr_size (0 = native size).
       image_time="index",  # t of training image k of K: "index" (-1 + (2k + 1) / K) or "zero".
@@ -35,7 +36,11 @@ def base() -> ml_collections.ConfigDict:
       scales=(2.0, 2.5, 4.0, 8.0, 16.0, 32.0),
       metrics=("full",),  # any of "div2k", "benchmark", "full".
       chunk=65536,  # query points per inference call.
-      heldout=ml_collections.ConfigDict(dict(source="", names=(), root="", limit=0, center_crop=0, hr_size=0)),
+      noise=(),  # zero-shot denoising cells, e.g. (("gaussian", 30.0), ("poisson", 0.0)) (see video.add_noise).
+      noise_scales=(4.0, 8.0),  # scales at which the noise cells are evaluated.
+      temporal=False,  # clips: temporal-consistency error of frame-to-frame differences.
+      heldout=ml_collections.ConfigDict(dict(source="", names=(), root="", limit=0, start_frame=0, center_crop=0,
+                                             hr_size=0)),
   ))
   return c
 
@@ -47,3 +52,40 @@ def shrink(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.train.update(steps=20, log_every=5, checkpoint_every=10)
   c.eval.scales = (2.0, 4.0)
   return c
+
+
+def parse_arg(arg, name: str, choices=()) -> tuple[set[str], str | None]:
+  """Split a config argument `a,b,...` into known flags (`small`, `cpu`) and at most one choice.
+
+  Args:
+    arg: the text after `NAME:` (or None).
+    name: the config's name, for errors.
+    choices: allowed choice tokens (e.g. clip names).
+
+  Returns:
+    (flags, choice).
+  """
+  tokens = [t for t in (arg or "").split(",") if t]
+  flags = {t for t in tokens if t in ("small", "cpu")}
+  rest = [t for t in tokens if t not in flags]
+  if len(rest) > 1 or (rest and rest[0] not in choices):
+    raise ValueError(f"{name}: unknown argument {arg!r}; expected comma-separated 'small', 'cpu'"
+                     + (f" and one of {tuple(choices)}" if choices else ""))
+  return flags, (rest[0] if rest else None)
+
+
+def cpu_model(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A model and schedule that train in minutes on a CPU (8 levels, T = 2^18, Adam 5e-3 halved every 40 epochs)."""
+  c.model.update(num_levels=8, log2_table_size=18, n_min=16, n_max=128)
+  c.train.update(learning_rate=5e-3, decay_epochs=40)
+  return c
+
+
+def finish(c: ml_collections.ConfigDict, arg, name: str, choices=()) -> tuple[ml_collections.ConfigDict, str | None]:
+  """Apply the `small` / `cpu` flags of a config argument; returns the config and the choice token."""
+  flags, choice = parse_arg(arg, name, choices)
+  if "cpu" in flags:
+    cpu_model(c)
+  if "small" in flags:
+    shrink(c)
+  return c, choice

@@ -14,8 +14,4 @@ def get_config(arg=None):
   c = common.base()
   c.data.update(source="folder", root="$INRSR_DATA_DIR/CelebA-HQ", hr_size=512, scale=32.0)
   c.eval.update(scales=(2.0, 2.5, 4.0, 8.0, 16.0, 32.0), metrics=("full", "benchmark"))
-  if arg == "small":
-    common.shrink(c)
-  elif arg:
-    raise ValueError(f"srinr_celeba: unknown argument {arg!r} (expected 'small' or none)")
-  return c
+  return common.finish(c, arg, "srinr_celeba")[0]

@@ -14,8 +14,4 @@ def get_config(arg=None):
   c.data.update(source="folder", root="$INRSR_DATA_DIR/CelebA-HQ", limit=100, hr_size=128, scale=32.0,
                 pixels_per_frame=2048)
   c.eval.update(scales=(2.0, 2.5, 4.0, 8.0, 16.0, 32.0), metrics=("full",))
-  if arg == "small":
-    common.shrink(c)
-  elif arg:
-    raise ValueError(f"srinr_celeba_ablation: unknown argument {arg!r} (expected 'small' or none)")
-  return c
+  return common.finish(c, arg, "srinr_celeba_ablation")[0]

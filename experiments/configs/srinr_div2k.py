@@ -14,8 +14,4 @@ def get_config(arg=None):
   c = common.base()
   c.data.update(source="folder", root="$INRSR_DATA_DIR/DIV2K_valid_downscaled512", scale=32.0)
   c.eval.update(metrics=("div2k",))
-  if arg == "small":
-    common.shrink(c)
-  elif arg:
-    raise ValueError(f"srinr_div2k: unknown argument {arg!r} (expected 'small' or none)")
-  return c
+  return common.finish(c, arg, "srinr_div2k")[0]

@@ -8,12 +8,13 @@ Data: $INRSR_DATA_DIR/Set5 (default ../shared/data/Set5).
 from experiments.configs import common
 
 
-def get_config(arg=None):
+def benchmark_set(name: str, folder: str, batch_size: int, arg=None):
+  """A classic SR test set at native size, x32, `fit`, metric `benchmark`."""
   c = common.base()
-  c.data.update(source="folder", root="$INRSR_DATA_DIR/Set5", scale=32.0, batch_size=5)
+  c.data.update(source="folder", root=f"$INRSR_DATA_DIR/{folder}", scale=32.0, batch_size=batch_size)
   c.eval.update(metrics=("benchmark",))
-  if arg == "small":
-    common.shrink(c)
-  elif arg:
-    raise ValueError(f"srinr_set5: unknown argument {arg!r} (expected 'small' or none)")
-  return c
+  return common.finish(c, arg, name)[0]
+
+
+def get_config(arg=None):
+  return benchmark_set("srinr_set5", "Set5", 5, arg)

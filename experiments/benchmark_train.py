@@ -1,0 +1,35 @@
+r"""Training throughput (HR pixels/s per step) and compiled peak memory of a config.
+
+  python -m experiments.benchmark_train --config=srinr_demo --steps=20
+  python -m experiments.benchmark_train --config=srinr_celeba --config.data.batch_size=8
+
+Prints one Markdown row for BENCHMARKS.md.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from experiments import configs
+from inrsr import benchmarking
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config NAME or path.", lock_config=True)
+_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps.")
+_WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps first.")
+
+
+def main(argv):
+  del argv
+  r = benchmarking.train_throughput(_CONFIG.value, steps=_STEPS.value, warmup=_WARMUP.value)
+  peak = "n/a" if r["peak_bytes"] is None else f"{r['peak_bytes'] / 1e9:.3f}"
+  print("| config | device | B x P | step ms | HR pixels/s | peak GB |")
+  print("|---|---|---|---|---|---|")
+  print(f"| {sys.argv[1] if len(sys.argv) > 1 else ''} | {r['device']} | {r['pixels_per_step']} | "
+        f"{r['step_ms']:.1f} | {r['pixels_per_s']:.4g} | {peak} |")
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config"])
+  app.run(main, argv=configs.resolve_argv(sys.argv))
