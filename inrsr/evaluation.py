@@ -157,13 +157,16 @@ def plot_psnr(results: dict, path) -> None:
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
   fig, ax = plt.subplots(figsize=(6, 4))
-  for protocol, by_scale in results["protocols"].items():
+  for i, (protocol, by_scale) in enumerate(results["protocols"].items()):
     scales = sorted(by_scale, key=float)
     m = _metric_names(by_scale)[0]
     for method, style in (("model", "-o"), ("bicubic", "--s")):
       label = f"{_method_name(method)} ({protocol}, {m})"
-      ax.plot([float(s) for s in scales], [by_scale[s][m][method]["psnr"] for s in scales], style, label=label)
+      ax.plot([float(s) for s in scales], [by_scale[s][m][method]["psnr"] for s in scales], style, color=f"C{i}",
+              label=label)
   ax.set_xscale("log", base=2)
+  ticks = sorted({float(s) for by_scale in results["protocols"].values() for s in by_scale})
+  ax.set_xticks(ticks, [f"x{t:g}" for t in ticks])
   ax.set_xlabel("scale")
   ax.set_ylabel("PSNR (dB)")
   ax.grid(True, alpha=0.3)

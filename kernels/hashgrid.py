@@ -180,6 +180,13 @@ class BlockSizes:
     return cls()
 
 
+def _check_kernel_shapes(num_levels: int, table_size: int, feats: int) -> None:
+  if num_levels * table_size > 1 << 31:
+    raise ValueError(f"the Pallas kernel addresses L * T = {num_levels} * {table_size} rows with 32-bit "
+                     "indices; it must be <= 2**31 (use impl='reference')")
+  _padded_features(feats)
+
+
 def _padded_features(f: int) -> int:
   if f > 8:
     raise ValueError(f"the Pallas hash-grid kernel supports F <= 8 features per row, got F={f}")
@@ -371,5 +378,6 @@ def hashgrid_gather(points, weights, tables, resolutions, *, impl: str = "auto",
     impl = "pallas" if _on_nvidia_gpu() else "reference"
   if impl == "reference":
     return hashgrid_reference(points, weights, tables, resolutions)
+  _check_kernel_shapes(tables.shape[0], tables.shape[1], tables.shape[2])
   return _hashgrid_pallas(points.astype(jnp.float32), weights, tables, resolutions,
                           block_sizes or BlockSizes.get_default(), interpret, deterministic)
