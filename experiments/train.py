@@ -21,7 +21,7 @@ _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  training.train_and_evaluate(_CONFIG.value, _WORKDIR.value, progress=_PROGRESS.value)
+  training.train(_CONFIG.value, _WORKDIR.value, progress=_PROGRESS.value)
 
 
 if __name__ == "__main__":

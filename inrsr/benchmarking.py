@@ -53,7 +53,6 @@ def train_throughput(config, *, steps: int = 20, warmup: int = 3) -> dict:
   Returns:
     dict with pixels_per_step, step_ms (median), pixels_per_s, peak_bytes, device.
   """
-  import numpy as np  # pylint: disable=g-import-not-at-top
   from jax.sharding import NamedSharding  # pylint: disable=g-import-not-at-top
   from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top
 
@@ -71,8 +70,7 @@ def train_throughput(config, *, steps: int = 20, warmup: int = 3) -> dict:
               if k != "scale"} for _ in range(min(steps + warmup, 8))]
   model = srinr.from_config(config.model)
   tx = training.make_optimizer(config, per_epoch)
-  state = jax.device_put(training.init_state(model, tx, jax.tree.map(np.asarray, batches[0]), 0),
-                         NamedSharding(mesh, P()))
+  state = jax.device_put(training.init_state(model, tx, 0), NamedSharding(mesh, P()))
   step = training.make_train_step(model, tx, config.train.loss, mesh)
   peak = compiled_peak_bytes(step, state, batches[0])
   for i in range(warmup):

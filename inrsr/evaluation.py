@@ -10,16 +10,13 @@ from __future__ import annotations
 import json
 import pathlib
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
 
-from inrsr import inference, metrics, resize
+from inrsr import inference, metrics, resize, training
 from inrsr.data import video
 from inrsr.models import srinr
-from inrsr import training
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
@@ -31,11 +28,8 @@ def restore_model(workdir) -> tuple[srinr.SRINR, dict, ml_collections.ConfigDict
   config = training.load_config(workdir)
   model = srinr.from_config(config.model)
   tx = training.make_optimizer(config, 1)  # Only the structure of the optimizer state matters here.
-  dummy = {"lr": np.zeros((1, 16, 16, 3), np.float32), "coords": np.zeros((1, 4, 3), np.float32),
-           "lr_size": np.full((1, 2), 16, np.int32)}
-  abstract = jax.eval_shape(lambda: training.init_state(model, tx, dummy, 0))
   manager = training.checkpoint_manager(workdir)
-  state, step = training.restore_latest(manager, abstract)
+  state, step = training.restore_latest(manager, training.abstract_state(model, tx))
   manager.close()
   if state is None:
     raise ValueError(f"{workdir}: no checkpoint to evaluate (train first)")

@@ -16,7 +16,6 @@ import math
 import os
 import pathlib
 import time
-from typing import Any
 
 import grain
 import jax
@@ -114,10 +113,17 @@ def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int) -> o
   return optax.adam(schedule)
 
 
-def init_state(model, tx, batch, seed: int) -> dict:
-  params = model.init(jax.random.key(seed), jnp.asarray(batch["lr"][:1]), jnp.asarray(batch["coords"][:1, :4]),
-                      jnp.asarray(batch["lr_size"][:1]))["params"]
+def init_state(model, tx, seed: int) -> dict:
+  """A new train state {"step", "params", "opt_state"} (parameter shapes do not depend on the LR size)."""
+  lr = jnp.zeros((1, 8, 8, 3), jnp.float32)
+  params = model.init(jax.random.key(seed), lr, jnp.zeros((1, 4, 3), jnp.float32), jnp.full((1, 2), 8))["params"]
   return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
+
+
+def abstract_state(model, tx, sharding=None):
+  """Shapes and dtypes of a train state (no allocation), for restoring checkpoints."""
+  shapes = jax.eval_shape(lambda: init_state(model, tx, 0))
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
 
 def make_train_step(model, tx, loss_name: str, mesh):
@@ -221,7 +227,7 @@ def load_config(workdir) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True) -> dict:
+def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True) -> dict:
   """Train SR-INR as `config` says, resuming from `workdir` if it holds checkpoints.
 
   Args:
@@ -247,14 +253,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, progr
   iterator = iter(dataset)
   model = srinr.from_config(config.model)
   tx = make_optimizer(config, per_epoch)
-  probe = next(iter(pipeline.training_dataset(frames, spec, batch_size=1, seed=0)))
-  abstract = jax.eval_shape(lambda: init_state(model, tx, probe, config.train.seed))
   replicated = NamedSharding(mesh, P())
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
   manager = checkpoint_manager(workdir, config)
-  state, start = restore_latest(manager, abstract, iterator)
+  state, start = restore_latest(manager, abstract_state(model, tx, replicated), iterator)
   if state is None:
-    state = jax.device_put(init_state(model, tx, probe, config.train.seed), replicated)
+    state = jax.device_put(init_state(model, tx, config.train.seed), replicated)
     start = 0
     logging.info("new run in %s: %d steps (%d per epoch)", workdir, steps, per_epoch)
   else:

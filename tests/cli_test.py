@@ -22,7 +22,7 @@ def run_dir(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("run")
   c = srinr_demo.get_config("small")
   c.train.update(steps=6, checkpoint_every=3)
-  training.train_and_evaluate(c, workdir, progress=False)
+  training.train(c, workdir, progress=False)
   return workdir
 
 
@@ -84,7 +84,7 @@ def test_evaluate_on_set5(shared_data, tmp_path):
   c = srinr_set5.get_config("small")
   c.data.root = str(shared_data / "Set5")
   c.train.update(steps=2, checkpoint_every=2)
-  training.train_and_evaluate(c, tmp_path, progress=False)
+  training.train(c, tmp_path, progress=False)
   results = evaluation.evaluate_run(tmp_path, scales=(4.0, 7.5), progress=False)
   assert results["num_images"] == {"fit": 2}
   assert set(results["protocols"]["fit"]["7.5"]["benchmark"]["per_image"]) == {"baby.png", "bird.png"}

@@ -1,6 +1,5 @@
 """Tests for the Pallas hash-grid kernel against hashgrid_reference: interpret mode on CPU, compiled on a GPU."""
 
-import functools
 
 import jax
 import jax.numpy as jnp

@@ -3,7 +3,6 @@
 import json
 import os
 import pathlib
-import shutil
 import signal
 import subprocess
 import sys
@@ -31,7 +30,7 @@ def _params(workdir):
 
 
 def test_training_lowers_the_loss(tmp_path):
-  training.train_and_evaluate(small_config(steps=30), tmp_path, progress=False)
+  training.train(small_config(steps=30), tmp_path, progress=False)
   lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert [l["step"] for l in lines] == list(range(1, 31))
   losses = [l["loss"] for l in lines]
@@ -72,9 +71,9 @@ def test_sigkill_then_restart_matches_uninterrupted_run(tmp_path):
 
 
 def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
-  training.train_and_evaluate(small_config(steps=4), tmp_path, progress=False)
+  training.train(small_config(steps=4), tmp_path, progress=False)
   with pytest.raises(training.NonFiniteLossError, match="last good checkpoint is step 4"):
-    training.train_and_evaluate(small_config(steps=8, learning_rate=float("nan")), tmp_path, progress=False)
+    training.train(small_config(steps=8, learning_rate=float("nan")), tmp_path, progress=False)
   params, step = _params(tmp_path)
   assert step == 4
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(params))
@@ -87,7 +86,7 @@ def _corrupt(step_dir: pathlib.Path):
 
 
 def test_corrupt_checkpoint_falls_back_then_errors(tmp_path):
-  training.train_and_evaluate(small_config(steps=8), tmp_path, progress=False)
+  training.train(small_config(steps=8), tmp_path, progress=False)
   ckpt = tmp_path / "checkpoints"
   assert (ckpt / "8").is_dir() and (ckpt / "4").is_dir()
   _corrupt(ckpt / "8")
@@ -95,14 +94,14 @@ def test_corrupt_checkpoint_falls_back_then_errors(tmp_path):
   assert step == 4  # fell back to the previous checkpoint, with an error logged
   _corrupt(ckpt / "4")
   with pytest.raises(RuntimeError, match="no readable checkpoint.*refusing to start from scratch"):
-    training.train_and_evaluate(small_config(steps=12), tmp_path, progress=False)
+    training.train(small_config(steps=12), tmp_path, progress=False)
 
 
 def test_missing_data_folder_fails_at_once(tmp_path):
   c = small_config()
   c.data.update(source="folder", root=str(tmp_path / "nowhere"))
   with pytest.raises(ValueError, match="nowhere does not exist: set data.root"):
-    training.train_and_evaluate(c, tmp_path / "wd", progress=False)
+    training.train(c, tmp_path / "wd", progress=False)
   assert not (tmp_path / "wd" / "checkpoints").exists()
 
 

@@ -108,7 +108,7 @@ def video_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("vrun")
   c = vrinr_demo.get_config("small")
   c.train.update(steps=4, checkpoint_every=4)
-  training.train_and_evaluate(c, workdir, progress=False)
+  training.train(c, workdir, progress=False)
   return workdir
 
 
