@@ -193,6 +193,16 @@ def _padded_features(f: int) -> int:
   return max(2, 1 << (f - 1).bit_length())
 
 
+def _flat_tables(tables):
+  """(L, T, F) tables as the kernel's 2-D (L * T, F_pad) rows, features padded to 2, 4 or 8; and F_pad."""
+  num_levels, table_size, feats = tables.shape
+  fp = _padded_features(feats)
+  flat = tables.reshape(num_levels * table_size, feats)
+  if fp != feats:
+    flat = jnp.pad(flat, ((0, 0), (0, fp - feats)))
+  return flat, fp
+
+
 def _level_meta(resolutions, table_size, dims):
   """(L, 2) int32: each level's resolution and whether it is dense."""
   return np.asarray([[r, is_dense(r, table_size, dims)] for r in resolutions], np.int32)
@@ -257,10 +267,7 @@ def _bwd_kernel(points_ref, weights_ref, tables_ref, meta_ref, g_ref, dt_in_ref,
 def _pallas_forward(points, weights, tables, resolutions, block_sizes, interpret):
   n, num_levels, dims = points.shape
   _, table_size, feats = tables.shape
-  fp = _padded_features(feats)
-  flat = tables.reshape(num_levels * table_size, feats)
-  if fp != feats:
-    flat = jnp.pad(flat, ((0, 0), (0, fp - feats)))
+  flat, fp = _flat_tables(tables)
   meta = jnp.asarray(_level_meta(resolutions, table_size, dims))
   bn = block_sizes.block_n
   kernel = functools.partial(_fwd_kernel, block_n=bn, num_points=n, dims=dims, table_size=table_size)
@@ -296,11 +303,9 @@ def _segmented_table_grad(idx, contrib, num_rows):
 def _pallas_backward(points, weights, tables, resolutions, g, block_sizes, interpret, deterministic):
   n, num_levels, dims = points.shape
   _, table_size, feats = tables.shape
-  fp = _padded_features(feats)
-  flat = tables.reshape(num_levels * table_size, feats)
+  flat, fp = _flat_tables(tables)
   g = g.astype(jnp.float32)
   if fp != feats:
-    flat = jnp.pad(flat, ((0, 0), (0, fp - feats)))
     g = jnp.pad(g, ((0, 0), (0, 0), (0, fp - feats)))
   dense = [is_dense(r, table_size, dims) for r in resolutions]
   scatter = tuple(not (deterministic or d) for d in dense)
