@@ -9,7 +9,7 @@ Inference runs in chunks of query points, so memory stays bounded whatever the o
 from absl import app
 from absl import flags
 
-from inrsr import inference
+from inrsr import upscaling
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder of a training run.")
 _INPUT = flags.DEFINE_string("input", None, "Image file or folder of images.")
@@ -24,7 +24,7 @@ _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  for path in inference.upscale_paths(_WORKDIR.value, _INPUT.value, _OUTPUT.value, scale=_SCALE.value,
+  for path in upscaling.upscale_paths(_WORKDIR.value, _INPUT.value, _OUTPUT.value, scale=_SCALE.value,
                                       size=_SIZE.value, clip=_CLIP.value, chunk=_CHUNK.value, progress=_PROGRESS.value):
     print(path)
 

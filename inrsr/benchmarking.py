@@ -58,7 +58,7 @@ def train_throughput(config, *, steps: int = 20, warmup: int = 3) -> dict:
 
   from inrsr import training  # pylint: disable=g-import-not-at-top
   from inrsr.data import pipeline  # pylint: disable=g-import-not-at-top
-  from inrsr.models import srinr  # pylint: disable=g-import-not-at-top
+  from inrsr import models  # pylint: disable=g-import-not-at-top
 
   frames, times, _ = training.load_training_frames(config)
   spec = training.example_spec(config, frames)
@@ -68,7 +68,7 @@ def train_throughput(config, *, steps: int = 20, warmup: int = 3) -> dict:
   batch_sharding = NamedSharding(mesh, P("data"))
   batches = [{k: jax.make_array_from_process_local_data(batch_sharding, v) for k, v in next(it).items()
               if k != "scale"} for _ in range(min(steps + warmup, 8))]
-  model = srinr.from_config(config.model)
+  model = models.from_config(config.model)
   tx = training.make_optimizer(config, per_epoch)
   state = jax.device_put(training.init_state(model, tx, 0), NamedSharding(mesh, P()))
   step = training.make_train_step(model, tx, config.train.loss, mesh)

@@ -93,3 +93,25 @@ def scaled_size(height: int, width: int, scale: float) -> tuple[int, int, int, i
   if h_lr < 1 or w_lr < 1:
     raise ValueError(f"image of {height}x{width} is too small for {scale=}: the LR would be empty")
   return h_lr, w_lr, min(height, int(round(h_lr * scale))), min(width, int(round(w_lr * scale)))
+
+
+def make_coord_f32(n: int) -> np.ndarray:
+  """Pixel centres of n pixels in [-1, 1] with the float32 rounding of the official LIIF-family `make_coord`.
+
+  PyTorch computes `v0 + r + (2 r) * arange(n)` with r = 1 / n: (v0 + r) in float64 rounded once to float32,
+  plus float32(2 r) times the float32 index, in float32. Models that are discontinuous in the coordinates
+  (HIIF's hierarchical bits) need these exact bits to agree with the official code.
+
+  Args:
+    n: number of pixels along the axis.
+
+  Returns:
+    (n,) float32.
+  """
+  r = 1.0 / n
+  return np.float32(-1.0 + r) + np.float32(2.0 * r) * np.arange(n, dtype=np.float32)
+
+
+def grid_xy_f32(rows: np.ndarray, cols: np.ndarray, height: int, width: int) -> np.ndarray:
+  """(x, y) float32 coordinates of chosen pixels, bit-equal to the official `make_coord` grid (see above)."""
+  return np.stack([make_coord_f32(width)[cols], make_coord_f32(height)[rows]], axis=-1)

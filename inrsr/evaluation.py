@@ -14,39 +14,34 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from inrsr import inference, metrics, resize, training
-from inrsr.data import video
-from inrsr.models import srinr
+from inrsr import checkpoints, inference, metrics, resize
+from inrsr.data import sources, video
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 RESULTS_PNG = "psnr_vs_scale.png"
 
 
-def restore_model(workdir) -> tuple[srinr.SRINR, dict, ml_collections.ConfigDict, int]:
-  """The model, its latest parameters, the run's config and the checkpoint step."""
-  config = training.load_config(workdir)
-  model = srinr.from_config(config.model)
-  tx = training.make_optimizer(config, 1)  # Only the structure of the optimizer state matters here.
-  manager = training.checkpoint_manager(workdir)
-  state, step = training.restore_latest(manager, training.abstract_state(model, tx))
-  manager.close()
-  if state is None:
-    raise ValueError(f"{workdir}: no checkpoint to evaluate (train first)")
-  return model, state["params"], config, step
-
-
 def evaluation_sets(config: ml_collections.ConfigDict) -> dict[str, list[tuple[str, np.ndarray, float]]]:
   """Named protocol -> list of (name, HR image, t) the run can be evaluated on.
 
   The frames of a `fit` or `internal` run keep the time coordinate they were trained at
-  (`training.image_times`); `heldout` images are at t = 0.
+  (`sources.image_times`); a `patches` run (the generalising models) has no such set. `heldout` images
+  (`eval.heldout`) are at t = 0; each named set of `eval.heldout_sets` ({name: section}) is reported as
+  `heldout:<name>`.
   """
-  train_items = training.load_section(config.data, "data")
-  times = training.image_times(config, len(train_items))
-  sets = {config.data.protocol: [(n, im, t) for (n, im), t in zip(train_items, times)]}
+  sets = {}
+  if config.data.protocol in ("fit", "internal"):
+    train_items = sources.load_section(config.data, "data")
+    times = sources.image_times(config, len(train_items))
+    sets[config.data.protocol] = [(n, im, t) for (n, im), t in zip(train_items, times)]
   if config.eval.heldout.source:
-    sets["heldout"] = [(n, im, 0.0) for n, im in training.load_section(config.eval.heldout, "eval.heldout")]
+    sets["heldout"] = [(n, im, 0.0) for n, im in sources.load_section(config.eval.heldout, "eval.heldout")]
+  for name, section in (config.eval.get("heldout_sets") or {}).items():
+    sets[f"heldout:{name}"] = [(n, im, 0.0) for n, im in
+                               sources.load_section(section, f"eval.heldout_sets.{name}")]
+  if not sets:
+    raise ValueError("nothing to evaluate: set eval.heldout or eval.heldout_sets")
   return sets
 
 
@@ -57,7 +52,7 @@ def _cell(pred, bic, hr, metric, scale):
 
 
 def evaluate_images(model, params, items, scales, metric_names, *, noise=None, temporal: bool = False,
-                    chunk: int = 65536, progress: bool = False, seed: int = 0) -> dict:
+                    chunk: int = 65536, progress: bool = False, seed: int = 0, quantize_lr: bool = False) -> dict:
   """PSNR/SSIM of the model and of bicubic on `items` ((name, HR, t) triples) at each scale and metric.
 
   Args:
@@ -70,6 +65,7 @@ def evaluate_images(model, params, items, scales, metric_names, *, noise=None, t
     chunk: query points per inference call.
     progress: progress bars.
     seed: noise seed.
+    quantize_lr: round the LR to 8 bits, as benchmark LR files are (the LIIF family's protocol).
 
   Returns:
     {str(scale): {metric: {"model": {"psnr", "ssim"}, "bicubic": {...}, "per_image": {name: {...}}},
@@ -81,10 +77,13 @@ def evaluate_images(model, params, items, scales, metric_names, *, noise=None, t
     preds, bics, gts = [], [], []
     for i, (name, hr, t) in enumerate(items):
       lr, hr_c = resize.downsample(hr, scale)
+      if quantize_lr:
+        lr = np.round(lr * 255.0) / 255.0
       if noise:
         lr = video.add_noise(lr, noise[0], noise[1], np.random.default_rng([seed, i]))
+      cell_scale = model.cell_scale(scale) if hasattr(model, "cell_scale") else 1.0
       pred = inference.upscale(model, params, lr, hr_c.shape[0], hr_c.shape[1], t=t, chunk=chunk,
-                               progress=progress)
+                               progress=progress, cell_scale=cell_scale)
       bic = np.clip(resize.resize(lr, hr_c.shape[0], hr_c.shape[1]), 0, 1)
       for m in metric_names:
         per_scale[m]["per_image"][name] = _cell(pred, bic, hr_c, m, scale)
@@ -108,14 +107,18 @@ def _metric_names(by_scale) -> list[str]:
   return [m for m in next(iter(by_scale.values())) if m != "temporal"]
 
 
-def _method_name(method: str) -> str:
-  return "SR-INR" if method == "model" else "bicubic"
+MODEL_LABELS = {"srinr": "SR-INR", "liif": "LIIF", "hiif": "HIIF", "clit": "CLIT", "bvsr_ik": "BVSR-IK"}
+
+
+def _method_name(method: str, model_name: str = "srinr") -> str:
+  return MODEL_LABELS.get(model_name, model_name) if method == "model" else "bicubic"
 
 
 def markdown_table(results: dict) -> str:
   """Markdown tables: PSNR / SSIM per protocol, metric, method and scale (the shape of the papers' Table 1);
   temporal error for clips; zero-shot denoising cells (the shape of VR-INR's Tables 2 and 6)."""
   lines = []
+  name = lambda method: _method_name(method, results.get("model", "srinr"))
   for protocol, by_scale in results["protocols"].items():
     scales = list(by_scale)
     lines.append(f"### protocol `{protocol}` ({results['num_images'][protocol]} frames, step {results['step']})\n")
@@ -124,11 +127,11 @@ def markdown_table(results: dict) -> str:
     for m in _metric_names(by_scale):
       for method in ("model", "bicubic"):
         cells = [f"{by_scale[s][m][method]['psnr']:.2f} / {by_scale[s][m][method]['ssim']:.4f}" for s in scales]
-        lines.append(f"| {m} | {_method_name(method)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {m} | {name(method)} | " + " | ".join(cells) + " |")
     if "temporal" in by_scale[scales[0]]:
       for method in ("model", "bicubic"):
         cells = [f"{by_scale[s]['temporal'][method]:.4f}" for s in scales]
-        lines.append(f"| temporal RMSE (lower is better) | {_method_name(method)} | " + " | ".join(cells) + " |")
+        lines.append(f"| temporal RMSE (lower is better) | {name(method)} | " + " | ".join(cells) + " |")
     lines.append("")
     noisy = results.get("noise", {}).get(protocol)
     if noisy:
@@ -139,7 +142,7 @@ def markdown_table(results: dict) -> str:
       for m in _metric_names(next(iter(noisy.values()))):
         for method in ("model", "bicubic"):
           cells = [f"{noisy[n][s][m][method]['psnr']:.2f} / {noisy[n][s][m][method]['ssim']:.4f}" for n, s in cols]
-          lines.append(f"| {m} | {_method_name(method)} | " + " | ".join(cells) + " |")
+          lines.append(f"| {m} | {name(method)} | " + " | ".join(cells) + " |")
       lines.append("")
   return "\n".join(lines) + "\nCells: PSNR (dB) / SSIM.\n"
 
@@ -150,12 +153,13 @@ def plot_psnr(results: dict, path) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
+  name = lambda method: _method_name(method, results.get("model", "srinr"))
   fig, ax = plt.subplots(figsize=(6, 4))
   for i, (protocol, by_scale) in enumerate(results["protocols"].items()):
     scales = sorted(by_scale, key=float)
     m = _metric_names(by_scale)[0]
     for method, style in (("model", "-o"), ("bicubic", "--s")):
-      label = f"{_method_name(method)} ({protocol}, {m})"
+      label = f"{name(method)} ({protocol}, {m})"
       ax.plot([float(s) for s in scales], [by_scale[s][m][method]["psnr"] for s in scales], style, color=f"C{i}",
               label=label)
   ax.set_xscale("log", base=2)
@@ -182,10 +186,10 @@ def evaluate_run(workdir, *, scales=None, progress: bool = True) -> dict:
     The results dict written to results.json.
   """
   workdir = pathlib.Path(workdir)
-  model, params, config, step = restore_model(workdir)
+  model, params, config, step = checkpoints.restore_model(workdir)
   scales = tuple(float(s) for s in (scales or config.eval.scales))
   sets = evaluation_sets(config)
-  results = {"step": step, "scales": list(scales), "metrics": list(config.eval.metrics),
+  results = {"model": config.model.get("name", "srinr"), "step": step, "scales": list(scales), "metrics": list(config.eval.metrics),
              "num_images": {p: len(v) for p, v in sets.items()}, "protocols": {}}
   e = config.eval
   metric_names = tuple(e.metrics)
@@ -193,7 +197,8 @@ def evaluate_run(workdir, *, scales=None, progress: bool = True) -> dict:
   for protocol, items in sets.items():
     logging.info("evaluating protocol %s on %d frames", protocol, len(items))
     results["protocols"][protocol] = evaluate_images(model, params, items, scales, metric_names,
-                                                     temporal=temporal, chunk=e.chunk, progress=progress)
+                                                     temporal=temporal, chunk=e.chunk, progress=progress,
+                                                     quantize_lr=bool(e.get("quantize_lr", False)))
     for kind, level in e.get("noise", ()):
       name = f"{kind} sigma={level:g}" if kind == "gaussian" else f"{kind}" + (f" peak={level:g}" if level else "")
       results.setdefault("noise", {}).setdefault(protocol, {})[name] = evaluate_images(

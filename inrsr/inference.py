@@ -1,4 +1,14 @@
-"""Chunked arbitrary-scale inference: peak memory is set by the chunk of query points, not the output size."""
+"""Chunked arbitrary-scale inference: peak memory is set by the chunk of query points, not the output size.
+
+One op for every registered model (no file I/O here; files are `inrsr.upscaling`'s job):
+  * fitting models (SR-INR/VR-INR, batch keys lr, coords, lr_size) are queried at (x, y, t);
+  * generalising models (LIIF, HIIF, LIT/CLIT, batch keys lr, coords, cells) run `encode` once and `query` per
+    chunk with each query's cell (2 / W, 2 / H). A model whose queries interact (HIIF's attention mixes every
+    query of a call, `queries_independent = False`) gets whole output rows per chunk and an unpadded last
+    chunk, like the official row-wise `batched_predict`; `chunk=0` then queries the whole output at once, the
+    official evaluation's setting. A model may define `query_kwargs(lr_hw, out_hw)` for static query
+    arguments (CLIT's stage scales).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from inrsr import coords
+from inrsr import coords, models
 
 
 @functools.lru_cache(maxsize=16)
@@ -16,134 +26,75 @@ def _predictor(model):
   return jax.jit(lambda params, lr, q: model.apply({"params": params}, lr, q))
 
 
+@functools.lru_cache(maxsize=16)
+def _encoder(model):
+  return jax.jit(lambda params, lr: model.apply({"params": params}, lr, method="encode"))
+
+
+@functools.lru_cache(maxsize=32)
+def _querier(model, kwargs: tuple):
+  return jax.jit(lambda params, feats, q, cell: model.apply({"params": params}, feats, q, cell, method="query",
+                                                            **dict(kwargs)))
+
+
+def _chunks(total: int, width: int, chunk: int, independent: bool):
+  """(start, size, padded size) of each chunk of a row-major grid of `total` points, `width` per row."""
+  if independent:
+    chunk = min(chunk, total) if chunk > 0 else total
+    return [(s, min(chunk, total - s), chunk) for s in range(0, total, chunk)]
+  rows = max(1, chunk // width) * width if chunk > 0 else total
+  return [(s, min(rows, total - s), min(rows, total - s)) for s in range(0, total, rows)]
+
+
 def upscale(model, params, lr: np.ndarray, height: int, width: int, *, t: float = 0.0, chunk: int = 65536,
-            progress: bool = False) -> np.ndarray:
+            progress: bool = False, cell_scale: float = 1.0) -> np.ndarray:
   """Predict an HR frame of any size from an LR frame, `chunk` query points at a time.
 
   Args:
-    model: an `inrsr.models.srinr.SRINR`.
+    model: a registered inrsr model (`inrsr.models.from_config`).
     params: its parameters (the "params" collection).
     lr: (h, w, 3) float32 LR frame in [0, 1].
     height: output rows H, > 0.
     width: output columns W, > 0.
-    t: the frame's time coordinate (0 for images).
-    chunk: query points per call (the last chunk is padded, so one compilation serves all chunks).
+    t: the frame's time coordinate (fitting models; 0 for images).
+    chunk: query points per call (the last chunk is padded where queries are independent, so one compilation
+      serves all chunks). For models whose queries interact it is rounded down to whole rows (at least one);
+      0 queries the whole output in one call.
     progress: show a tqdm progress bar.
+    cell_scale: generalising models: the cell passed is (2 / W, 2 / H) times this (HIIF's test-time cell
+      clipping passes max(scale / 4, 1)).
 
   Returns:
     (H, W, 3) float32 in [0, 1].
   """
   if height <= 0 or width <= 0:
     raise ValueError(f"output size {height}x{width} must be positive")
-  if chunk <= 0:
-    raise ValueError(f"{chunk=} must be > 0")
+  if chunk < 0:
+    raise ValueError(f"{chunk=} must be >= 0")
   total = height * width
-  chunk = min(chunk, total)
-  predict = _predictor(model)
+  generalising = models.is_generalising(model)
+  independent = getattr(model, "queries_independent", True)
   lr_j = jnp.asarray(lr, jnp.float32)
   out = np.empty((total, lr.shape[-1]), np.float32)
-  starts = range(0, total, chunk)
+  pieces = _chunks(total, width, chunk if chunk or not independent else total, independent)
   if progress:
     import tqdm  # pylint: disable=g-import-not-at-top
-    starts = tqdm.tqdm(starts, desc=f"upscale {lr.shape[1]}x{lr.shape[0]} -> {width}x{height}", leave=False)
-  for start in starts:
-    flat = np.arange(start, start + chunk) % total
-    q = coords.pixel_coords(flat // width, flat % width, height, width, t)
-    pred = np.asarray(predict(params, lr_j, jnp.asarray(q)))
-    n = min(chunk, total - start)
+    pieces = tqdm.tqdm(pieces, desc=f"upscale {lr.shape[1]}x{lr.shape[0]} -> {width}x{height}", leave=False)
+  if generalising:
+    feats = _encoder(model)(params, lr_j[None])
+    kwargs = model.query_kwargs(lr.shape[:2], (height, width)) if hasattr(model, "query_kwargs") else {}
+    query = _querier(model, tuple(sorted(kwargs.items())))
+    cell = np.array([2.0 / width, 2.0 / height], np.float32) * np.float32(cell_scale)
+  else:
+    predict = _predictor(model)
+  for start, n, padded in pieces:
+    flat = np.arange(start, start + padded) % total
+    if generalising:
+      q = coords.grid_xy_f32(flat // width, flat % width, height, width)
+      cells = np.broadcast_to(cell, q.shape)
+      pred = np.asarray(query(params, feats, jnp.asarray(q)[None], jnp.asarray(cells)[None]))[0]
+    else:
+      q = coords.pixel_coords(flat // width, flat % width, height, width, t)
+      pred = np.asarray(predict(params, lr_j, jnp.asarray(q)))
     out[start:start + n] = pred[:n]
   return np.clip(out.reshape(height, width, -1), 0.0, 1.0)
-
-
-def parse_size(size: str) -> tuple[int, int]:
-  """'WxH' -> (W, H) with both > 0."""
-  try:
-    w, h = (int(v) for v in size.lower().split("x"))
-  except ValueError as e:
-    raise ValueError(f"--size={size!r} must look like WIDTHxHEIGHT, e.g. 1024x768") from e
-  if w <= 0 or h <= 0:
-    raise ValueError(f"--size={size!r} must have positive width and height")
-  return w, h
-
-
-def output_size(lr_shape, scale: float | None, size: str | None) -> tuple[int, int]:
-  """(H, W) of the output for an LR of `lr_shape` from either a scale or a 'WxH' size."""
-  if (scale is None) == (size is None):
-    raise ValueError("give exactly one of --scale and --size")
-  if size is not None:
-    w, h = parse_size(size)
-    return h, w
-  if not np.isfinite(scale) or scale <= 0:
-    raise ValueError(f"--scale={scale} must be a finite number > 0")
-  return max(1, int(round(lr_shape[0] * scale))), max(1, int(round(lr_shape[1] * scale)))
-
-
-def upscale_paths(workdir, input_path, output_path, *, scale: float | None = None, size: str | None = None,
-                  clip: bool = False, chunk: int = 65536, progress: bool = True) -> list[str]:
-  """Upscale an image, a folder of images, or a clip, with the latest checkpoint of a run.
-
-  Args:
-    workdir: the training run's folder.
-    input_path: an image file, a folder of images, a video file (.mp4, .gif, ...), or (with `clip`) a folder
-      of frames.
-    output_path: for an image, the output file; for a folder of images, a folder; for a clip, a video file
-      (by its suffix) or a folder that receives 00000000.png, 00000001.png, ...
-    scale: output = round(input size * scale); or
-    size: 'WxH' output size.
-    clip: treat a folder as the frames of one clip (frame k of T at t = -1 + (2k + 1) / T).
-    chunk: query points per inference call.
-    progress: progress bars.
-
-  Returns:
-    The paths written.
-  """
-  import pathlib  # pylint: disable=g-import-not-at-top
-
-  import imageio.v3 as iio  # pylint: disable=g-import-not-at-top
-
-  from inrsr import evaluation  # pylint: disable=g-import-not-at-top
-  from inrsr.data import images, video  # pylint: disable=g-import-not-at-top
-
-  src, dst = pathlib.Path(input_path), pathlib.Path(output_path)
-  is_video = src.is_file() and src.suffix.lower() in video.VIDEO_EXTENSIONS
-  if not src.exists():
-    raise ValueError(f"--input={src} does not exist")
-  model, params, _, _ = evaluation.restore_model(workdir)
-  to_uint8 = lambda x: np.round(x * 255.0).astype(np.uint8)
-  if is_video or (clip and src.is_dir()):
-    frames, _ = video.load_video_file(src) if is_video else video.load_frame_folder(src, setting="--input")
-    times = coords.time_coords(len(frames))
-    h, w = output_size(frames[0].shape, scale, size)
-    seq = range(len(frames))
-    if progress:
-      import tqdm  # pylint: disable=g-import-not-at-top
-      seq = tqdm.tqdm(seq, desc=f"frames -> {w}x{h}")
-    out_frames = [to_uint8(upscale(model, params, frames[k], h, w, t=float(times[k]), chunk=chunk)) for k in seq]
-    if dst.suffix.lower() in video.VIDEO_EXTENSIONS:
-      dst.parent.mkdir(parents=True, exist_ok=True)
-      try:
-        iio.imwrite(dst, np.stack(out_frames), **({"loop": 0} if dst.suffix.lower() == ".gif" else {}))
-      except Exception as e:  # imageio raises many types; MP4 without a plugin is one of them.
-        raise ValueError(f"{dst}: cannot write video ({type(e).__name__}: {e}); install the `video` extra for "
-                         "MP4, or give a folder to receive PNG frames") from e
-      return [str(dst)]
-    dst.mkdir(parents=True, exist_ok=True)
-    written = []
-    for k, f in enumerate(out_frames):
-      iio.imwrite(dst / f"{k:08d}.png", f)
-      written.append(str(dst / f"{k:08d}.png"))
-    return written
-  if src.is_dir():
-    pairs = [(p, dst / (p.stem + ".png")) for p in images.list_images(src, "--input")]
-    dst.mkdir(parents=True, exist_ok=True)
-  else:
-    pairs = [(src, dst)]
-  written = []
-  for inp, out in pairs:
-    lr = images.load_image(inp)
-    h, w = output_size(lr.shape, scale, size)
-    hr = upscale(model, params, lr, h, w, chunk=chunk, progress=progress)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(out, to_uint8(hr))
-    written.append(str(out))
-  return written

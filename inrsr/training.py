@@ -28,13 +28,10 @@ from absl import logging
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from inrsr import coords, losses
-from inrsr.data import images, pipeline
-from inrsr.models import srinr
+from inrsr import checkpoints, coords, losses, models
+from inrsr.data import pipeline, sources
 
-CHECKPOINT_DIR = "checkpoints"
 METRICS_FILE = "metrics.jsonl"
-CONFIG_FILE = "config.json"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -46,39 +43,17 @@ def make_mesh() -> jax.sharding.Mesh:
   return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
 
 
-def load_section(section: ml_collections.ConfigDict, setting: str) -> list[tuple[str, np.ndarray]]:
-  """(name, HR frame) pairs of a config's data section (`data` or `eval.heldout`)."""
-  return images.load_images(section.source, names=tuple(section.names), root=section.root, limit=section.limit,
-                            center_crop_size=section.center_crop, hr_size=section.hr_size, setting=setting,
-                            start=section.get("start_frame", 0))
-
-
 def load_training_frames(config: ml_collections.ConfigDict) -> tuple[list[np.ndarray], list[float], list[str]]:
   """HR frames the run trains on (after the protocol's transformation), their t, and their names."""
   d = config.data
-  items = load_section(d, "data")
+  items = sources.load_section(d, "data")
   names = [n for n, _ in items]
   frames = [im for _, im in items]
   if d.protocol == "internal":
     frames = pipeline.internal_frames(frames, d.internal_scale)
   elif d.protocol != "fit":
-    raise ValueError(f"data.protocol={d.protocol!r} must be 'fit' or 'internal' for training")
-  return frames, image_times(config, len(frames)), names
-
-
-def image_times(config: ml_collections.ConfigDict, num_images: int) -> list[float]:
-  """Time coordinate of each training image.
-
-  `data.image_time="index"` places image k of K at t_k = -1 + (2k + 1) / K, like frame k of a K-frame clip:
-  SR-INR's "3-D high-resolution grid", which lets the table tell apart images that share (x, y). "zero" puts
-  every image at t = 0. Images never trained on are always evaluated at t = 0.
-  """
-  mode = config.data.get("image_time", "zero")
-  if mode == "index":
-    return [float(t) for t in coords.time_coords(num_images)]
-  if mode == "zero":
-    return [0.0] * num_images
-  raise ValueError(f"data.image_time={mode!r} must be 'index' or 'zero'")
+    raise ValueError(f"data.protocol={d.protocol!r} must be 'fit', 'internal' or 'patches' for training")
+  return frames, sources.image_times(config, len(frames)), names
 
 
 def example_spec(config: ml_collections.ConfigDict, frames) -> pipeline.ExampleSpec:
@@ -115,8 +90,7 @@ def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int) -> o
 
 def init_state(model, tx, seed: int) -> dict:
   """A new train state {"step", "params", "opt_state"} (parameter shapes do not depend on the LR size)."""
-  lr = jnp.zeros((1, 8, 8, 3), jnp.float32)
-  params = model.init(jax.random.key(seed), lr, jnp.zeros((1, 4, 3), jnp.float32), jnp.full((1, 2), 8))["params"]
+  params = model.init(jax.random.key(seed), *models.example_inputs(model))["params"]
   return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
 
 
@@ -134,7 +108,7 @@ def make_train_step(model, tx, loss_name: str, mesh):
 
   def step(state, batch):
     def objective(params):
-      pred = model.apply({"params": params}, batch["lr"], batch["coords"], batch["lr_size"])
+      pred = model.apply({"params": params}, *(batch[k] for k in model.batch_keys))
       return loss_fn(pred, batch["rgb"]), pred
 
     (loss, pred), grads = jax.value_and_grad(objective, has_aux=True)(state["params"])
@@ -147,41 +121,6 @@ def make_train_step(model, tx, loss_name: str, mesh):
 
   return jax.jit(step, in_shardings=(replicated, batched), out_shardings=(replicated, replicated),
                  donate_argnums=(0,))
-
-
-def checkpoint_manager(workdir, config=None) -> ocp.CheckpointManager:
-  keep = config.train.keep_checkpoints if config is not None else None
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False)
-  return ocp.CheckpointManager(pathlib.Path(workdir).absolute() / CHECKPOINT_DIR, options=options)
-
-
-def restore_latest(manager: ocp.CheckpointManager, abstract_state, iterator=None):
-  """Restore the newest readable checkpoint (state and, if given, the data iterator).
-
-  Returns:
-    (state, step), or (None, None) when the manager holds no checkpoint.
-
-  Raises:
-    RuntimeError: checkpoints exist but none can be read.
-  """
-  steps = sorted(manager.all_steps(), reverse=True)
-  errors = []
-  for step in steps:
-    items = {"state": ocp.args.StandardRestore(abstract_state)}
-    if iterator is not None:
-      items["data"] = grain.checkpoint.CheckpointRestore(iterator)
-    try:
-      restored = manager.restore(step, args=ocp.args.Composite(**items))
-    except Exception as e:  # Orbax/tensorstore raise many types for damaged files.
-      logging.error("checkpoint step %d in %s cannot be read (%s: %s); trying the previous one", step,
-                    manager.directory, type(e).__name__, e)
-      errors.append(f"step {step}: {type(e).__name__}: {e}")
-      continue
-    return restored["state"], step
-  if steps:
-    raise RuntimeError(f"no readable checkpoint in {manager.directory} (tried steps {steps}); refusing to start "
-                       f"from scratch over them. Move the folder away to start a new run. Errors: {errors}")
-  return None, None
 
 
 class MetricWriter:
@@ -212,23 +151,44 @@ class MetricWriter:
       self.tb.close()
 
 
-def save_config(config: ml_collections.ConfigDict, workdir) -> None:
-  path = pathlib.Path(workdir) / CONFIG_FILE
-  tmp = path.with_suffix(".tmp")
-  tmp.write_text(config.to_json_best_effort(indent=2))
-  tmp.replace(path)
+def patch_spec(config: ml_collections.ConfigDict) -> pipeline.PatchSpec:
+  """The `patches` protocol's settings from a config's `data` section."""
+  d = config.data
+  return pipeline.PatchSpec(lr_size=d.lr_size, scale_min=float(d.scale), scale_max=float(d.scale_max or d.scale),
+                            queries=d.queries, augment=d.augment, quantize_lr=d.quantize_lr)
 
 
-def load_config(workdir) -> ml_collections.ConfigDict:
-  """The config a run in `workdir` was trained with."""
-  path = pathlib.Path(workdir) / CONFIG_FILE
-  if not path.exists():
-    raise ValueError(f"{path} not found: --workdir must be the folder of a training run")
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
+def training_data(config: ml_collections.ConfigDict):
+  """The training dataset a config asks for and its schedule.
+
+  Protocols `fit` / `internal` (fitting models: whole frames, B x P random HR pixels; an epoch is one pass over
+  the frames' pixels, see `total_steps`) or `patches` (generalising models: one random LR crop per image and
+  sample, `PatchSpec`; an epoch is one pass over the images, `data.repeat` times, like the official `repeat`).
+
+  Returns:
+    (dataset, total steps, steps per epoch, HR pixels per step).
+  """
+  d = config.data
+  if d.protocol == "patches":
+    items = sources.load_section(d, "data")
+    logging.info("training on %d images (%s ...), protocol patches", len(items), ", ".join(n for n, _ in items[:4]))
+    spec = patch_spec(config)
+    per_epoch = max(1, (len(items) * d.get("repeat", 1)) // d.batch_size)
+    steps = config.train.steps if config.train.steps else config.train.epochs * per_epoch
+    dataset = pipeline.patches_dataset([im for _, im in items], spec, batch_size=d.batch_size,
+                                       seed=config.train.seed, num_workers=d.num_workers)
+    return dataset, int(steps), per_epoch, d.batch_size * spec.queries
+  frames, times, names = load_training_frames(config)
+  logging.info("training on %d frames (%s), protocol %s", len(frames), ", ".join(names[:8]), d.protocol)
+  spec = example_spec(config, frames)
+  steps, per_epoch = total_steps(config, frames)
+  dataset = pipeline.training_dataset(frames, spec, batch_size=d.batch_size, seed=config.train.seed,
+                                      times=times, num_workers=d.num_workers)
+  return dataset, steps, per_epoch, d.batch_size * d.pixels_per_frame
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True) -> dict:
-  """Train SR-INR as `config` says, resuming from `workdir` if it holds checkpoints.
+  """Train the model `config.model.name` names as `config` says, resuming from `workdir` if it holds checkpoints.
 
   Args:
     config: a training config (see experiments/configs).
@@ -240,39 +200,35 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
   """
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  frames, times, names = load_training_frames(config)  # Fails at once on a missing data folder.
-  logging.info("training on %d frames (%s), protocol %s", len(frames), ", ".join(names[:8]), config.data.protocol)
-  spec = example_spec(config, frames)
-  steps, per_epoch = total_steps(config, frames)
+  dataset, steps, per_epoch, pixels_per_step = training_data(config)  # Fails at once on a missing folder.
   mesh = make_mesh()
   if config.data.batch_size % jax.device_count():
     raise ValueError(f"data.batch_size={config.data.batch_size} must be a multiple of the "
                      f"{jax.device_count()} devices")
-  dataset = pipeline.training_dataset(frames, spec, batch_size=config.data.batch_size, seed=config.train.seed,
-                                      times=times, num_workers=config.data.num_workers)
   iterator = iter(dataset)
-  model = srinr.from_config(config.model)
+  model = models.from_config(config.model)
   tx = make_optimizer(config, per_epoch)
   replicated = NamedSharding(mesh, P())
-  manager = checkpoint_manager(workdir, config)
-  state, start = restore_latest(manager, abstract_state(model, tx, replicated), iterator)
+  manager = checkpoints.checkpoint_manager(workdir, config.train.keep_checkpoints)
+  state, start = checkpoints.restore_latest(manager, abstract_state(model, tx, replicated), iterator)
   if state is None:
     state = jax.device_put(init_state(model, tx, config.train.seed), replicated)
     start = 0
     logging.info("new run in %s: %d steps (%d per epoch)", workdir, steps, per_epoch)
   else:
     logging.info("resumed from step %d in %s", start, workdir)
-  save_config(config, workdir)
+  checkpoints.save_config(config, workdir)
   writer = MetricWriter(workdir, start)
   train_step = make_train_step(model, tx, config.train.loss, mesh)
   batch_sharding = NamedSharding(mesh, P("data"))
-  pixels_per_step = config.data.batch_size * config.data.pixels_per_frame
   bar = None
   if progress:
     import tqdm  # pylint: disable=g-import-not-at-top
     bar = tqdm.tqdm(total=steps, initial=start, desc="train", dynamic_ncols=True)
   last_saved = start
   tic, tic_step = time.perf_counter(), start
+  budget = float(config.train.get("budget_s", 0) or 0)
+  deadline = time.perf_counter() + budget if budget > 0 else math.inf
   try:
     for step in range(start + 1, steps + 1):
       batch = next(iterator)
@@ -294,10 +250,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
           bar.set_postfix(loss=f"{loss:.4g}", px_s=f"{record['pixels_per_s']:.3g}")
         logging.log_every_n_seconds(logging.INFO, "step %d %s", 30, step, record)
         tic, tic_step = time.perf_counter(), step
-      if step % config.train.checkpoint_every == 0 or step == steps:
+      out_of_time = time.perf_counter() > deadline
+      if step % config.train.checkpoint_every == 0 or step == steps or out_of_time:
         manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                    data=grain.checkpoint.CheckpointSave(iterator)))
         last_saved = step
+      if out_of_time:
+        logging.warning("train.budget_s=%g s spent: stopped at step %d of %d (checkpoint saved; run again to go on)",
+                        budget, step, steps)
+        break
     manager.wait_until_finished()
   finally:
     if bar is not None:

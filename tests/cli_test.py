@@ -12,7 +12,8 @@ import pytest
 import skimage.data
 
 from experiments.configs import srinr_demo, srinr_set5
-from inrsr import evaluation, inference, training
+from inrsr import checkpoints, evaluation, inference, training, upscaling
+from inrsr.data import sources
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -40,13 +41,13 @@ def test_upscale_cli_on_real_image(run_dir, tmp_path):
   folder.mkdir()
   iio.imwrite(folder / "a.png", skimage.data.coffee()[:20, :30])
   iio.imwrite(folder / "b.jpg", skimage.data.rocket()[:16, :16])
-  written = inference.upscale_paths(run_dir, folder, tmp_path / "outs", scale=2, progress=False)
+  written = upscaling.upscale_paths(run_dir, folder, tmp_path / "outs", scale=2, progress=False)
   assert sorted(pathlib.Path(p).name for p in written) == ["a.png", "b.png"]
   assert iio.imread(tmp_path / "outs" / "b.png").shape == (32, 32, 3)
 
 
 def test_chunking_gives_the_same_output_as_one_pass(run_dir):
-  model, params, _, _ = evaluation.restore_model(run_dir)
+  model, params, _, _ = checkpoints.restore_model(run_dir)
   lr = skimage.data.astronaut()[::16, ::16][:20, :24] / 255.0
   one = inference.upscale(model, params, lr, 61, 77)
   chunked = inference.upscale(model, params, lr, 61, 77, chunk=1000)
@@ -58,7 +59,7 @@ def test_chunking_gives_the_same_output_as_one_pass(run_dir):
                                       (dict(size="12by4"), "WIDTHxHEIGHT"), (dict(), "exactly one")])
 def test_upscale_bad_arguments(kw, match):
   with pytest.raises(ValueError, match=match):
-    inference.output_size((10, 10, 3), kw.get("scale"), kw.get("size"))
+    upscaling.output_size((10, 10, 3), kw.get("scale"), kw.get("size"))
 
 
 def test_evaluate_writes_json_table_and_plot(run_dir):
@@ -74,9 +75,9 @@ def test_evaluate_writes_json_table_and_plot(run_dir):
 
 
 def test_evaluation_uses_each_training_image_time(run_dir):
-  config = training.load_config(run_dir)
+  config = checkpoints.load_config(run_dir)
   sets = evaluation.evaluation_sets(config)
-  assert [t for _, _, t in sets["fit"]] == training.image_times(config, 2) == [-0.5, 0.5]
+  assert [t for _, _, t in sets["fit"]] == sources.image_times(config, 2) == [-0.5, 0.5]
   assert [t for _, _, t in sets["heldout"]] == [0.0]
 
 

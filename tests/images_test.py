@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from inrsr.data import images
+from inrsr.data import images, sources
 
 
 def test_conversions(tmp_path):
@@ -45,7 +45,7 @@ def test_empty_and_missing_folders(tmp_path):
   with pytest.raises(ValueError, match="holds no PNG/JPEG/BMP images.*data.root"):
     images.list_images(tmp_path)
   with pytest.raises(ValueError, match="does not exist: set data.root"):
-    images.load_images("folder", root=str(tmp_path / "missing"))
+    sources.load_images("folder", root=str(tmp_path / "missing"))
 
 
 def test_bundled_images_and_bad_names():
@@ -55,4 +55,4 @@ def test_bundled_images_and_bad_names():
   with pytest.raises(ValueError, match="not one of"):
     images.bundled_image("lena")
   with pytest.raises(ValueError, match="data.source"):
-    images.load_images("http")
+    sources.load_images("http")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import srinr_demo
-from inrsr import evaluation, training
+from inrsr import checkpoints, training
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,7 @@ def small_config(steps=12, **train):
 
 
 def _params(workdir):
-  _, params, _, step = evaluation.restore_model(workdir)
+  _, params, _, step = checkpoints.restore_model(workdir)
   return jax.tree.map(np.asarray, params), step
 
 

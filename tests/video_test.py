@@ -10,8 +10,8 @@ import skimage.data
 
 import fitting
 from experiments.configs import vrinr_demo, vrinr_vid4
-from inrsr import coords, evaluation, inference, metrics, resize, training
-from inrsr.data import images, video
+from inrsr import coords, evaluation, inference, metrics, resize, training, upscaling
+from inrsr.data import images, sources, video
 from inrsr.models import srinr
 
 
@@ -24,9 +24,9 @@ def test_bundled_clip_is_a_pan_with_frame_times():
     np.testing.assert_array_equal(f, photo[y0 + 3 * k:y0 + 3 * k + 32, x0 + 3 * k:x0 + 3 * k + 32])
   np.testing.assert_array_equal(frames[1][:-3, :-3], frames[0][3:, 3:])  # content moves 3 px per frame
   c = vrinr_demo.get_config("small")
-  items = training.load_section(c.data, "data")
+  items = sources.load_section(c.data, "data")
   assert [n for n, _ in items] == ["astronaut#00", "astronaut#01", "astronaut#02"]
-  np.testing.assert_allclose(training.image_times(c, 3), [-2 / 3, 0.0, 2 / 3], atol=1e-7)
+  np.testing.assert_allclose(sources.image_times(c, 3), [-2 / 3, 0.0, 2 / 3], atol=1e-7)
   np.testing.assert_allclose(coords.time_coords(4), [-0.75, -0.25, 0.25, 0.75])
 
 
@@ -127,14 +127,14 @@ def test_video_upscale_frame_count_and_size(video_run, tmp_path):
   frames = [skimage.data.astronaut()[k * 4:k * 4 + 20, k * 4:k * 4 + 30] for k in range(3)]
   iio.imwrite(tmp_path / "clip.gif", np.stack(frames), loop=0)
   out = tmp_path / "up.gif"
-  inference.upscale_paths(video_run, tmp_path / "clip.gif", out, scale=2, progress=False)
+  upscaling.upscale_paths(video_run, tmp_path / "clip.gif", out, scale=2, progress=False)
   up = iio.imread(out, index=None)
   assert up.shape[:3] == (3, 40, 60)
   folder = tmp_path / "frames"
   folder.mkdir()
   for k, f in enumerate(frames):
     iio.imwrite(folder / f"{k:08d}.png", f)
-  written = inference.upscale_paths(video_run, folder, tmp_path / "outframes", size="45x30", clip=True,
+  written = upscaling.upscale_paths(video_run, folder, tmp_path / "outframes", size="45x30", clip=True,
                                     progress=False)
   assert [pathlib.Path(p).name for p in written] == ["00000000.png", "00000001.png", "00000002.png"]
   assert iio.imread(written[0]).shape == (30, 45, 3)

@@ -31,7 +31,8 @@ def base() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict(dict(
       epochs=300, steps=0,  # steps > 0 overrides epochs.
       learning_rate=1e-4, decay_epochs=100, decay_rate=0.5,
-      loss="pea", seed=0, log_every=50, checkpoint_every=500, keep_checkpoints=3))
+      loss="pea", seed=0, log_every=50, checkpoint_every=500, keep_checkpoints=3,
+      budget_s=0))  # > 0: stop (with a checkpoint) after this many seconds of training in this process.
   c.eval = ml_collections.ConfigDict(dict(
       scales=(2.0, 2.5, 4.0, 8.0, 16.0, 32.0),
       metrics=("full",),  # any of "div2k", "benchmark", "full".
@@ -89,3 +90,44 @@ def finish(c: ml_collections.ConfigDict, arg, name: str, choices=()) -> tuple[ml
   if "small" in flags:
     shrink(c)
   return c, choice
+
+
+def generalising_base(name: str = "liif") -> ml_collections.ConfigDict:
+  """LIIF's training and evaluation protocol (`../shared/baselines.md` §2-3) for a generalising model.
+
+  Data: protocol `patches` (48x48 LR crops, one scale per sample from U(1, 4), 2304 HR queries with cells,
+  flips and transposes, LR rounded to 8 bits); Adam 1e-4 halved every 200 epochs, 1000 epochs, batch 16; L1
+  (the official loss is L1 on values normalised to [-1, 1], i.e. twice this one: Adam makes the factor moot).
+  Evaluation: `heldout` on Set5 and Set14, metric `benchmark` (Y, shave = scale), LR by 8-bit bicubic.
+  """
+  c = base()
+  c.model = ml_collections.ConfigDict(dict(
+      name=name, encoder="edsr-baseline", encoder_args={}, hidden_list=(256, 256, 256, 256),
+      local_ensemble=True, feat_unfold=True, cell_decode=True))
+  c.data.update(source="folder", root="", protocol="patches", scale=1.0, scale_max=4.0, augment=True,
+                batch_size=16, num_workers=0)
+  c.data.lr_size = 48
+  c.data.queries = 2304
+  c.data.quantize_lr = True
+  c.data.repeat = 20  # Epoch = the image folder 20 times over, as the official DIV2K config.
+  c.train.update(epochs=1000, learning_rate=1e-4, decay_epochs=200, decay_rate=0.5, loss="l1",
+                 log_every=50, checkpoint_every=1000)
+  c.eval.update(scales=(2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 18.0, 24.0, 30.0, 7.3), metrics=("benchmark",),
+                chunk=30000)
+  c.eval.quantize_lr = True
+  section = lambda sub: ml_collections.ConfigDict(dict(source="folder", names=(), root=f"$INRSR_DATA_DIR/{sub}",
+                                                       limit=0, start_frame=0, center_crop=0, hr_size=0))
+  c.eval.heldout_sets = ml_collections.ConfigDict({"Set5": section("Set5"), "Set14": section("Set14")})
+  return c
+
+
+def shrink_generalising(c):
+  """A tiny encoder and decoder, a few steps, one test set: a smoke test in seconds."""
+  c.model.update(encoder_args={"n_resblocks": 1, "n_feats": 8} if c.model.encoder == "edsr-baseline"
+                 else {"D": 2, "C": 2, "G": 8, "G0": 8}, hidden_list=(16, 16))
+  c.data.update(batch_size=2, lr_size=16, queries=64, limit=4)
+  c.train.update(steps=6, log_every=2, checkpoint_every=3, budget_s=0)
+  c.eval.update(scales=(2.0, 3.0))
+  del c.eval.heldout_sets["Set14"]
+  c.eval.heldout_sets.Set5.limit = 2
+  return c

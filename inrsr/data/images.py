@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-from typing import Sequence
 
 import imageio.v3 as iio
 import numpy as np
@@ -112,59 +111,3 @@ def prepare(image: np.ndarray, *, center_crop_size: int = 0, hr_size: int = 0) -
   if hr_size:
     image = np.clip(resize.resize(image, hr_size, hr_size), 0.0, 1.0)
   return image
-
-
-def data_root() -> pathlib.Path:
-  """$INRSR_DATA_DIR, else ../shared/data beside the current directory."""
-  return pathlib.Path(os.environ.get("INRSR_DATA_DIR", "../shared/data"))
-
-
-SOURCES = ("bundled", "folder", "frames", "video", "bundled_clip")
-
-
-def load_images(source: str, *, names: Sequence[str] = (), root: str = "", limit: int = 0,
-                center_crop_size: int = 0, hr_size: int = 0, setting: str = "data",
-                start: int = 0) -> list[tuple[str, np.ndarray]]:
-  """Load and prepare a whole image set, or the frames of one clip, in memory.
-
-  Args:
-    source: "bundled" (scikit-image photographs `names`), "folder" (all images in `root`), or a clip:
-      "frames" (a frame folder `root`), "video" (a video file `root`), "bundled_clip" (a pan over the
-      photograph names[0], see `inrsr.data.video.bundled_clip`; `limit` frames, default 8).
-    names: bundled photograph names.
-    root: folder or file path; `$INRSR_DATA_DIR` and `~` are expanded.
-    limit: keep the first `limit` images or frames (0 keeps all).
-    center_crop_size: see `prepare`.
-    hr_size: see `prepare`.
-    setting: config prefix used in error messages.
-    start: first frame of a clip.
-
-  Returns:
-    List of (name, (H, W, 3) float32 image).
-  """
-  from inrsr.data import video  # pylint: disable=g-import-not-at-top
-
-  if source not in SOURCES:
-    raise ValueError(f"{setting}.source={source!r} must be one of {SOURCES}")
-  if source in ("bundled", "bundled_clip") and not names:
-    raise ValueError(f"{setting}.names is empty: name at least one of {BUNDLED}")
-  if source in ("folder", "frames", "video"):
-    if not root:
-      raise ValueError(f"{setting}.root is empty: set it to a {'file' if source == 'video' else 'folder'}")
-    if "$INRSR_DATA_DIR" in root and "INRSR_DATA_DIR" not in os.environ:
-      root = root.replace("$INRSR_DATA_DIR", os.fspath(data_root()))
-  if source == "bundled":
-    items = [(n, bundled_image(n)) for n in names]
-  elif source == "folder":
-    items = [(p.name, load_image(p)) for p in list_images(root, f"{setting}.root")]
-  else:
-    if source == "frames":
-      frames, frame_names = video.load_frame_folder(root, start=start, num_frames=limit, setting=f"{setting}.root")
-    elif source == "video":
-      frames, frame_names = video.load_video_file(root, start=start, num_frames=limit)
-    else:
-      frames, frame_names = video.bundled_clip(names[0], num_frames=limit or 8)
-    items = list(zip(frame_names, frames))
-  if limit:
-    items = items[:limit]
-  return [(n, prepare(im, center_crop_size=center_crop_size, hr_size=hr_size)) for n, im in items]

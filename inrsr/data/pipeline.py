@@ -156,3 +156,112 @@ def training_dataset(frames: Sequence[np.ndarray], spec: ExampleSpec, *, batch_s
   if num_workers > 0:
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
   return it
+
+
+@dataclasses.dataclass(frozen=True)
+class PatchSpec:
+  """The `patches` protocol of the generalising models (LIIF's `sr-implicit-downsampled` wrapper).
+
+  Attributes:
+    lr_size: LR crop side (48).
+    scale_min: smallest scale (1).
+    scale_max: largest scale (4); one scale per sample, uniform in [scale_min, scale_max].
+    queries: HR pixels sampled per crop, without replacement (2304 = 48^2).
+    augment: independent coin flips for reversing rows, columns, and transposing (LR and HR alike).
+    quantize_lr: round the LR to 8 bits (the official code resizes uint8 images with Pillow).
+  """
+
+  lr_size: int = 48
+  scale_min: float = 1.0
+  scale_max: float = 4.0
+  queries: int = 2304
+  augment: bool = True
+  quantize_lr: bool = True
+
+  def __post_init__(self):
+    for name in ("scale_min", "scale_max"):
+      v = getattr(self, name)
+      if not math.isfinite(v) or v < 1:
+        raise ValueError(f"data.{name}={v} must be a finite number >= 1")
+    if self.scale_max < self.scale_min:
+      raise ValueError(f"data.scale_max={self.scale_max} < data.scale_min={self.scale_min}")
+    if self.lr_size <= 0:
+      raise ValueError(f"data.lr_size={self.lr_size} must be > 0")
+    if not 0 < self.queries <= self.lr_size ** 2:
+      raise ValueError(f"data.queries={self.queries} must be in (0, lr_size^2 = {self.lr_size ** 2}]: a crop at "
+                       "scale 1 has no more HR pixels than that")
+
+
+def make_patch_example(image: np.ndarray, spec: PatchSpec, rng: np.random.Generator) -> dict:
+  """One `patches` example: an LR crop of side lr_size, and `queries` HR pixels with their cells.
+
+  The scale s ~ U(scale_min, scale_max); the HR crop has side round(lr_size * s) at a random position and the
+  LR is its antialiased bicubic downsampling to lr_size (Pillow's BICUBIC, as the official code). An image too
+  small for round(lr_size * s) uses its largest square crop instead, so its effective scale is lower
+  (train291 holds images of 78 px; DIV2K, the official set, never needs this).
+
+  Args:
+    image: (H, W, 3) float32 HR image in [0, 1], both sides >= lr_size.
+    spec: the PatchSpec.
+    rng: NumPy generator (Grain derives it from the seed and the element index).
+
+  Returns:
+    dict with lr (lr_size, lr_size, 3), coords (Q, 2) (x, y), cells (Q, 2) (2 / W_hr, 2 / H_hr), rgb (Q, 3),
+    scale () float32 (the effective scale).
+  """
+  h, w = image.shape[:2]
+  if min(h, w) < spec.lr_size:
+    raise ValueError(f"image of {h}x{w} is smaller than the LR crop data.lr_size={spec.lr_size}")
+  scale = rng.uniform(spec.scale_min, spec.scale_max)
+  side = min(int(round(spec.lr_size * scale)), h, w)
+  top, left = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+  hr = image[top:top + side, left:left + side]
+  if spec.augment:
+    if rng.random() < 0.5:
+      hr = hr[::-1]
+    if rng.random() < 0.5:
+      hr = hr[:, ::-1]
+    if rng.random() < 0.5:
+      hr = hr.transpose(1, 0, 2)
+  hr = np.ascontiguousarray(hr, np.float32)
+  lr = np.clip(resize.resize(hr, spec.lr_size, spec.lr_size), 0.0, 1.0)
+  if spec.quantize_lr:
+    lr = np.round(lr * 255.0) / 255.0
+  flat = rng.choice(side * side, size=spec.queries, replace=False)
+  rows, cols = flat // side, flat % side
+  return {
+      "lr": lr.astype(np.float32),
+      "coords": coords.grid_xy_f32(rows, cols, side, side),
+      "cells": np.full((spec.queries, 2), 2.0 / side, np.float32),
+      "rgb": hr[rows, cols],
+      "scale": np.float32(side / spec.lr_size),
+  }
+
+
+def patches_dataset(images: Sequence[np.ndarray], spec: PatchSpec, *, batch_size: int, seed: int,
+                    num_workers: int = 0) -> grain.IterDataset:
+  """Infinite, shuffled, batched Grain dataset of `patches` examples, deterministic for a seed.
+
+  Args:
+    images: HR images (H_i, W_i, 3), each side >= spec.lr_size.
+    spec: the PatchSpec.
+    batch_size: crops per batch.
+    seed: shuffling and sampling seed.
+    num_workers: Grain worker processes (0 = in-process).
+
+  Returns:
+    IterDataset of dicts with a leading batch axis; its iterator is checkpointable.
+  """
+  if batch_size <= 0:
+    raise ValueError(f"data.batch_size={batch_size} must be > 0")
+  small = [i for i, im in enumerate(images) if min(im.shape[:2]) < spec.lr_size]
+  if small:
+    raise ValueError(f"{len(small)} training images are smaller than data.lr_size={spec.lr_size} "
+                     f"(first: index {small[0]}, {images[small[0]].shape[:2]})")
+  ds = (grain.MapDataset.source(FrameSource(images)).seed(seed).shuffle().repeat()
+        .random_map(lambda ft, rng: make_patch_example(ft[0], spec, rng))
+        .batch(batch_size, drop_remainder=True))
+  it = ds.to_iter_dataset()
+  if num_workers > 0:
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+  return it

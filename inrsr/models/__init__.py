@@ -1,1 +1,68 @@
-"""Models of inrsr: SR-INR / VR-INR (srinr.py)."""
+"""The model registry: `config.model.name` -> the module file under inrsr/models that builds it.
+
+Every registered model is a flax.linen module with a class attribute `batch_keys`, the batch entries its
+`__call__` takes in order: ("lr", "coords", "lr_size") for SR-INR/VR-INR (fitting models queried at (x, y, t)),
+("lr", "coords", "cells") for the generalising models (LIIF, HIIF, LIT/CLIT), which also expose `encode(lr)`
+and `query(feats, coords, cells)` so inference runs the encoder once and the queries in chunks. Each model file
+has `from_config(model_config)`. Imports are lazy, so importing one model does not import the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import ml_collections
+
+# name -> module path; the module has `from_config`.
+REGISTRY = {
+    "srinr": "inrsr.models.srinr",
+    "liif": "inrsr.models.liif",
+    "hiif": "inrsr.models.hiif",
+    "clit": "inrsr.models.clit",
+    "bvsr_ik": "inrsr.models.bvsr_ik",
+}
+FITTING = ("srinr",)  # Fitted per image set or clip; queried at (x, y, t).
+GENERALISING = ("liif", "hiif", "clit")  # Trained once on patches; queried at (x, y) with a cell.
+
+
+def model_name(model_config) -> str:
+  """The registered name of a config's `model` section ("srinr" when the section has no name)."""
+  name = model_config.get("name", "srinr") if hasattr(model_config, "get") else "srinr"
+  if name not in REGISTRY:
+    raise ValueError(f"model.name={name!r} is not a registered model; expected one of {sorted(REGISTRY)}")
+  return name
+
+
+def from_config(model_config: ml_collections.ConfigDict):
+  """Build the model a config's `model` section names.
+
+  Args:
+    model_config: the `model` section; `name` picks the model (default "srinr"), the other fields are the
+      model's own (unknown fields are an error raised by the model's `from_config`).
+
+  Returns:
+    The flax module.
+  """
+  name = model_name(model_config)
+  module = importlib.import_module(REGISTRY[name])
+  fields = ml_collections.ConfigDict({k: v for k, v in model_config.items() if k != "name"})
+  return module.from_config(fields)
+
+
+def is_generalising(model) -> bool:
+  """True for models queried with cells (LIIF, HIIF, CLIT): they have `encode` and `query`."""
+  return tuple(getattr(model, "batch_keys", ())) == ("lr", "coords", "cells")
+
+
+def example_inputs(model) -> tuple:
+  """Small inputs for `model.init` (parameter shapes do not depend on their sizes)."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  keys = tuple(getattr(model, "batch_keys", ()))
+  if keys == ("lr", "coords", "cells"):
+    return jnp.zeros((1, 8, 8, 3)), jnp.zeros((1, 4, 2)), jnp.full((1, 4, 2), 0.25)
+  if keys == ("lr", "coords", "lr_size"):
+    return jnp.zeros((1, 8, 8, 3)), jnp.zeros((1, 4, 3)), jnp.full((1, 2), 8)
+  if hasattr(model, "example_inputs"):
+    return model.example_inputs()
+  raise ValueError(f"{type(model).__name__} has no known batch_keys and no example_inputs()")

@@ -11,7 +11,7 @@ Choices DESIGN.md leaves open, made here (each a field of `SRINR`):
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import flax.linen as nn
 import jax
@@ -51,6 +51,8 @@ class SRINR(nn.Module):
   top_down_attention: bool = True
   output_activation: str = "none"
   kernel_impl: str = "auto"
+
+  batch_keys: ClassVar[tuple[str, ...]] = ("lr", "coords", "lr_size")
 
   @property
   def resolutions(self) -> tuple[int, ...]:

@@ -1,0 +1,91 @@
+"""Which frames a config section names: bundled photographs, image folders, frame folders, video files, clips."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Sequence
+
+import ml_collections
+import numpy as np
+
+from inrsr import coords
+from inrsr.data import images, video
+
+
+def data_root() -> pathlib.Path:
+  """$INRSR_DATA_DIR, else `../shared/data` beside the repository (not the working directory)."""
+  if "INRSR_DATA_DIR" in os.environ:
+    return pathlib.Path(os.environ["INRSR_DATA_DIR"])
+  return pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+SOURCES = ("bundled", "folder", "frames", "video", "bundled_clip")
+
+
+def load_images(source: str, *, names: Sequence[str] = (), root: str = "", limit: int = 0,
+                center_crop_size: int = 0, hr_size: int = 0, setting: str = "data",
+                start: int = 0) -> list[tuple[str, np.ndarray]]:
+  """Load and prepare a whole image set, or the frames of one clip, in memory.
+
+  Args:
+    source: "bundled" (scikit-image photographs `names`), "folder" (all images in `root`), or a clip:
+      "frames" (a frame folder `root`), "video" (a video file `root`), "bundled_clip" (a pan over the
+      photograph names[0], see `inrsr.data.video.bundled_clip`; `limit` frames, default 8).
+    names: bundled photograph names.
+    root: folder or file path; `$INRSR_DATA_DIR` and `~` are expanded.
+    limit: keep the first `limit` images or frames (0 keeps all).
+    center_crop_size: see `prepare`.
+    hr_size: see `prepare`.
+    setting: config prefix used in error messages.
+    start: first frame of a clip.
+
+  Returns:
+    List of (name, (H, W, 3) float32 image).
+  """
+  if source not in SOURCES:
+    raise ValueError(f"{setting}.source={source!r} must be one of {SOURCES}")
+  if source in ("bundled", "bundled_clip") and not names:
+    raise ValueError(f"{setting}.names is empty: name at least one of {images.BUNDLED}")
+  if source in ("folder", "frames", "video"):
+    if not root:
+      raise ValueError(f"{setting}.root is empty: set it to a {'file' if source == 'video' else 'folder'}")
+    if "$INRSR_DATA_DIR" in root:
+      root = root.replace("$INRSR_DATA_DIR", os.fspath(data_root()))
+  if source == "bundled":
+    items = [(n, images.bundled_image(n)) for n in names]
+  elif source == "folder":
+    items = [(p.name, images.load_image(p)) for p in images.list_images(root, f"{setting}.root")]
+  else:
+    if source == "frames":
+      frames, frame_names = video.load_frame_folder(root, start=start, num_frames=limit, setting=f"{setting}.root")
+    elif source == "video":
+      frames, frame_names = video.load_video_file(root, start=start, num_frames=limit)
+    else:
+      frames, frame_names = video.bundled_clip(names[0], num_frames=limit or 8)
+    items = list(zip(frame_names, frames))
+  if limit:
+    items = items[:limit]
+  return [(n, images.prepare(im, center_crop_size=center_crop_size, hr_size=hr_size)) for n, im in items]
+
+
+def load_section(section: ml_collections.ConfigDict, setting: str) -> list[tuple[str, np.ndarray]]:
+  """(name, HR frame) pairs of a config's data section (`data` or `eval.heldout`)."""
+  return load_images(section.source, names=tuple(section.names), root=section.root, limit=section.limit,
+                     center_crop_size=section.center_crop, hr_size=section.hr_size, setting=setting,
+                     start=section.get("start_frame", 0))
+
+
+def image_times(config: ml_collections.ConfigDict, num_images: int) -> list[float]:
+  """Time coordinate of each training image.
+
+  `data.image_time="index"` places image k of K at t_k = -1 + (2k + 1) / K, like frame k of a K-frame clip:
+  SR-INR's "3-D high-resolution grid", which lets the table tell apart images that share (x, y). "zero" puts
+  every image at t = 0. Images never trained on are always evaluated at t = 0.
+  """
+  mode = config.data.get("image_time", "zero")
+  if mode == "index":
+    return [float(t) for t in coords.time_coords(num_images)]
+  if mode == "zero":
+    return [0.0] * num_images
+  raise ValueError(f"data.image_time={mode!r} must be 'index' or 'zero'")

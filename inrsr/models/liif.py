@@ -1,0 +1,224 @@
+"""LIIF (Chen et al. 2021): a local implicit image function decoded by an MLP over an EDSR-baseline or RDN encoder.
+
+Follows the official code (yinboc/liif, `../shared/baselines.md` §1) where it is more specific than the paper:
+  * Input normalisation: the encoder sees `(lr - 0.5) / 0.5`; the output is `pred * 0.5 + 0.5`, not clipped.
+  * Coordinates: inrsr's (x, y) queries and cells are flipped to the code's (y, x) at the boundary of `query`;
+    MLP inputs are `[unfolded feature, rel_coord (y, x), rel_cell (y, x)]` in that order.
+  * Nearest latent: PyTorch `grid_sample(mode='nearest', align_corners=False, padding_mode='zeros')`, i.e. index
+    `nearbyint((c + 1) * n / 2 - 0.5)` rounding ties to even; out-of-range indices give zero features and a
+    zero latent coordinate.
+  * Feature unfolding: 3x3 neighbours with zero padding, channel-major (`c * 9 + ki * 3 + kj`, row offset ki).
+    They are gathered per query rather than unfolding the whole map first (same numbers, 9x less memory).
+  * Local ensemble: the query is shifted by `v * (1 / n) + 1e-6` per axis for v in (-1, +1), in the order
+    (-1,-1), (-1,+1), (+1,-1), (+1,+1), and clamped to `[-1 + 1e-6, 1 - 1e-6]` (the clamp also applies with
+    the ensemble off, where the shift is 0); `rel_coord` uses the unshifted query.
+  * The paper writes raw coordinate and cell offsets; the code scales `rel_coord` and the cell by the feature
+    map's (h, w), so one LR pixel is 2 units. Done here.
+  * Ensemble weights: `area = |rel_y * rel_x| + 1e-9`, normalised by their sum and swapped diagonally
+    (0 <-> 3, 1 <-> 2), the code's form of the paper's "opposite rectangle" weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Mapping
+
+import flax.linen as nn
+from flax.core import FrozenDict
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from inrsr.models import edsr, rdn
+
+PRECISION = jax.lax.Precision.HIGHEST
+ENCODERS = ("edsr-baseline", "rdn")
+MODEL_FIELDS = ("encoder", "encoder_args", "hidden_list", "local_ensemble", "feat_unfold", "cell_decode")
+
+
+def make_coord_1d(n: int) -> np.ndarray:
+  """Pixel centres of `n` cells in [-1, 1], bit-exact with the official `make_coord` in float32.
+
+  Args:
+    n: number of cells.
+
+  Returns:
+    (n,) float32: `float32(-1 + r) + float32(2 r) * i`, with `r = 1 / n` in double, as the official code
+    computes it.
+  """
+  r = 2.0 / (2 * n)
+  return np.float32(-1 + r) + np.float32(2 * r) * np.arange(n, dtype=np.float32)
+
+
+def nearest_index(c: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
+  """PyTorch grid_sample nearest index (align_corners=False) along one axis, and whether it is in range.
+
+  Args:
+    c: float32 normalised coordinates in [-1, 1] (any shape).
+    n: size of the sampled axis.
+
+  Returns:
+    (index clipped to [0, n - 1] as int32, bool mask of indices that were in range).
+  """
+  pos = (c + 1.0) * np.float32(n / 2) - np.float32(0.5)
+  idx = jnp.round(pos).astype(jnp.int32)  # jnp.round rounds half to even, like std::nearbyint.
+  valid = (idx >= 0) & (idx < n)
+  return jnp.clip(idx, 0, n - 1), valid
+
+
+def make_encoder(name: str, args: Mapping[str, Any]) -> nn.Module:
+  """The encoder module by name.
+
+  Args:
+    name: "edsr-baseline" or "rdn".
+    args: its fields (see `edsr.from_fields`, `rdn.from_fields`).
+
+  Returns:
+    An unbound encoder module; unknown names or fields are a ValueError.
+  """
+  if name == "edsr-baseline":
+    return edsr.from_fields(**args)
+  if name == "rdn":
+    return rdn.from_fields(**args)
+  raise ValueError(f"encoder={name!r} must be one of {ENCODERS}")
+
+
+class LIIF(nn.Module):
+  """LIIF decoder over an encoder.
+
+  Attributes:
+    encoder: "edsr-baseline" or "rdn".
+    encoder_args: the encoder's fields (EDSR: n_resblocks, n_feats, res_scale; RDN: D, C, G, G0, kernel_size
+      or config "A"/"B").
+    hidden_list: hidden widths of the MLP (256 x 4).
+    local_ensemble: blend the 4 nearest latents by area (paper ablation "-e" when False).
+    feat_unfold: feed the 3x3 neighbourhood of each latent (ablation "-u").
+    cell_decode: feed the query cell (ablation "-c").
+  """
+
+  encoder: str = "edsr-baseline"
+  encoder_args: Mapping[str, Any] = FrozenDict()
+  hidden_list: tuple[int, ...] = (256, 256, 256, 256)
+  local_ensemble: bool = True
+  feat_unfold: bool = True
+  cell_decode: bool = True
+
+  batch_keys: ClassVar[tuple] = ("lr", "coords", "cells")
+
+  def __post_init__(self):
+    # A FrozenDict and a tuple keep the module hashable (jit static arguments, flax's module caches).
+    object.__setattr__(self, "encoder_args", FrozenDict(self.encoder_args or {}))
+    object.__setattr__(self, "hidden_list", tuple(int(h) for h in self.hidden_list))
+    super().__post_init__()
+
+  def setup(self):
+    self.encoder_net = make_encoder(self.encoder, self.encoder_args)
+    self.imnet = [nn.Dense(int(h), precision=PRECISION) for h in self.hidden_list] + [
+        nn.Dense(3, precision=PRECISION)]
+
+  def encode(self, lr: jax.Array) -> dict:
+    """Feature map of an LR batch.
+
+    Args:
+      lr: (B, h, w, 3) LR in [0, 1].
+
+    Returns:
+      {"feat": (B, h, w, C) float32 features of the normalised LR}.
+    """
+    if lr.ndim != 4 or lr.shape[-1] != 3:
+      raise ValueError(f"expected lr of shape (B, h, w, 3), got {lr.shape}")
+    return {"feat": self.encoder_net((lr.astype(jnp.float32) - 0.5) / 0.5)}
+
+  def _mlp(self, x: jax.Array) -> jax.Array:
+    for layer in self.imnet[:-1]:
+      x = nn.relu(layer(x))
+    return self.imnet[-1](x)
+
+  def _gather(self, feat: jax.Array, iy: jax.Array, ix: jax.Array, valid: jax.Array) -> jax.Array:
+    """Latent (or its unfolded 3x3 neighbourhood, channel-major) at indices (iy, ix): (B, Q, C or 9C)."""
+    b, h, w, c = feat.shape
+    if self.feat_unfold:
+      padded = jnp.pad(feat, ((0, 0), (1, 1), (1, 1), (0, 0))).reshape(b, (h + 2) * (w + 2), c)
+      offsets = np.array([ki * (w + 2) + kj for ki in range(3) for kj in range(3)], np.int32)
+      flat = (iy * (w + 2) + ix)[..., None] + offsets  # padded (iy + ki, ix + kj) = original (iy + ki - 1, ...).
+      got = jax.vmap(lambda f, i: f[i])(padded, flat.reshape(b, -1)).reshape(b, -1, 9, c)
+      got = jnp.swapaxes(got, -1, -2).reshape(b, -1, 9 * c)
+    else:
+      got = jax.vmap(lambda f, i: f[i])(feat.reshape(b, h * w, c), iy * w + ix)
+    return jnp.where(valid[..., None], got, 0.0)
+
+  def query(self, feats: dict, coords: jax.Array, cells: jax.Array | None) -> jax.Array:
+    """RGB at query points.
+
+    Args:
+      feats: `encode`'s output.
+      coords: (B, Q, 2) query (x, y) in [-1, 1].
+      cells: (B, Q, 2) query cell (x, y) = (2 / W_hr, 2 / H_hr); may be None when `cell_decode` is False.
+
+    Returns:
+      (B, Q, 3) RGB, de-normalised (`pred * 0.5 + 0.5`), not clipped.
+    """
+    feat = feats["feat"]
+    b, h, w, _ = feat.shape
+    if coords.ndim != 3 or coords.shape[-1] != 2 or coords.shape[0] != b:
+      raise ValueError(f"expected coords (B={b}, Q, 2), got {coords.shape}")
+    coord = coords.astype(jnp.float32)[..., ::-1]  # official (y, x) order from here on
+    cy, cx = coord[..., 0], coord[..., 1]
+    if self.cell_decode:
+      if cells is None or cells.shape != coords.shape:
+        raise ValueError(f"cell_decode needs cells of shape {coords.shape}, got "
+                         f"{None if cells is None else cells.shape}")
+      cell = cells.astype(jnp.float32)[..., ::-1]
+      rel_cell = jnp.stack([cell[..., 0] * h, cell[..., 1] * w], -1)
+    if self.local_ensemble:
+      shifts, eps = [(-1, -1), (-1, 1), (1, -1), (1, 1)], 1e-6
+    else:
+      shifts, eps = [(0, 0)], 0.0
+    ry, rx = 2 / h / 2, 2 / w / 2
+    ys, xs = jnp.asarray(make_coord_1d(h)), jnp.asarray(make_coord_1d(w))
+    preds, areas = [], []
+    for vy, vx in shifts:
+      sy = jnp.clip(cy + (vy * ry + eps), -1 + 1e-6, 1 - 1e-6)
+      sx = jnp.clip(cx + (vx * rx + eps), -1 + 1e-6, 1 - 1e-6)
+      iy, valid_y = nearest_index(sy, h)
+      ix, valid_x = nearest_index(sx, w)
+      valid = valid_y & valid_x
+      q_feat = self._gather(feat, iy, ix, valid)
+      rel_y = (cy - jnp.where(valid, ys[iy], 0.0)) * h
+      rel_x = (cx - jnp.where(valid, xs[ix], 0.0)) * w
+      parts = [q_feat, rel_y[..., None], rel_x[..., None]] + ([rel_cell] if self.cell_decode else [])
+      preds.append(self._mlp(jnp.concatenate(parts, -1)))
+      areas.append(jnp.abs(rel_y * rel_x) + 1e-9)
+    tot_area = areas[0]
+    for a in areas[1:]:
+      tot_area = tot_area + a
+    if self.local_ensemble:
+      areas = areas[::-1]  # diagonal swap: 0 <-> 3, 1 <-> 2
+    ret = 0.0
+    for pred, area in zip(preds, areas):
+      ret = ret + pred * (area / tot_area)[..., None]
+    return ret * 0.5 + 0.5
+
+  def __call__(self, lr: jax.Array, coords: jax.Array, cells: jax.Array | None) -> jax.Array:
+    """`query(encode(lr), coords, cells)`: (B, Q, 3) RGB."""
+    return self.query(self.encode(lr), coords, cells)
+
+
+def from_config(config) -> LIIF:
+  """Build a LIIF from a config's `model` section (a dict or ConfigDict of `MODEL_FIELDS`, plus "name").
+
+  Args:
+    config: the model fields; unknown fields are a ValueError naming them.
+
+  Returns:
+    The LIIF module.
+  """
+  keys = set(config.keys())
+  unknown = sorted(keys - set(MODEL_FIELDS) - {"name"})
+  if unknown:
+    raise ValueError(f"unknown model config fields {unknown}; expected a subset of {MODEL_FIELDS}")
+  kwargs = {k: config[k] for k in MODEL_FIELDS if k in keys}
+  if hasattr(kwargs.get("encoder_args"), "to_dict"):  # a nested ml_collections.ConfigDict
+    kwargs["encoder_args"] = kwargs["encoder_args"].to_dict()
+  model = LIIF(**kwargs)
+  make_encoder(model.encoder, model.encoder_args)  # unknown encoders or encoder fields fail here, not at apply
+  return model
