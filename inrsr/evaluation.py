@@ -81,7 +81,8 @@ def evaluate_images(model, params, items, scales, metric_names, *, noise=None, t
         lr = np.round(lr * 255.0) / 255.0
       if noise:
         lr = video.add_noise(lr, noise[0], noise[1], np.random.default_rng([seed, i]))
-      cell_scale = model.cell_scale(scale) if hasattr(model, "cell_scale") else 1.0
+      cell_max = getattr(model, "test_cell_scale_max", None)  # HIIF's test-time cell clipping.
+      cell_scale = max(scale / cell_max, 1.0) if cell_max else 1.0
       pred = inference.upscale(model, params, lr, hr_c.shape[0], hr_c.shape[1], t=t, chunk=chunk,
                                progress=progress, cell_scale=cell_scale)
       bic = np.clip(resize.resize(lr, hr_c.shape[0], hr_c.shape[1]), 0, 1)

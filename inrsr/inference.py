@@ -3,11 +3,11 @@
 One op for every registered model (no file I/O here; files are `inrsr.upscaling`'s job):
   * fitting models (SR-INR/VR-INR, batch keys lr, coords, lr_size) are queried at (x, y, t);
   * generalising models (LIIF, HIIF, LIT/CLIT, batch keys lr, coords, cells) run `encode` once and `query` per
-    chunk with each query's cell (2 / W, 2 / H). A model whose queries interact (HIIF's attention mixes every
-    query of a call, `queries_independent = False`) gets whole output rows per chunk and an unpadded last
-    chunk, like the official row-wise `batched_predict`; `chunk=0` then queries the whole output at once, the
-    official evaluation's setting. A model may define `query_kwargs(lr_hw, out_hw)` for static query
-    arguments (CLIT's stage scales).
+    chunk with each query's cell (2 / W, 2 / H). A model whose queries interact (HIIF's attention averages over
+    every query of a call, `queries_independent = False`) is evaluated as one call over the whole output, the
+    official evaluation's setting: with `chunk > 0` through its module's `query_global`, which accumulates the
+    attention statistics chunk by chunk and gives the one-call result in bounded memory. A model may define
+    `query_kwargs(lr_hw, out_hw)` for static query arguments (CLIT's stage scales).
 """
 
 from __future__ import annotations
@@ -37,13 +37,10 @@ def _querier(model, kwargs: tuple):
                                                             **dict(kwargs)))
 
 
-def _chunks(total: int, width: int, chunk: int, independent: bool):
-  """(start, size, padded size) of each chunk of a row-major grid of `total` points, `width` per row."""
-  if independent:
-    chunk = min(chunk, total) if chunk > 0 else total
-    return [(s, min(chunk, total - s), chunk) for s in range(0, total, chunk)]
-  rows = max(1, chunk // width) * width if chunk > 0 else total
-  return [(s, min(rows, total - s), min(rows, total - s)) for s in range(0, total, rows)]
+def _chunks(total: int, chunk: int):
+  """(start, size, padded size) of each chunk of `total` points (chunk 0: one chunk)."""
+  chunk = min(chunk, total) if chunk > 0 else total
+  return [(s, min(chunk, total - s), chunk) for s in range(0, total, chunk)]
 
 
 def upscale(model, params, lr: np.ndarray, height: int, width: int, *, t: float = 0.0, chunk: int = 65536,
@@ -57,9 +54,8 @@ def upscale(model, params, lr: np.ndarray, height: int, width: int, *, t: float 
     height: output rows H, > 0.
     width: output columns W, > 0.
     t: the frame's time coordinate (fitting models; 0 for images).
-    chunk: query points per call (the last chunk is padded where queries are independent, so one compilation
-      serves all chunks). For models whose queries interact it is rounded down to whole rows (at least one);
-      0 queries the whole output in one call.
+    chunk: query points per call (the last chunk is padded, so one compilation serves all chunks); 0 queries
+      the whole output in one call. Models whose queries interact always give the one-call result.
     progress: show a tqdm progress bar.
     cell_scale: generalising models: the cell passed is (2 / W, 2 / H) times this (HIIF's test-time cell
       clipping passes max(scale / 4, 1)).
@@ -76,7 +72,9 @@ def upscale(model, params, lr: np.ndarray, height: int, width: int, *, t: float 
   independent = getattr(model, "queries_independent", True)
   lr_j = jnp.asarray(lr, jnp.float32)
   out = np.empty((total, lr.shape[-1]), np.float32)
-  pieces = _chunks(total, width, chunk if chunk or not independent else total, independent)
+  if generalising and not independent:
+    return _upscale_global(model, params, lr_j, height, width, chunk, cell_scale)
+  pieces = _chunks(total, chunk)
   if progress:
     import tqdm  # pylint: disable=g-import-not-at-top
     pieces = tqdm.tqdm(pieces, desc=f"upscale {lr.shape[1]}x{lr.shape[0]} -> {width}x{height}", leave=False)
@@ -84,7 +82,7 @@ def upscale(model, params, lr: np.ndarray, height: int, width: int, *, t: float 
     feats = _encoder(model)(params, lr_j[None])
     kwargs = model.query_kwargs(lr.shape[:2], (height, width)) if hasattr(model, "query_kwargs") else {}
     query = _querier(model, tuple(sorted(kwargs.items())))
-    cell = np.array([2.0 / width, 2.0 / height], np.float32) * np.float32(cell_scale)
+    cell = _cell(height, width, cell_scale)
   else:
     predict = _predictor(model)
   for start, n, padded in pieces:
@@ -98,3 +96,25 @@ def upscale(model, params, lr: np.ndarray, height: int, width: int, *, t: float 
       pred = np.asarray(predict(params, lr_j, jnp.asarray(q)))
     out[start:start + n] = pred[:n]
   return np.clip(out.reshape(height, width, -1), 0.0, 1.0)
+
+
+def _cell(height: int, width: int, cell_scale: float) -> np.ndarray:
+  """The (x, y) cell of an H x W output in float32, times `cell_scale` in float32 (as PyTorch computes it)."""
+  return np.array([2.0 / width, 2.0 / height], np.float32) * np.float32(cell_scale)
+
+
+def _upscale_global(model, params, lr_j, height: int, width: int, chunk: int, cell_scale: float) -> np.ndarray:
+  """All H x W queries of a model with interacting queries as one call (bounded by `chunk` when > 0)."""
+  import importlib  # pylint: disable=g-import-not-at-top
+
+  total = height * width
+  flat = np.arange(total)
+  q = jnp.asarray(coords.grid_xy_f32(flat // width, flat % width, height, width))[None]
+  cells = jnp.broadcast_to(jnp.asarray(_cell(height, width, cell_scale)), q.shape)
+  feats = _encoder(model)(params, lr_j[None])
+  query_global = getattr(importlib.import_module(type(model).__module__), "query_global", None)
+  if chunk > 0 and query_global is not None and chunk < total:
+    pred = query_global(model, {"params": params}, feats, q, cells, chunk)[0]
+  else:
+    pred = np.asarray(_querier(model, ())(params, feats, q, cells))[0]
+  return np.clip(np.asarray(pred).reshape(height, width, -1), 0.0, 1.0)

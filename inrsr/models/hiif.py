@@ -1,0 +1,427 @@
+"""HIIF: hierarchical encoding based implicit image function (Jiang et al., CVPR 2025), EDSR-baseline encoder.
+
+Follows the code of `hello-jinwoo/HIIF` (`models/hiif.py` @ e29d95d, `test.py` @ 24e2351), the only HIIF code
+found; facts in `../shared/baselines.md` §4. Where the code and the paper (`../shared/papers/001_*.txt`)
+differ, this module follows the code:
+
+  * Linear attention: the code applies LayerNorm (over each head's channels) to K and V; the paper says K and
+    Q. The code computes `q @ (k^T v) / N` (no softmax, no sqrt); the paper writes `V (K^T Q) / sqrt(HW)`.
+  * The attention output is `x + proj2(gelu(proj1(attn + x)))`: the outer residual is the block input x.
+  * The paper's conv "C_enc -> C" after the encoder is the code's `freq` (a plain 3x3 conv, despite its name).
+  * Implicit aggregation: each of the 4 nearest features is multiplied by its normalised (diagonally swapped,
+    as in LIIF) area weight and the 4 are concatenated, with the rel_cell, as the first MLP's input; the
+    relative coordinate itself is not an MLP input. Relative coordinates use (coord - centre) * (h/2, w/2),
+    i.e. 1 unit = 1 LR pixel (LIIF uses 2 units per pixel).
+  * Hierarchical code of level n (S = 2): `floor(clip(local - 1e-9, 0, 1) * 2^(n+1)) mod 2` for (y, x),
+    where `local` is the (-1, -1)-shifted sample's relative coordinate where it is > 0, else `r - rel` with
+    r = (1/h, 1/w) in normalised units (a mixed-unit branch of the code, reached at clamped borders only).
+  * Decoder: 6 `MLP_with_shortcut` layers (LayerNorm, Linear -> 256, exact GELU, Linear), each fed the
+    previous output concatenated with its level's 2 hierarchical bits; the two attention blocks follow the first
+    layer. The hidden width of those MLPs is 256 whatever `hidden_dim` is (`mlp_hidden`). Their shortcut is
+    added only when input and output widths agree, which never happens in the official sizes.
+  * The output adds a bilinear sample (border padding, align_corners=False) of the normalised LR.
+
+Behaviour a user must know:
+  * **The attention mixes all Q queries of one `query` call** (its k^T v is averaged over them), exactly as
+    the official code mixes every query of the chunk it is given. Outputs therefore depend on how queries are
+    chunked. The official test (`batched_predict_fast`) passes the HR grid in chunks of whole rows with
+    `eval_bsize` rows (the fast configs use a size above any H: one chunk per image), and training passes the
+    2304 sampled queries of a patch together. `query(..., query_mask=m)` excludes masked-out (padding)
+    queries from the average, so a chunk may be padded to a fixed size without changing the valid outputs.
+    `query_global` computes the one-chunk result of a whole image in bounded memory: the attention statistics
+    are sums over queries, accumulated chunk by chunk in one pass per attention block before a decoding pass.
+  * Cells: the official code takes one cell per image, (B, 2). Here `cells` may be (B, 2) or (B, Q, 2); a
+    per-query cell is used per query, which equals the official result whenever all queries of an image share
+    the cell (as in every official call).
+  * Cell clipping at test time, `cell * max(scale / scale_max, 1)` with scale_max 4 (official `test.py`
+    `eval_psnr`), is not applied by the model: inference code calls `clip_cell(cells, scale)` first.
+  * Discontinuities: the nearest-feature choice, the `rel > 0` mask and the hierarchical bits are
+    discontinuous in the coordinates, and HR pixel centres hit them exactly (dyadic offsets, odd integer
+    scales). To reproduce official outputs at such queries, pass coordinates built like the official
+    `make_coord` in float32 (`make_coord` here); all coordinate arithmetic below is in float32 in the official
+    operation order.
+
+Coordinates in the interface are inrsr's (x, y); internally the official (y, x) order is used. Dense, conv
+and attention contractions run at `Precision.HIGHEST`. LayerNorm eps is PyTorch's 1e-5; GELU is exact (erf).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, ClassVar, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from inrsr.models import edsr
+
+PRECISION = jax.lax.Precision.HIGHEST
+LN_EPS = 1e-5  # PyTorch nn.LayerNorm default.
+SCALE_MAX = 4.0  # official test.py --scale_max default, the largest training scale.
+
+MODEL_FIELDS = ("encoder", "encoder_kwargs", "hidden_dim", "heads", "n_attn_blocks", "n_hi_layers", "mlp_hidden")
+ENCODERS = ("edsr-baseline", "edsr")
+
+
+def make_coord(n: int) -> np.ndarray:
+  """Pixel centres of `n` pixels in [-1, 1] as the official `make_coord` computes them in float32.
+
+  `(v0 + r) + (2r) * arange(n)` with r = 1/n, every step rounded to float32 as PyTorch does. The values can
+  differ from `-1 + (2i + 1) / n` by one ulp, which matters only at HIIF's discontinuities.
+  """
+  r = 2.0 / (2 * n)
+  return np.float32(-1.0 + r) + np.float32(2.0 * r) * np.arange(n, dtype=np.float32)
+
+
+def make_coord_grid(height: int, width: int) -> np.ndarray:
+  """(H*W, 2) inrsr (x, y) pixel-centre coordinates of an H x W grid, row-major, official float32 values."""
+  ys, xs = make_coord(height), make_coord(width)
+  grid = np.stack(np.meshgrid(xs, ys, indexing="xy"), axis=-1)  # (H, W, 2): [..., 0] = x, [..., 1] = y
+  return grid.reshape(-1, 2)
+
+
+def clip_cell(cells, scale: float, scale_max: float = SCALE_MAX):
+  """The official test-time cell clipping: `cells * max(scale / scale_max, 1)` (float32, as PyTorch does).
+
+  Args:
+    cells: (..., 2) cells, NumPy or JAX, float32.
+    scale: the (Python) upscaling factor of the evaluation.
+    scale_max: the largest training scale (4 in the official code).
+  """
+  return cells * np.float32(max(float(scale) / float(scale_max), 1.0))
+
+
+def compute_hi_coord(local: jax.Array, n: int) -> jax.Array:
+  """Level-n hierarchical bits `floor(clip(local - 1e-9, 0, 1) * 2^(n+1)) mod 2`, in float32 like the official run."""
+  c = jnp.clip(local.astype(jnp.float32) - jnp.float32(1e-9), 0.0, 1.0)
+  return jnp.mod(jnp.floor(c * jnp.float32(2.0 ** (n + 1))), 2.0)
+
+
+def _nearest_index(c: jax.Array, size: int) -> jax.Array:
+  """PyTorch grid_sample nearest index (align_corners=False): rint((c + 1) * size/2 - 0.5), ties to even."""
+  u = (c + jnp.float32(1.0)) * jnp.float32(size / 2) - jnp.float32(0.5)
+  return jnp.rint(u).astype(jnp.int32)
+
+
+def _gather(feat: jax.Array, iy: jax.Array, ix: jax.Array) -> jax.Array:
+  """feat (B, h, w, C) at integer (iy, ix) of shape (B, Q); zeros outside (grid_sample's zero padding)."""
+  b, h, w, c = feat.shape
+  valid = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+  idx = jnp.clip(iy, 0, h - 1) * w + jnp.clip(ix, 0, w - 1)
+  out = jnp.take_along_axis(feat.reshape(b, h * w, c), idx[..., None], axis=1)
+  return jnp.where(valid[..., None], out, 0.0)
+
+
+def _bilinear_border(img: jax.Array, cy: jax.Array, cx: jax.Array) -> jax.Array:
+  """grid_sample(img, (x, y), bilinear, padding_mode='border', align_corners=False); img (B,h,w,C), c (B,Q)."""
+  _, h, w, _ = img.shape
+  fy = jnp.clip((cy + 1.0) * jnp.float32(h / 2) - 0.5, 0.0, h - 1.0)
+  fx = jnp.clip((cx + 1.0) * jnp.float32(w / 2) - 0.5, 0.0, w - 1.0)
+  y0, x0 = jnp.floor(fy), jnp.floor(fx)
+  wy1, wx1 = fy - y0, fx - x0
+  wy0, wx0 = 1.0 - wy1, 1.0 - wx1
+  y0i, x0i = y0.astype(jnp.int32), x0.astype(jnp.int32)
+  y1i, x1i = jnp.minimum(y0i + 1, h - 1), jnp.minimum(x0i + 1, w - 1)
+  out = (_gather(img, y0i, x0i) * (wy0 * wx0)[..., None] + _gather(img, y0i, x1i) * (wy0 * wx1)[..., None]
+         + _gather(img, y1i, x0i) * (wy1 * wx0)[..., None] + _gather(img, y1i, x1i) * (wy1 * wx1)[..., None])
+  return out
+
+
+def _layer_norm(name: str | None = None) -> nn.LayerNorm:
+  return nn.LayerNorm(epsilon=LN_EPS, use_fast_variance=False, name=name)
+
+
+class MLPWithShortcut(nn.Module):
+  """Official `MLP_with_shortcut`: LayerNorm -> Dense(hidden) -> GELU (exact) -> Dense(out) [+ x if widths agree]."""
+
+  out_dim: int
+  hidden: int = 256
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = _layer_norm("norm")(x)
+    y = nn.Dense(self.hidden, precision=PRECISION, name="fc1")(y)
+    y = nn.gelu(y, approximate=False)
+    y = nn.Dense(self.out_dim, precision=PRECISION, name="fc2")(y)
+    return y + x if y.shape[-1] == x.shape[-1] else y
+
+
+class LinearAttention(nn.Module):
+  """Official `qkv_attn`: multi-head linear attention over all queries of the call, then a 2-layer MLP.
+
+  `o = q @ (LN(k)^T LN(v) / N)` per head (N = number of (valid) queries), `ret = o + x`,
+  output `x + proj2(gelu(proj1(ret)))`. `kv` (B, heads, d, d), when given, replaces the call's own
+  `LN(k)^T LN(v) / N` (see `query_global`).
+  """
+
+  dim: int
+  heads: int
+
+  def setup(self):
+    if self.dim % self.heads:
+      raise ValueError(f"LinearAttention: dim {self.dim} is not divisible by heads {self.heads}")
+    self.qkv_proj = nn.Dense(3 * self.dim, precision=PRECISION)
+    self.kln = _layer_norm()
+    self.vln = _layer_norm()
+    self.proj1 = nn.Dense(self.dim, precision=PRECISION)
+    self.proj2 = nn.Dense(self.dim, precision=PRECISION)
+
+  def _qkv(self, x):
+    b, q, _ = x.shape
+    hc = self.dim // self.heads
+    qkv = self.qkv_proj(x).reshape(b, q, self.heads, 3 * hc)  # official: per head [q | k | v]
+    return qkv[..., :hc], self.kln(qkv[..., hc:2 * hc]), self.vln(qkv[..., 2 * hc:])
+
+  def kv_sum(self, x: jax.Array, mask: jax.Array | None = None):
+    """(sum over the (valid) queries of LN(k)^T LN(v): (B, heads, d, d), number of (valid) queries: (B,))."""
+    _, kh, vh = self._qkv(x)
+    if mask is None:
+      count = jnp.full((x.shape[0],), x.shape[1], jnp.float32)
+    else:
+      m = mask.astype(jnp.float32)
+      kh = kh * m[:, :, None, None]
+      count = jnp.sum(m, axis=1)
+    return jnp.einsum("bnhd,bnhe->bhde", kh, vh, precision=PRECISION), count
+
+  def __call__(self, x: jax.Array, mask: jax.Array | None = None, kv: jax.Array | None = None) -> jax.Array:
+    b, q, c = x.shape
+    if c != self.dim:
+      raise ValueError(f"LinearAttention: input width {c} is not dim {self.dim}")
+    qh, kh, vh = self._qkv(x)
+    if kv is None:
+      if mask is None:
+        kv = jnp.einsum("bnhd,bnhe->bhde", kh, vh, precision=PRECISION) / jnp.float32(q)
+      else:
+        m = mask.astype(jnp.float32)
+        count = jnp.maximum(jnp.sum(m, axis=1), 1.0)[:, None, None, None]
+        kv = jnp.einsum("bnhd,bnhe->bhde", kh * m[:, :, None, None], vh, precision=PRECISION) / count
+    o = jnp.einsum("bnhd,bhde->bnhe", qh, kv, precision=PRECISION).reshape(b, q, self.dim)
+    ret = o + x
+    return self.proj2(nn.gelu(self.proj1(ret), approximate=False)) + x
+
+
+class HIIF(nn.Module):
+  """HIIF over an EDSR encoder (official sizes by default: EDSR-baseline, hidden 256, 16 heads, 6 levels).
+
+  Attributes:
+    encoder: "edsr-baseline" (official default) or "edsr", both `inrsr.models.edsr.EDSR`; for "edsr" give its
+      sizes (32 blocks, 256 feats, res_scale 0.1) in encoder_kwargs, as the converter does.
+    encoder_kwargs: the encoder's fields (n_resblocks, n_feats, res_scale) as a mapping or a tuple of
+      (name, value) pairs (a tuple keeps the module hashable).
+    hidden_dim: width C of `freq`, of the decoder features and of the attention (official `hidden_dim`, 256).
+    heads: attention heads (official `blocks`, 16), head width hidden_dim / heads.
+    n_attn_blocks: attention blocks after the first decoder layer (official: conv0, conv1 = 2).
+    n_hi_layers: hierarchical levels = decoder layers (official 6).
+    mlp_hidden: hidden width inside every decoder layer (official: 256, fixed).
+  """
+
+  encoder: str = "edsr-baseline"
+  encoder_kwargs: Any = ()
+  hidden_dim: int = 256
+  heads: int = 16
+  n_attn_blocks: int = 2
+  n_hi_layers: int = 6
+  mlp_hidden: int = 256
+
+  batch_keys: ClassVar[tuple] = ("lr", "coords", "cells")
+  queries_independent: ClassVar[bool] = False  # the attention mixes every query of a `query` call
+  test_cell_scale_max: ClassVar[float] = SCALE_MAX  # evaluation passes cells * max(scale / this, 1)
+
+  def setup(self):
+    if self.encoder not in ENCODERS:
+      raise ValueError(f"encoder={self.encoder!r} must be one of {ENCODERS}")
+    if self.hidden_dim % self.heads:
+      raise ValueError(f"hidden_dim={self.hidden_dim} must be divisible by heads={self.heads}")
+    if self.n_hi_layers < 1:
+      raise ValueError(f"n_hi_layers={self.n_hi_layers} must be >= 1")
+    self.enc = edsr.from_fields(**dict(self.encoder_kwargs))
+    self.freq = nn.Conv(self.hidden_dim, (3, 3), padding=1, precision=PRECISION, name="freq")
+    self.fc_layers = [MLPWithShortcut(3 if d == self.n_hi_layers - 1 else self.hidden_dim, self.mlp_hidden,
+                                      name=f"fc_layers_{d}") for d in range(self.n_hi_layers)]
+    self.attn = [LinearAttention(self.hidden_dim, self.heads, name=f"attn_{i}") for i in range(self.n_attn_blocks)]
+
+  def encode(self, lr: jax.Array) -> dict:
+    """Features of an LR batch.
+
+    Args:
+      lr: (B, h, w, 3) in [0, 1].
+
+    Returns:
+      {"feat": (B, h, w, hidden_dim) features, "inp": (B, h, w, 3) the LR normalised to [-1, 1] (for the skip)}.
+    """
+    if lr.ndim != 4 or lr.shape[-1] != 3:
+      raise ValueError(f"expected lr of shape (B, h, w, 3), got {lr.shape}")
+    inp = (lr.astype(jnp.float32) - 0.5) / 0.5
+    return {"feat": self.freq(self.enc(inp)), "inp": inp}
+
+  def local_coord(self, feats: dict, coords: jax.Array) -> jax.Array:
+    """The official `local_coord` (the input of `compute_hi_coord`), (B, Q, 2) in the official (y, x) order."""
+    return self._sample(feats, coords)[2]
+
+  def _sample(self, feats: dict, coords: jax.Array):
+    """The four shifted nearest samples: (weighted features list, LR size, local_coord (y, x))."""
+    feat = feats["feat"]
+    _, h, w, _ = feat.shape
+    cy = coords[..., 1].astype(jnp.float32)
+    cx = coords[..., 0].astype(jnp.float32)
+    pos_y, pos_x = jnp.asarray(make_coord(h)), jnp.asarray(make_coord(w))
+    rx, ry = 2 / h / 2, 2 / w / 2  # official names: rx along rows (y), ry along columns (x)
+    eps_shift = 1e-6
+    lo, hi = np.float32(-1 + 1e-6), np.float32(1 - 1e-6)
+    samples, areas, local = [], [], None
+    for vx in (-1, 1):
+      for vy in (-1, 1):
+        sy = jnp.clip(cy + np.float32(vx * rx + eps_shift), lo, hi)
+        sx = jnp.clip(cx + np.float32(vy * ry + eps_shift), lo, hi)
+        iy, ix = _nearest_index(sy, h), _nearest_index(sx, w)
+        samples.append(_gather(feat, iy, ix))
+        # nearest sample of the LR centres (zero outside, as grid_sample of the official pos_lr)
+        vy_ok = (iy >= 0) & (iy < h)
+        vx_ok = (ix >= 0) & (ix < w)
+        qy = jnp.where(vy_ok & vx_ok, pos_y[jnp.clip(iy, 0, h - 1)], 0.0)
+        qx = jnp.where(vy_ok & vx_ok, pos_x[jnp.clip(ix, 0, w - 1)], 0.0)
+        rel_y = (cy - qy) * np.float32(h / 2)
+        rel_x = (cx - qx) * np.float32(w / 2)
+        areas.append(jnp.abs(rel_y * rel_x) + np.float32(1e-9))
+        if vx == -1 and vy == -1:
+          rel = jnp.stack([rel_y, rel_x], axis=-1)
+          rxry = jnp.asarray(np.array([rx, ry], np.float32))
+          local = jnp.where(rel > 0, rel, rxry - rel)
+    tot = ((areas[0] + areas[1]) + areas[2]) + areas[3]
+    swapped = [areas[3], areas[2], areas[1], areas[0]]  # LIIF's diagonal swap
+    weighted = [s * (a / tot)[..., None] for s, a in zip(samples, swapped)]
+    return weighted, (h, w), local
+
+  def _head(self, feats: dict, coords: jax.Array, cells: jax.Array):
+    """The first decoder layer's output (B, Q, hidden_dim) and local_coord (B, Q, 2) (y, x)."""
+    if coords.ndim != 3 or coords.shape[-1] != 2:
+      raise ValueError(f"expected coords of shape (B, Q, 2), got {coords.shape}")
+    b, q, _ = coords.shape
+    cells = jnp.asarray(cells, jnp.float32)
+    if cells.ndim == 2:
+      cells = jnp.broadcast_to(cells[:, None, :], (b, q, 2))
+    if cells.shape != (b, q, 2):
+      raise ValueError(f"expected cells of shape (B, Q, 2) or (B, 2) for coords {coords.shape}, got {cells.shape}")
+    weighted, (h, w), local = self._sample(feats, coords)
+    rel_cell = jnp.stack([cells[..., 1] * np.float32(h), cells[..., 0] * np.float32(w)], axis=-1)
+    x = jnp.concatenate([*weighted, rel_cell, compute_hi_coord(local, 0)], axis=-1)
+    return self.fc_layers[0](x), local
+
+  def query(self, feats: dict, coords: jax.Array, cells: jax.Array, query_mask: jax.Array | None = None,
+            kv_means=None) -> jax.Array:
+    """RGB at HR query points.
+
+    All Q queries of one call are mixed by the linear attention (see the module docstring).
+
+    Args:
+      feats: the output of `encode`.
+      coords: (B, Q, 2) inrsr (x, y) coordinates in [-1, 1].
+      cells: (B, Q, 2) or (B, 2) cells (x, y) = (2 / W_hr, 2 / H_hr), already clipped with `clip_cell` where
+        the official test would clip them.
+      query_mask: optional (B, Q) bool; False marks padding queries, which are left out of the attention's
+        average (their outputs are meaningless). None: every query counts, as in the official code.
+      kv_means: optional sequence of n_attn_blocks (B, heads, d, d) attention statistics computed over a
+        larger query set (see `query_global`); None: this call's own queries, as in the official code.
+
+    Returns:
+      (B, Q, 3) RGB in [0, 1] scale (`pred * 0.5 + 0.5`), not clipped.
+    """
+    x, local = self._head(feats, coords, cells)
+    for i, block in enumerate(self.attn):
+      x = block(x, query_mask, None if kv_means is None else kv_means[i])
+    for n in range(1, self.n_hi_layers):
+      x = self.fc_layers[n](jnp.concatenate([x, compute_hi_coord(local, n)], axis=-1))
+    skip = _bilinear_border(feats["inp"], coords[..., 1].astype(jnp.float32), coords[..., 0].astype(jnp.float32))
+    return (x + skip) * 0.5 + 0.5
+
+  def attention_sums(self, feats: dict, coords: jax.Array, cells: jax.Array, kv_means=(),
+                     query_mask: jax.Array | None = None):
+    """Sum over these queries of attention block `len(kv_means)`'s LN(k)^T LN(v), and their count.
+
+    The blocks before it use the given `kv_means` (global statistics). Used by `query_global`.
+    """
+    if len(kv_means) >= self.n_attn_blocks:
+      raise ValueError(f"{len(kv_means)} kv_means given; the model has {self.n_attn_blocks} attention blocks")
+    x, _ = self._head(feats, coords, cells)
+    for i, kv in enumerate(kv_means):
+      x = self.attn[i](x, query_mask, kv)
+    return self.attn[len(kv_means)].kv_sum(x, query_mask)
+
+  def __call__(self, lr: jax.Array, coords: jax.Array, cells: jax.Array, query_mask: jax.Array | None = None):
+    return self.query(self.encode(lr), coords, cells, query_mask)
+
+
+def query_global(model: HIIF, variables, feats: dict, coords, cells, chunk: int):
+  """`model.query` over all Q queries at once (the attention averaged over all of them), in bounded memory.
+
+  The attention statistics are sums over queries, so they are accumulated chunk by chunk: one pass per
+  attention block, then a pass that decodes every chunk with the global statistics. The result equals a single
+  `query` call on all Q queries (up to float32 summation order), i.e. the official one-chunk evaluation of a
+  whole image, while holding only `chunk` queries at a time. Cost: (n_attn_blocks + 1) passes of the first
+  decoder layer.
+
+  Args:
+    model: the HIIF module.
+    variables: {"params": ...}.
+    feats: `encode`'s output.
+    coords: (B, Q, 2) (x, y); cells: (B, Q, 2) or (B, 2).
+    chunk: queries per pass (the last chunk is padded and masked, so every pass has one shape).
+
+  Returns:
+    (B, Q, 3) NumPy array, as `query` returns.
+  """
+  coords = jnp.asarray(coords, jnp.float32)
+  b, q, _ = coords.shape
+  cells = jnp.asarray(cells, jnp.float32)
+  if cells.ndim == 2:
+    cells = jnp.broadcast_to(cells[:, None, :], (b, q, 2))
+  n_chunks = -(-q // chunk)
+  pad = n_chunks * chunk - q
+  coords_p = jnp.pad(coords, ((0, 0), (0, pad), (0, 0)))
+  cells_p = jnp.pad(cells, ((0, 0), (0, pad), (0, 0)))
+  mask_p = jnp.broadcast_to(jnp.arange(n_chunks * chunk) < q, (b, n_chunks * chunk))
+  sums = _jitted(model, "attention_sums")
+  decode = _jitted(model, "query")
+  parts = [slice(i * chunk, (i + 1) * chunk) for i in range(n_chunks)]
+  kv_means = ()
+  for _ in range(model.n_attn_blocks):
+    total, count = None, None
+    for sl in parts:
+      s, c = sums(variables, feats, coords_p[:, sl], cells_p[:, sl], kv_means, mask_p[:, sl])
+      total, count = (s, c) if total is None else (total + s, count + c)
+    kv_means = kv_means + (total / count[:, None, None, None],)
+  out = [np.asarray(decode(variables, feats, coords_p[:, sl], cells_p[:, sl], mask_p[:, sl], kv_means))
+         for sl in parts]
+  return np.concatenate(out, axis=1)[:, :q]
+
+
+@functools.lru_cache(maxsize=32)
+def _jitted(model: HIIF, method: str):
+  return jax.jit(lambda v, *args: model.apply(v, *args, method=getattr(HIIF, method)))
+
+
+def from_config(config: Mapping) -> HIIF:
+  """Build a HIIF from a config's `model` section (fields of `HIIF`, plus "name"; unknown fields are an error)."""
+  keys = set(config.keys())
+  unknown = sorted(keys - set(MODEL_FIELDS) - {"name"})
+  if unknown:
+    raise ValueError(f"unknown HIIF model config fields {unknown}; expected a subset of {MODEL_FIELDS}")
+  if "name" in keys and config["name"] != "hiif":
+    raise ValueError(f"model name {config['name']!r} is not 'hiif'")
+  fields = {k: config[k] for k in MODEL_FIELDS if k in keys}
+  if "encoder_kwargs" in fields:
+    kw = fields["encoder_kwargs"]
+    kw = kw.to_dict() if hasattr(kw, "to_dict") else dict(kw)
+    fields["encoder_kwargs"] = tuple(sorted(kw.items()))
+  return HIIF(**fields)
+
+
+def param_count(model: HIIF, lr_shape=(1, 8, 8, 3), queries: int = 4) -> int:
+  """Number of parameters of `model`, computed with `jax.eval_shape` (no allocation)."""
+  lr = jax.ShapeDtypeStruct(tuple(lr_shape), jnp.float32)
+  coords = jax.ShapeDtypeStruct((lr_shape[0], queries, 2), jnp.float32)
+  cells = jax.ShapeDtypeStruct((lr_shape[0], queries, 2), jnp.float32)
+  shapes = jax.eval_shape(model.init, jax.random.key(0), lr, coords, cells)
+  return sum(int(x.size) for x in jax.tree.leaves(shapes))
