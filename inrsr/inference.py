@@ -27,8 +27,8 @@ def _predictor(model):
 
 
 @functools.lru_cache(maxsize=16)
-def _encoder(model):
-  return jax.jit(lambda params, lr: model.apply({"params": params}, lr, method="encode"))
+def _encoder(model, kwargs: tuple = ()):
+  return jax.jit(lambda params, lr: model.apply({"params": params}, lr, method="encode", **dict(kwargs)))
 
 
 @functools.lru_cache(maxsize=32)
@@ -79,9 +79,10 @@ def upscale(model, params, lr: np.ndarray, height: int, width: int, *, t: float 
     import tqdm  # pylint: disable=g-import-not-at-top
     pieces = tqdm.tqdm(pieces, desc=f"upscale {lr.shape[1]}x{lr.shape[0]} -> {width}x{height}", leave=False)
   if generalising:
-    feats = _encoder(model)(params, lr_j[None])
     kwargs = model.query_kwargs(lr.shape[:2], (height, width)) if hasattr(model, "query_kwargs") else {}
-    query = _querier(model, tuple(sorted(kwargs.items())))
+    kwargs = tuple(sorted(kwargs.items()))
+    feats = _encoder(model, kwargs)(params, lr_j[None])
+    query = _querier(model, kwargs)
     cell = _cell(height, width, cell_scale)
   else:
     predict = _predictor(model)

@@ -32,7 +32,7 @@ def base() -> ml_collections.ConfigDict:
       epochs=300, steps=0,  # steps > 0 overrides epochs.
       learning_rate=1e-4, decay_epochs=100, decay_rate=0.5,
       loss="pea", seed=0, log_every=50, checkpoint_every=500, keep_checkpoints=3,
-      budget_s=0))  # > 0: stop (with a checkpoint) after this many seconds of training in this process.
+      budget_s=0.0))  # > 0: stop (with a checkpoint) after this many seconds of training in this process.
   c.eval = ml_collections.ConfigDict(dict(
       scales=(2.0, 2.5, 4.0, 8.0, 16.0, 32.0),
       metrics=("full",),  # any of "div2k", "benchmark", "full".
@@ -55,24 +55,30 @@ def shrink(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return c
 
 
-def parse_arg(arg, name: str, choices=()) -> tuple[set[str], str | None]:
-  """Split a config argument `a,b,...` into known flags (`small`, `cpu`) and at most one choice.
+def parse_arg(arg, name: str, choices=(), flags=("small", "cpu")) -> tuple[set[str], str | None]:
+  """Split a config argument `a,b,...` into the flags this config accepts and at most one choice.
 
   Args:
     arg: the text after `NAME:` (or None).
     name: the config's name, for errors.
     choices: allowed choice tokens (e.g. clip names).
+    flags: the flags the config acts on (a config that ignores `cpu` leaves it out, so `NAME:cpu` is an
+      error rather than a silently ignored request).
 
   Returns:
     (flags, choice).
+
+  Raises:
+    ValueError: a token that is neither an accepted flag nor a choice, or two choices; names the config.
   """
   tokens = [t for t in (arg or "").split(",") if t]
-  flags = {t for t in tokens if t in ("small", "cpu")}
-  rest = [t for t in tokens if t not in flags]
+  given = {t for t in tokens if t in flags}
+  rest = [t for t in tokens if t not in given]
   if len(rest) > 1 or (rest and rest[0] not in choices):
-    raise ValueError(f"{name}: unknown argument {arg!r}; expected comma-separated 'small', 'cpu'"
+    accepted = ", ".join(repr(f) for f in flags) or "no flags"
+    raise ValueError(f"{name}: unknown argument {arg!r}; {name} accepts comma-separated {accepted}"
                      + (f" and one of {tuple(choices)}" if choices else ""))
-  return flags, (rest[0] if rest else None)
+  return given, (rest[0] if rest else None)
 
 
 def cpu_model(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -126,7 +132,7 @@ def shrink_generalising(c):
   c.model.update(encoder_args={"n_resblocks": 1, "n_feats": 8} if c.model.encoder == "edsr-baseline"
                  else {"D": 2, "C": 2, "G": 8, "G0": 8}, hidden_list=(16, 16))
   c.data.update(batch_size=2, lr_size=16, queries=64, limit=4)
-  c.train.update(steps=6, log_every=2, checkpoint_every=3, budget_s=0)
+  c.train.update(steps=6, log_every=2, checkpoint_every=3, budget_s=0.0)
   c.eval.update(scales=(2.0, 3.0))
   del c.eval.heldout_sets["Set14"]
   c.eval.heldout_sets.Set5.limit = 2

@@ -15,9 +15,10 @@ from experiments.configs import common
 def get_config(arg=None):
   c = common.generalising_base("liif")
   c.data.root = "$INRSR_DATA_DIR/train291"
+  c.data.recursive = True  # T91/ and BSD200/
   c.data.update(batch_size=8, repeat=1)
-  c.train.update(steps=3000, learning_rate=2e-4, decay_epochs=0, log_every=20, checkpoint_every=250,
-                 budget_s=90 * 60)
+  c.train.update(steps=20000, learning_rate=2e-4, decay_epochs=0, log_every=20, checkpoint_every=100,
+                 budget_s=90 * 60.0)
   flags, choice = common.parse_arg(arg, "liif_train291", choices=("rdn",))
   if choice == "rdn":
     c.model.update(encoder="rdn", encoder_args={"config": "B"})

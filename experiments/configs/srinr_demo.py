@@ -20,7 +20,7 @@ def get_config(arg=None):
   c.train.update(steps=2000, learning_rate=5e-3, decay_epochs=40, log_every=50, checkpoint_every=250)
   c.eval.update(scales=(2.0, 2.5, 4.0, 8.0, 16.0, 32.0), metrics=("benchmark", "full"))
   c.eval.heldout.update(source="bundled", names=("immunohistochemistry", "hubble_deep_field"), center_crop=128)
-  flags, _ = common.parse_arg(arg, "srinr_demo")
+  flags, _ = common.parse_arg(arg, "srinr_demo", flags=("small",))
   if "small" in flags:
     common.shrink(c)
     c.eval.heldout.names = ("immunohistochemistry",)

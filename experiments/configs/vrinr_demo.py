@@ -20,7 +20,7 @@ def get_config(arg=None):
   c.train.update(steps=1500, log_every=50, checkpoint_every=250)
   c.eval.update(scales=(2.0, 2.5, 4.0, 8.0, 16.0, 32.0), metrics=("benchmark", "full"), temporal=True,
                 noise=(("gaussian", 30.0), ("gaussian", 50.0), ("poisson", 0.0)), noise_scales=(4.0, 8.0))
-  flags, _ = common.parse_arg(arg, "vrinr_demo")
+  flags, _ = common.parse_arg(arg, "vrinr_demo", flags=("small",))
   if "small" in flags:
     common.shrink(c)
     c.data.limit = 3

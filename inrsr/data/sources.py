@@ -25,7 +25,7 @@ SOURCES = ("bundled", "folder", "frames", "video", "bundled_clip")
 
 def load_images(source: str, *, names: Sequence[str] = (), root: str = "", limit: int = 0,
                 center_crop_size: int = 0, hr_size: int = 0, setting: str = "data",
-                start: int = 0) -> list[tuple[str, np.ndarray]]:
+                start: int = 0, recursive: bool = False) -> list[tuple[str, np.ndarray]]:
   """Load and prepare a whole image set, or the frames of one clip, in memory.
 
   Args:
@@ -39,6 +39,7 @@ def load_images(source: str, *, names: Sequence[str] = (), root: str = "", limit
     hr_size: see `prepare`.
     setting: config prefix used in error messages.
     start: first frame of a clip.
+    recursive: "folder": include images in subfolders (named by their path relative to `root`).
 
   Returns:
     List of (name, (H, W, 3) float32 image).
@@ -55,7 +56,9 @@ def load_images(source: str, *, names: Sequence[str] = (), root: str = "", limit
   if source == "bundled":
     items = [(n, images.bundled_image(n)) for n in names]
   elif source == "folder":
-    items = [(p.name, images.load_image(p)) for p in images.list_images(root, f"{setting}.root")]
+    files = images.list_images(root, f"{setting}.root", recursive)
+    base = pathlib.Path(os.path.expandvars(root)).expanduser()
+    items = [(p.relative_to(base).as_posix() if recursive else p.name, images.load_image(p)) for p in files]
   else:
     if source == "frames":
       frames, frame_names = video.load_frame_folder(root, start=start, num_frames=limit, setting=f"{setting}.root")
@@ -73,7 +76,7 @@ def load_section(section: ml_collections.ConfigDict, setting: str) -> list[tuple
   """(name, HR frame) pairs of a config's data section (`data` or `eval.heldout`)."""
   return load_images(section.source, names=tuple(section.names), root=section.root, limit=section.limit,
                      center_crop_size=section.center_crop, hr_size=section.hr_size, setting=setting,
-                     start=section.get("start_frame", 0))
+                     start=section.get("start_frame", 0), recursive=section.get("recursive", False))
 
 
 def image_times(config: ml_collections.ConfigDict, num_images: int) -> list[float]:

@@ -1,0 +1,552 @@
+"""LIT and CLIT (Chen et al. 2023, "Cascaded Local Implicit Transformer for Arbitrary-Scale Super-Resolution").
+
+One class serves both: LIT is `CLIT(num_stages=1)`, CLIT-N is `CLIT(num_stages=N)`, as in the official code
+(jaroslaw1007/CLIT @ f13a053, `models/clit.py`; facts in `../shared/baselines.md` §5). Where the code and the
+paper differ, the code wins:
+  * Frequency encoding: the paper's local frequency encoding block is absent from the released `clit.py`
+    (only an unused `models/lit.py` has it). It is off by default here (`freq_encoding=False`); when on it
+    follows `lit.py` (a 3x3 conv to `freq_dims / 2` channels, its 7x7 neighbourhood sampled nearest, an
+    orthonormal 2-D FFT over the 7x7 grid, times `exp(i rel_coord . b)`, real and imaginary parts interleaved
+    and concatenated after each neighbour's attended value). Choices of this port, since `lit.py` has one
+    stage and no config: one such conv per stage on that stage's feature map, and `freq_dims` 64 with
+    `freq_scale` 10 by default (the values of the positional bias).
+  * Positional bias: the code's sinusoid uses 16 frequencies per axis, `b = 2**linspace(0, 10, 16) - 1`
+    (0 to 1023), on `rel_coord`, without 2 pi, then a Linear(64 -> heads); the paper writes `2**0 .. 2**(L-1)`
+    with L = 10. The code's frequencies are used (`posenc_scale`, `posenc_dims`).
+  * Decoder input: the attention weights scale each neighbour's value and the 49 weighted values are
+    concatenated (index `n * C + head * C/heads + d`, neighbour n = 7 i + j, row offset i), not summed; then
+    the cell. There is no `rel_coord` input to the MLP (it only enters through the bias).
+  * `rel_coord` and the cell are scaled by the current stage's feature size (one feature pixel = 2 units); the
+    cell is the final HR cell at every stage.
+  * Q is sampled bilinearly, K and V nearest (all with zero padding, so neighbours outside the map give zero
+    keys and values but still a bias); the softmax runs over the 49 neighbours per head.
+  * Cascade: stage 0 runs on `conv_ch(encoder(lr))` (`init_feat`); stage i >= 1 on `init_feat` resampled
+    bilinearly (zero padding, align_corners False) to the stage grid `round(h * prod(scales[:i]))`, not on the
+    previous stage's features. `res_i = imnet_i(...) + 0.75 * res_{i-1}` (lambda = `cascade_weight`), summed
+    before the skip; every stage's output adds the border-padded bilinear upsampling of the normalised LR.
+  * Scale decomposition (`stage_scales`): the code's `sample_system_scale` with `scale_base` 4 (x12 -> [4, 3],
+    x18 -> [4, 4, 1.125]); scales <= 4 use one stage, even with a CLIT checkpoint.
+  * Logits are `q . k / sqrt(base_dim / head)` (the code and the paper's Eq. 7; Eq. 4 writes sqrt(C)).
+  * Float32 bit-exactness where it matters: `make_coord`, the neighbour grid `centre + linspace(-r, r) * (2/n)`,
+    its nearest indices, `rel_coord` and the frequencies `b` are formed in the same float32 operations as the
+    official code (neighbour tables and `b` in NumPy at trace time). The sine arguments reach ~1e5 for border
+    queries, so one ulp of `rel_coord` or `b` moves the bias visibly (with `b` rounded once from float64
+    instead of torch's float32 linspace and pow, the fixture's 3-stage border queries drift to 1e-5). XLA
+    on CPU contracts `(c + 1) * n / 2 - 0.5` into an FMA (one rounding); the nearest-index computation blocks
+    that so the product is rounded first, as in the plain float32 formula (no fixture query depends on it).
+  * `num_stages` defaults to 1 (LIT; the official class's `imnet_num=1`); the other defaults are the values of
+    the official EDSR-baseline configs. Like the official code, every stage's q/k/v maps are computed at the
+    stage's full grid size (e.g. 16x the LR for the third stage at x18).
+  * Official quirk kept: a query whose nearest feature pixel is out of range (e.g. coordinate exactly 1 on an
+    even-sized map, where the tie rounds to the even index n) gets the zero vector as its "centre" coordinate,
+    as PyTorch's zero padding returns; its neighbourhood is then around the map centre.
+  * Input normalisation `(lr - 0.5) / 0.5`; the output is `pred * 0.5 + 0.5`, not clipped.
+
+Query API: `encode(lr, scales=...)` then `query(feats, coords, cells, scales=...)`. `scales` (static) is None
+(one stage: LIT), a number (decomposed by `stage_scales` with `scale_base`), or the per-stage factors. The
+stage maps (q, k, v of every stage) are computed once by `encode` when it gets the same `scales`; otherwise
+`query` computes the missing ones itself (same numbers, redone on every call). Queries are independent, so
+chunking the queries gives the same outputs (the official `chop_forward`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Mapping, Sequence
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from inrsr.models import edsr, rdn
+
+PRECISION = jax.lax.Precision.HIGHEST
+ENCODERS = ("edsr-baseline", "rdn")
+ACTIVATIONS = ("gelu", "relu", "none")
+MODEL_FIELDS = ("encoder", "encoder_args", "base_dim", "head", "r", "num_stages", "cell_decode", "local_attn",
+                "pos_bias", "posenc_scale", "posenc_dims", "hidden_list", "act", "cascade_weight", "scale_base",
+                "freq_encoding", "freq_dims", "freq_scale")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Scales and grids.
+
+
+def stage_scales(scale: float, scale_base: float = 4.0) -> tuple[float, ...]:
+  """Per-stage upsampling factors of the official test-time decomposition (`sample_system_scale`).
+
+  The first factor is `min(scale, scale_base)`; the rest of the scale is split into factors of `scale_base`
+  while it is at least `scale_base`, and a last factor for the remainder (> 1).
+
+  Args:
+    scale: the overall upsampling factor, > 0.
+    scale_base: the largest factor per stage (4 in the official test configs).
+
+  Returns:
+    Tuple of floats, e.g. 3 -> (3,), 12 -> (4, 3), 18 -> (4, 4, 1.125), 7.3 -> (4, 1.825).
+  """
+  scale, scale_base = float(scale), float(scale_base)
+  if not math.isfinite(scale) or scale <= 0:
+    raise ValueError(f"{scale=} must be a finite number > 0")
+  if not math.isfinite(scale_base) or scale_base <= 1:
+    raise ValueError(f"{scale_base=} must be a finite number > 1")
+  if scale <= scale_base:
+    return (scale,)
+  out = [scale_base]
+  s = scale / scale_base
+  while s > 1:
+    out.append(scale_base if s >= scale_base else s)
+    s = s / scale_base
+  return tuple(out)
+
+
+def stage_sizes(lr_hw: Sequence[int], scales: Sequence[float]) -> tuple[tuple[int, int], ...]:
+  """The official `coords` grid sizes: `(round(h * prod(scales[:i+1])), round(w * ...))` for every stage.
+
+  Stage i >= 1 runs on the grid of entry i - 1; the last entry is the final HR grid. Python's `round`
+  (ties to even) on the float64 product, as in the official collate functions.
+  """
+  h, w = (int(v) for v in lr_hw)
+  out, prod = [], 1.0
+  for s in scales:
+    prod = prod * float(s)
+    out.append((int(round(h * prod)), int(round(w * prod))))
+  return tuple(out)
+
+
+def feature_sizes(lr_hw: Sequence[int], scales: Sequence[float]) -> tuple[tuple[int, int], ...]:
+  """Feature-map size of every stage: the LR size, then `stage_sizes(lr_hw, scales)[:-1]`."""
+  h, w = (int(v) for v in lr_hw)
+  return ((h, w),) + stage_sizes((h, w), scales)[:-1]
+
+
+def scales_for_size(lr_hw: Sequence[int], out_hw: Sequence[int], scale_base: float = 4.0) -> tuple[float, ...]:
+  """Stage factors for an LR of `lr_hw` upsampled to `out_hw`: `stage_scales(max(H / h, W / w))`.
+
+  The official test.py decomposes the nominal scale of the test config; the network only uses the number of
+  stages and the intermediate grids (factors of `scale_base`), so the ratio of sizes gives the same model
+  except for a scale within rounding of a power of `scale_base`, where the nominal scale should be passed to
+  `stage_scales` instead.
+  """
+  (h, w), (big_h, big_w) = lr_hw, out_hw
+  if min(h, w, big_h, big_w) <= 0:
+    raise ValueError(f"sizes must be positive, got lr {tuple(lr_hw)} and output {tuple(out_hw)}")
+  return stage_scales(max(big_h / h, big_w / w), scale_base)
+
+
+def make_coord_1d(n: int) -> np.ndarray:
+  """Pixel centres of `n` cells in [-1, 1], bit-exact with the official `make_coord` in float32.
+
+  Returns:
+    (n,) float32 `float32(-1 + r) + float32(2 r) * i` with `r = 1 / n` in double, as torch computes it.
+  """
+  r = 2.0 / (2 * n)
+  return np.float32(-1 + r) + np.float32(2 * r) * np.arange(n, dtype=np.float32)
+
+
+def posenc_freqs(posenc_scale: float, enc_dims: int) -> np.ndarray:
+  """The official sinusoid frequencies `2**linspace(0, posenc_scale, enc_dims // 4) - 1`, float32 as torch.
+
+  torch.linspace (CPU, float32): `step = (end - start) / (steps - 1)`; the first half is `start + step * i`,
+  the second `end - step * (steps - 1 - i)`. `2.**x` is correctly rounded to float32 here; `- 1` is exact.
+  """
+  steps = enc_dims // 4
+  if steps < 1:
+    raise ValueError(f"enc_dims={enc_dims} must be >= 4")
+  start, end = np.float32(0.0), np.float32(posenc_scale)
+  if steps == 1:
+    lin = np.array([start], np.float32)
+  else:
+    step = np.float32((end - start) / np.float32(steps - 1))
+    idx = np.arange(steps)
+    first = start + step * idx.astype(np.float32)
+    second = end - step * (steps - 1 - idx).astype(np.float32)
+    lin = np.where(idx < steps // 2, first, second).astype(np.float32)
+  return (np.exp2(lin.astype(np.float64)).astype(np.float32) - np.float32(1.0)).astype(np.float32)
+
+
+def _unnormalize(c: jax.Array, n: int) -> jax.Array:
+  """`(c + 1) * (n / 2) - 0.5` in float32, as PyTorch's CPU grid_sample (align_corners=False)."""
+  prod = (c + 1.0) * np.float32(n / 2)
+  # XLA contracts `prod - 0.5` into an FMA (one rounding); PyTorch rounds the product first. The select is a
+  # no-op for non-NaN values that stops the contraction.
+  prod = jnp.where(prod == prod, prod, jnp.float32(np.nan))
+  return prod - np.float32(0.5)
+
+
+def nearest_index(c: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
+  """PyTorch grid_sample nearest index along one axis (ties to even) and whether it is inside [0, n)."""
+  idx = jnp.round(_unnormalize(c, n)).astype(jnp.int32)  # jnp.round rounds half to even (std::nearbyint)
+  return idx, (idx >= 0) & (idx < n)
+
+
+def _np_unnormalize(c: np.ndarray, n: int) -> np.ndarray:
+  return ((c.astype(np.float32) + np.float32(1)) * np.float32(n / 2)).astype(np.float32) - np.float32(0.5)
+
+
+def neighbour_table(n: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Neighbour coordinates and nearest indices along one axis of an n-pixel map, per centre.
+
+  Row i < n is the centre `make_coord(n)[i]`; row n is the zero centre the official code gets for a query whose
+  nearest pixel is out of range. Column j is the offset `j - r`: the coordinate `float32(centre +
+  float32(float32(j - r) * float32(2 / n)))` and its nearest index, all as the official float32 code.
+
+  Returns:
+    (coords (n + 1, 2r + 1) float32, index (n + 1, 2r + 1) int32, in_range (n + 1, 2r + 1) bool).
+  """
+  centres = np.concatenate([make_coord_1d(n), np.zeros(1, np.float32)])
+  delta = np.arange(-r, r + 1, dtype=np.float32) * np.float32(2 / n)
+  coords = (centres[:, None] + delta[None, :]).astype(np.float32)
+  idx = np.round(_np_unnormalize(coords, n)).astype(np.int32)  # np.round: ties to even
+  return coords, idx, (idx >= 0) & (idx < n)
+
+
+def _gather(fmap: jax.Array, iy: jax.Array, ix: jax.Array, valid: jax.Array) -> jax.Array:
+  """fmap[b, iy, ix] with zeros where not valid. fmap (B, H, W, C); indices (B, ...) -> (B, ..., C)."""
+  b, h, w, c = fmap.shape
+  flat = (jnp.clip(iy, 0, h - 1) * w + jnp.clip(ix, 0, w - 1)).reshape(b, -1)
+  got = jax.vmap(lambda f, i: f[i])(fmap.reshape(b, h * w, c), flat).reshape(*iy.shape, c)
+  return jnp.where(valid[..., None], got, 0.0)
+
+
+def _bilinear(fmap: jax.Array, cy: jax.Array, cx: jax.Array, border: bool) -> jax.Array:
+  """PyTorch grid_sample bilinear (align_corners=False) at (cy, cx) (B, Q): zero or border padding."""
+  _, h, w, _ = fmap.shape
+  uy, ux = _unnormalize(cy, h), _unnormalize(cx, w)
+  if border:
+    uy, ux = jnp.clip(uy, 0.0, h - 1.0), jnp.clip(ux, 0.0, w - 1.0)
+  y0, x0 = jnp.floor(uy), jnp.floor(ux)
+  wn, ww = uy - y0, ux - x0  # distance to the north row / west column
+  ws, we = 1.0 - wn, 1.0 - ww
+  y0, x0 = y0.astype(jnp.int32), x0.astype(jnp.int32)
+  out = 0.0
+  for dy, dx, wt in ((0, 0, ws * we), (0, 1, ws * ww), (1, 0, wn * we), (1, 1, wn * ww)):
+    iy, ix = y0 + dy, x0 + dx
+    valid = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+    out = out + _gather(fmap, iy, ix, valid) * wt[..., None]
+  return out
+
+
+def _resample_axis(n_in: int, n_out: int) -> tuple[np.ndarray, ...]:
+  """Static bilinear taps (zero padding) from an n_in axis to the n_out `make_coord` grid."""
+  u = _np_unnormalize(make_coord_1d(n_out), n_in)
+  i0 = np.floor(u).astype(np.int32)
+  w1 = (u - i0.astype(np.float32)).astype(np.float32)
+  w0 = (np.float32(1) - w1).astype(np.float32)
+  i1 = i0 + 1
+  w0 = np.where((i0 >= 0) & (i0 < n_in), w0, 0).astype(np.float32)
+  w1 = np.where((i1 >= 0) & (i1 < n_in), w1, 0).astype(np.float32)
+  return np.clip(i0, 0, n_in - 1), w0, np.clip(i1, 0, n_in - 1), w1
+
+
+def resample_bilinear(fmap: jax.Array, out_hw: Sequence[int]) -> jax.Array:
+  """fmap (B, h, w, C) sampled bilinearly (zero padding, align_corners False) at the make_coord grid out_hw."""
+  _, h, w, _ = fmap.shape
+  a0, wa0, a1, wa1 = _resample_axis(h, int(out_hw[0]))
+  b0, wb0, b1, wb1 = _resample_axis(w, int(out_hw[1]))
+  rows = fmap[:, a0] * wa0[None, :, None, None] + fmap[:, a1] * wa1[None, :, None, None]
+  return rows[:, :, b0] * wb0[None, None, :, None] + rows[:, :, b1] * wb1[None, None, :, None]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Modules.
+
+
+def _conv3x3(features: int, name: str | None = None) -> nn.Conv:
+  return nn.Conv(features, (3, 3), padding=1, precision=PRECISION, name=name)
+
+
+class MLP(nn.Module):
+  """The official `mlp`: Linear + activation per hidden width, then a Linear to `out_dim`."""
+
+  hidden_list: tuple[int, ...]
+  out_dim: int = 3
+  act: str = "gelu"
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    for i, width in enumerate(self.hidden_list):
+      x = nn.Dense(int(width), precision=PRECISION, name=f"layers_{i}")(x)
+      if self.act == "gelu":
+        x = jax.nn.gelu(x, approximate=False)  # torch nn.GELU(): the erf form
+      elif self.act == "relu":
+        x = nn.relu(x)
+    return nn.Dense(self.out_dim, precision=PRECISION, name=f"layers_{len(self.hidden_list)}")(x)
+
+
+class CLIT(nn.Module):
+  """LIT (`num_stages=1`) or CLIT (cascade) over an EDSR-baseline or RDN encoder.
+
+  Attributes:
+    encoder: "edsr-baseline" or "rdn".
+    encoder_args: the encoder's fields (see `inrsr.models.edsr` / `inrsr.models.rdn`).
+    base_dim: channels of `conv_ch` and of every q/k/v map (256 in the official configs).
+    head: attention heads (8); `base_dim` must be a multiple.
+    r: local grid radius; the grid is (2r + 1)^2 = 49 neighbours for r = 3.
+    num_stages: cascade stages with their own q/k/v convs and MLP (official `imnet_num = conv_num`).
+    cell_decode: append the cell to the MLP input (official `is_cell`).
+    local_attn: local attention (off: r = 0, the nearest value only, as the official code).
+    pos_bias: add the sinusoidal relative-position bias to the logits (official: a `pb_spec` is given).
+    posenc_scale: the bias frequencies reach 2**posenc_scale - 1 (10).
+    posenc_dims: sin + cos features of the bias (64 = 16 frequencies x 2 axes x 2).
+    hidden_list: hidden widths of each stage's MLP ([256] * 4).
+    act: the MLP activation, "gelu" (official configs), "relu" or "none".
+    cascade_weight: lambda of the cascade sum (0.75).
+    scale_base: the largest factor per stage when `scales` is given as one number (4).
+    freq_encoding: the paper's local frequency encoding (absent from the released code; off).
+    freq_dims: real features per neighbour that it adds (64).
+    freq_scale: its frequencies reach 2**freq_scale - 1 (10).
+  """
+
+  encoder: str = "edsr-baseline"
+  encoder_args: Mapping[str, Any] | None = None
+  base_dim: int = 256
+  head: int = 8
+  r: int = 3
+  num_stages: int = 1
+  cell_decode: bool = True
+  local_attn: bool = True
+  pos_bias: bool = True
+  posenc_scale: float = 10.0
+  posenc_dims: int = 64
+  hidden_list: tuple[int, ...] = (256, 256, 256, 256)
+  act: str = "gelu"
+  cascade_weight: float = 0.75
+  scale_base: float = 4.0
+  freq_encoding: bool = False
+  freq_dims: int = 64
+  freq_scale: float = 10.0
+
+  batch_keys: ClassVar[tuple] = ("lr", "coords", "cells")
+
+  @property
+  def radius(self) -> int:
+    return self.r if self.local_attn else 0
+
+  def setup(self):
+    args = dict(self.encoder_args or {})
+    if self.encoder == "edsr-baseline":
+      self.encoder_net = edsr.from_fields(**args)
+    elif self.encoder == "rdn":
+      self.encoder_net = rdn.from_fields(**args)
+    else:
+      raise ValueError(f"encoder={self.encoder!r} must be one of {ENCODERS}")
+    if self.num_stages < 1:
+      raise ValueError(f"num_stages={self.num_stages} must be >= 1")
+    if self.base_dim % self.head:
+      raise ValueError(f"base_dim={self.base_dim} must be a multiple of head={self.head}")
+    if self.act not in ACTIVATIONS:
+      raise ValueError(f"act={self.act!r} must be one of {ACTIVATIONS}")
+    if self.pos_bias and self.posenc_dims % 4:
+      raise ValueError(f"posenc_dims={self.posenc_dims} must be a multiple of 4")
+    if self.freq_encoding and self.freq_dims % 4:
+      raise ValueError(f"freq_dims={self.freq_dims} must be a multiple of 4")
+    n = self.num_stages
+    self.conv_ch = _conv3x3(self.base_dim)
+    self.conv_vs = [_conv3x3(self.base_dim) for _ in range(n)]
+    if self.local_attn:
+      self.conv_qs = [_conv3x3(self.base_dim) for _ in range(n)]
+      self.conv_ks = [_conv3x3(self.base_dim) for _ in range(n)]
+      if self.pos_bias:
+        self.pb_proj = nn.Dense(self.head, precision=PRECISION)
+    if self.freq_encoding:
+      self.conv_freqs = [_conv3x3(self.freq_dims // 2) for _ in range(n)]
+    self.imnets = [MLP(tuple(int(h) for h in self.hidden_list), 3, self.act) for _ in range(n)]
+
+  # -- scales --------------------------------------------------------------------------------------------
+
+  def stage_plan(self, lr_hw: Sequence[int], scales=None) -> tuple[tuple[int, int], ...]:
+    """Feature-map size of every stage used for `scales` (None: one stage; a number; or per-stage factors)."""
+    if scales is None:
+      sizes = ((int(lr_hw[0]), int(lr_hw[1])),)
+    else:
+      if isinstance(scales, (int, float, np.integer, np.floating)):
+        scales = stage_scales(float(scales), self.scale_base)
+      scales = tuple(float(s) for s in scales)
+      if not scales or any(not math.isfinite(s) or s <= 0 for s in scales):
+        raise ValueError(f"scales={scales} must be a non-empty sequence of finite numbers > 0")
+      sizes = feature_sizes(lr_hw, scales)
+    if len(sizes) > self.num_stages:
+      raise ValueError(f"scales={scales} need {len(sizes)} stages but the model has num_stages="
+                       f"{self.num_stages}")
+    return sizes
+
+  # -- features ------------------------------------------------------------------------------------------
+
+  def _stage_maps(self, feat: jax.Array, stage: int, hw) -> dict:
+    """q, k, v (and the frequency map) of one stage; stage >= 1 first resamples `feat` to `hw`."""
+    if stage > 0 and hw is not None:  # hw None: init-time call that only creates the convs
+      feat = resample_bilinear(feat, hw)
+    maps = {"v": self.conv_vs[stage](feat)}
+    if self.local_attn:
+      maps["q"] = self.conv_qs[stage](feat)
+      maps["k"] = self.conv_ks[stage](feat)
+    if self.freq_encoding:
+      maps["f"] = self.conv_freqs[stage](feat)
+    return maps
+
+  def query_kwargs(self, lr_hw: Sequence[int], out_hw: Sequence[int]) -> dict:
+    """Static arguments of `encode` and `query` for an LR of `lr_hw` upscaled to `out_hw` (the stage scales)."""
+    return {"scales": scales_for_size(lr_hw, out_hw, self.scale_base)}
+
+  def encode(self, lr: jax.Array, *, scales=None) -> dict:
+    """Features of an LR batch.
+
+    Args:
+      lr: (B, h, w, 3) LR in [0, 1].
+      scales: the stages to prepare (see `stage_plan`); the same value must reach `query`.
+
+    Returns:
+      {"inp": (B, h, w, 3) normalised LR, "feat": (B, h, w, base_dim) `init_feat`, "stages": one dict of
+      maps ("q", "k", "v"; "f" with frequency encoding) per prepared stage}.
+    """
+    if lr.ndim != 4 or lr.shape[-1] != 3:
+      raise ValueError(f"expected lr of shape (B, h, w, 3), got {lr.shape}")
+    sizes = self.stage_plan(lr.shape[1:3], scales)
+    inp = (lr.astype(jnp.float32) - 0.5) / 0.5
+    feat = self.conv_ch(self.encoder_net(inp))
+    stages = tuple(self._stage_maps(feat, i, hw) for i, hw in enumerate(sizes))
+    if self.is_initializing():  # create every stage's convs, whatever `scales` the init call used
+      for i in range(len(sizes), self.num_stages):
+        self._stage_maps(feat, i, None)
+    return {"inp": inp, "feat": feat, "stages": stages}
+
+  # -- decoding ------------------------------------------------------------------------------------------
+
+  def _position_bias(self, rel: jax.Array) -> jax.Array:
+    """The official sinusoid bias: rel (..., 2) in (y, x) -> (..., head)."""
+    b = posenc_freqs(self.posenc_scale, self.posenc_dims)
+    args = jnp.concatenate([rel[..., :1] * b, rel[..., 1:] * b], -1)  # = rel @ b_vals.T (one product each)
+    return self.pb_proj(jnp.concatenate([jnp.sin(args), jnp.cos(args)], -1))
+
+  def _frequency(self, fmap, iy, ix, valid, rel, k: int) -> jax.Array:
+    """lit.py's local frequency encoding: (B, Q, N, freq_dims)."""
+    bsz, q = iy.shape[:2]
+    f = _gather(fmap, iy, ix, valid).reshape(bsz, q, k, k, -1)
+    spec = jnp.fft.fft2(f, axes=(2, 3), norm="ortho").reshape(bsz, q, k * k, -1)
+    b = posenc_freqs(self.freq_scale, self.freq_dims)
+    args = jnp.concatenate([rel[..., :1] * b, rel[..., 1:] * b], -1)
+    prod = jax.lax.complex(jnp.cos(args), jnp.sin(args)) * spec
+    return jnp.stack([prod.real, prod.imag], -1).reshape(bsz, q, k * k, -1)
+
+  def _decode(self, stage: int, maps: dict, hw, cy, cx, cell) -> jax.Array:
+    """One stage's residual (normalised space) at queries (cy, cx) (B, Q): (B, Q, 3)."""
+    h, w = hw
+    r = self.radius
+    k = 2 * r + 1
+    bsz, q = cy.shape
+    iy, vy = nearest_index(cy, h)
+    ix, vx = nearest_index(cx, w)
+    ok = vy & vx  # out of range on either axis: the zero-padded centre is (0, 0)
+    row_y, row_x = jnp.where(ok, iy, h), jnp.where(ok, ix, w)
+    ty_c, ty_i, ty_v = neighbour_table(h, r)
+    tx_c, tx_i, tx_v = neighbour_table(w, r)
+    ny_c, ny_i, ny_v = (jnp.asarray(t)[row_y] for t in (ty_c, ty_i, ty_v))  # (B, Q, k)
+    nx_c, nx_i, nx_v = (jnp.asarray(t)[row_x] for t in (tx_c, tx_i, tx_v))
+    rel_y = (cy[..., None] - ny_c) * np.float32(h)
+    rel_x = (cx[..., None] - nx_c) * np.float32(w)
+    shape = (bsz, q, k, k)
+    rel = jnp.stack([jnp.broadcast_to(rel_y[..., :, None], shape), jnp.broadcast_to(rel_x[..., None, :], shape)],
+                    -1).reshape(bsz, q, k * k, 2)
+    niy = jnp.broadcast_to(ny_i[..., :, None], shape).reshape(bsz, q, k * k)
+    nix = jnp.broadcast_to(nx_i[..., None, :], shape).reshape(bsz, q, k * k)
+    nvalid = (ny_v[..., :, None] & nx_v[..., None, :]).reshape(bsz, q, k * k)
+    v = _gather(maps["v"], niy, nix, nvalid)  # (B, Q, N, C)
+    dim = v.shape[-1]
+    if self.local_attn:
+      c = dim // self.head
+      qv = _bilinear(maps["q"], cy, cx, border=False).reshape(bsz, q, self.head, c)
+      kv = _gather(maps["k"], niy, nix, nvalid).reshape(bsz, q, k * k, self.head, c)
+      logits = jnp.einsum("bqhc,bqnhc->bqnh", qv, kv, precision=PRECISION) / np.float32(np.sqrt(c))
+      if self.pos_bias:
+        logits = logits + self._position_bias(rel)
+      attn = jax.nn.softmax(logits, axis=2)
+      v = (v.reshape(bsz, q, k * k, self.head, c) * attn[..., None]).reshape(bsz, q, k * k, dim)
+    if self.freq_encoding:
+      v = jnp.concatenate([v, self._frequency(maps["f"], niy, nix, nvalid, rel, k)], -1)
+    x = v.reshape(bsz, q, -1)
+    if self.cell_decode:
+      rel_cell = jnp.stack([cell[..., 1] * np.float32(h), cell[..., 0] * np.float32(w)], -1)
+      x = jnp.concatenate([x, rel_cell], -1)
+    return self.imnets[stage](x)
+
+  def query(self, feats: dict, coords: jax.Array, cells: jax.Array | None, *, scales=None,
+            return_stages: bool = False) -> jax.Array:
+    """RGB at query points.
+
+    Args:
+      feats: `encode`'s output.
+      coords: (B, Q, 2) query (x, y) in [-1, 1].
+      cells: (B, Q, 2) cell (x, y) = (2 / W_hr, 2 / H_hr) of the final output (every stage uses it); may be
+        None when `cell_decode` is False.
+      scales: None (one stage), a number, or the per-stage factors (static; see `stage_plan`).
+      return_stages: also return every stage's output.
+
+    Returns:
+      (B, Q, 3) RGB, `pred * 0.5 + 0.5`, not clipped; with `return_stages`, (S, B, Q, 3) for the S stages.
+    """
+    inp, feat = feats["inp"], feats["feat"]
+    bsz = feat.shape[0]
+    if coords.ndim != 3 or coords.shape[-1] != 2 or coords.shape[0] != bsz:
+      raise ValueError(f"expected coords (B={bsz}, Q, 2), got {coords.shape}")
+    cell = None
+    if self.cell_decode:
+      if cells is None or cells.shape != coords.shape:
+        raise ValueError(f"cell_decode needs cells of shape {coords.shape}, got "
+                         f"{None if cells is None else cells.shape}")
+      cell = cells.astype(jnp.float32)
+    coords = coords.astype(jnp.float32)
+    cy, cx = coords[..., 1], coords[..., 0]  # the official (y, x) order from here on
+    sizes = self.stage_plan(feat.shape[1:3], scales)
+    given = feats.get("stages", ())
+    for i, (maps, hw) in enumerate(zip(given, sizes)):
+      if tuple(maps["v"].shape[1:3]) != tuple(hw):
+        raise ValueError(f"feats hold a stage-{i} map of size {tuple(maps['v'].shape[1:3])}, but scales={scales} "
+                         f"need {tuple(hw)}: pass the same scales to encode and query")
+    preds, res = [], None
+    for i, hw in enumerate(sizes):
+      maps = given[i] if i < len(given) else self._stage_maps(feat, i, hw)
+      out = self._decode(i, maps, hw, cy, cx, cell)
+      res = out if res is None else out + np.float32(self.cascade_weight) * res
+      preds.append(res)
+    if self.is_initializing():  # create every stage's MLP
+      for i in range(len(sizes), self.num_stages):
+        self.imnets[i](jnp.zeros((1, self._mlp_in_dim()), jnp.float32))
+    skip = _bilinear(inp, cy, cx, border=True)
+    if return_stages:
+      return jnp.stack([p + skip for p in preds]) * 0.5 + 0.5
+    return (preds[-1] + skip) * 0.5 + 0.5
+
+  def _mlp_in_dim(self) -> int:
+    per = self.base_dim + (self.freq_dims if self.freq_encoding else 0)
+    return per * (2 * self.radius + 1) ** 2 + (2 if self.cell_decode else 0)
+
+  def __call__(self, lr: jax.Array, coords: jax.Array, cells: jax.Array | None, *, scales=None,
+               return_stages: bool = False) -> jax.Array:
+    """`query(encode(lr, scales=scales), coords, cells, scales=scales)`."""
+    return self.query(self.encode(lr, scales=scales), coords, cells, scales=scales, return_stages=return_stages)
+
+
+def from_config(config) -> CLIT:
+  """Build a CLIT from a config's `model` section (a dict or ConfigDict of `MODEL_FIELDS`, plus "name").
+
+  Unknown fields are a ValueError naming them.
+  """
+  keys = set(config.keys())
+  unknown = sorted(keys - set(MODEL_FIELDS) - {"name"})
+  if unknown:
+    raise ValueError(f"unknown model config fields {unknown}; expected a subset of {MODEL_FIELDS}")
+  kwargs = {k: config[k] for k in MODEL_FIELDS if k in keys}
+  if "encoder_args" in kwargs:
+    args = kwargs["encoder_args"]
+    args = dict(args.to_dict() if hasattr(args, "to_dict") else (args or {}))
+    kwargs["encoder_args"] = flax.core.FrozenDict(args)  # hashable, so the module can key jit caches
+  if "hidden_list" in kwargs:
+    kwargs["hidden_list"] = tuple(int(h) for h in kwargs["hidden_list"])
+  if kwargs.get("encoder", "edsr-baseline") not in ENCODERS:
+    raise ValueError(f"encoder={kwargs['encoder']!r} must be one of {ENCODERS}")
+  if kwargs.get("act", "gelu") not in ACTIVATIONS:
+    raise ValueError(f"act={kwargs['act']!r} must be one of {ACTIVATIONS}")
+  return CLIT(**kwargs)

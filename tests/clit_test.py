@@ -1,0 +1,310 @@
+"""Tests for LIT/CLIT (models/clit.py, convert/clit.py): official fixture, NumPy checks, hand-worked scales."""
+
+import copy
+import functools
+import os
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from inrsr.convert import clit as convert_clit
+from inrsr.models import clit
+
+SHARED = pathlib.Path(os.environ.get("INRSR_SHARED_DIR", pathlib.Path(__file__).resolve().parents[1].parent / "shared"))
+FIXTURES = SHARED / "fixtures" / "clit"
+NAME = "edsr_baseline_clit3"
+CHUNK = 16384
+
+
+@functools.lru_cache(maxsize=1)
+def _fixture():
+  if not (FIXTURES / f"{NAME}.pth").is_file() or not (FIXTURES / f"{NAME}.npz").is_file():
+    pytest.skip(f"CLIT fixture {NAME} not found under {FIXTURES} (set INRSR_SHARED_DIR)")
+  from inrsr.convert import pth
+  ref = np.load(FIXTURES / f"{NAME}.npz")
+  return pth.load(FIXTURES / f"{NAME}.pth"), {k: ref[k] for k in ref.files}
+
+
+@functools.lru_cache(maxsize=1)
+def _converted():
+  checkpoint, _ = _fixture()
+  config, params = convert_clit.convert(checkpoint)
+  return config, params
+
+
+def _predict(model, params, lr, coords, cells, scales):
+  """encode once, then query in padded chunks of CHUNK (the official chop_forward; queries are independent)."""
+  encode = jax.jit(lambda p, x: model.apply({"params": p}, x, scales=scales, method=model.encode))
+  query = jax.jit(lambda p, f, c, e: model.apply({"params": p}, f, c, e, scales=scales, return_stages=True,
+                                                 method=model.query))
+  feats = encode(params, lr)
+  n = coords.shape[1]
+  chunk = min(CHUNK, n)
+  outs = []
+  for start in range(0, n, chunk):
+    idx = np.arange(start, start + chunk) % n
+    outs.append(np.asarray(query(params, feats, coords[:, idx], cells[:, idx]))[:, :, :min(chunk, n - start)])
+  return np.concatenate(outs, axis=2)  # (S, B, Q, 3)
+
+
+def test_convert_reads_sizes_from_the_checkpoint():
+  config, params = _converted()
+  assert config == {"name": "clit", "encoder": "edsr-baseline",
+                    "encoder_args": {"n_resblocks": 4, "n_feats": 64, "res_scale": 1.0}, "base_dim": 64, "head": 8,
+                    "r": 3, "num_stages": 3, "cell_decode": True, "local_attn": True, "pos_bias": True,
+                    "posenc_scale": 10.0, "posenc_dims": 64, "hidden_list": [256, 256, 256, 256], "act": "gelu"}
+  assert params["imnets_2"]["layers_0"]["kernel"].shape == (64 * 49 + 2, 256)
+  assert params["pb_proj"]["kernel"].shape == (64, 8)
+  assert sum(np.size(v) for v in jax.tree.leaves(params)) == 3709161 - 24  # official count less MeanShift
+
+
+def _subset(hw, stride=11):
+  """Row-major indices of every HR border pixel plus every `stride`-th pixel (queries are independent)."""
+  h, w = hw
+  grid = np.arange(h * w).reshape(h, w)
+  border = np.concatenate([grid[0], grid[-1], grid[:, 0], grid[:, -1]])
+  return np.unique(np.concatenate([border, np.arange(0, h * w, stride)]))
+
+
+@pytest.mark.parametrize("case", ["grid", "cascade", "rand", "rand3",
+                                  pytest.param("cascade_full", marks=pytest.mark.slow)])
+def test_matches_official_fixture(case):
+  """Every fixture case to 1e-5 (README's bar); 'cascade' checks ~9% of its 102672 queries, 'cascade_full' all."""
+  _, ref = _fixture()
+  config, params = _converted()
+  model = clit.from_config(config)
+  full = case == "cascade_full"
+  case = "cascade" if full else case
+  scales = tuple(float(s) for s in ref[f"scales_{case}"])
+  lr = ref["lr"]
+  # The stored grid sizes follow from the LR size and the scales, as in the official collate function.
+  assert clit.stage_sizes(lr.shape[:2], scales) == tuple(map(tuple, ref[f"stage_hw_{case}"].tolist()))
+  coords, pred = ref[f"coord_{case}"], ref[f"pred_{case}"]
+  if case == "cascade" and not full:
+    keep = _subset(ref[f"stage_hw_{case}"][-1])
+    coords, pred = coords[keep], pred[keep]
+  coords = coords[None, :, ::-1]  # official (y, x) -> inrsr (x, y)
+  cells = np.broadcast_to(ref[f"cell_{case}"][::-1], coords.shape)
+  out = _predict(model, params, lr[None], coords, cells, scales)
+  err = np.abs(out[-1, 0] - pred).max()
+  print(f"{case} scales {scales} Q {coords.shape[1]}: max abs error {err:.3g}")
+  if f"stage_pred_{case}" in ref:
+    for k in range(len(scales)):
+      e = np.abs(out[k, 0] - ref[f"stage_pred_{case}"][k]).max()
+      print(f"  stage {k}: max abs error {e:.3g}")
+      assert e <= 1e-5, (case, k, e)
+  assert err <= 1e-5, (case, err)
+
+
+def test_stage_scales_hand_worked():
+  # sample_system_scale(s, 4): first min(s, 4), then factors of 4 while the rest is >= 4, then the remainder.
+  assert clit.stage_scales(3) == (3.0,)
+  assert clit.stage_scales(4) == (4.0,)  # <= 4: one stage
+  assert clit.stage_scales(12) == (4.0, 3.0)  # 12 / 4 = 3 < 4
+  assert clit.stage_scales(16) == (4.0, 4.0)  # 16 / 4 = 4 -> 4, then 1 is not > 1
+  assert clit.stage_scales(18) == (4.0, 4.0, 1.125)  # 18 / 4 = 4.5 -> 4, 4.5 / 4 = 1.125
+  assert clit.stage_scales(7.3) == (4.0, 1.825)
+  assert clit.stage_scales(30) == (4.0, 4.0, 1.875)
+  assert clit.stage_scales(6, scale_base=2) == (2.0, 2.0, 1.5)
+  # 23 x 31 LR: stage grids round(h * prod(scales[:i+1])), the numbers stored in the fixture's README.
+  assert clit.stage_sizes((23, 31), (4.0, 1.825)) == ((92, 124), (168, 226))
+  assert clit.stage_sizes((23, 31), (4.0, 4.0, 1.125)) == ((92, 124), (368, 496), (414, 558))
+  assert clit.feature_sizes((23, 31), (4.0, 3.0)) == ((23, 31), (92, 124))
+  assert clit.scales_for_size((23, 31), (276, 372)) == (4.0, 3.0)
+  assert clit.scales_for_size((23, 31), (69, 93)) == (3.0,)
+  for bad in (0, -2, float("nan"), float("inf")):
+    with pytest.raises(ValueError):
+      clit.stage_scales(bad)
+
+
+def _torch_nearest(fmap, gy, gx):
+  """NumPy transcription of torch grid_sample(mode='nearest', align_corners=False, zeros) at one point."""
+  h, w = fmap.shape[:2]
+  uy = (np.float32(gy) + np.float32(1)) * np.float32(h / 2) - np.float32(0.5)
+  ux = (np.float32(gx) + np.float32(1)) * np.float32(w / 2) - np.float32(0.5)
+  iy, ix = int(np.rint(uy)), int(np.rint(ux))  # np.rint: ties to even, as std::nearbyint
+  if 0 <= iy < h and 0 <= ix < w:
+    return fmap[iy, ix]
+  return np.zeros(fmap.shape[2:], fmap.dtype)
+
+
+def test_neighbourhood_gathering_matches_numpy_transcription():
+  """The 7x7 K/V gathering and rel_coord against a point-by-point NumPy transcription of the official code."""
+  rng = np.random.default_rng(0)
+  for h, w in ((5, 6), (8, 7), (92, 124)):
+    fmap = rng.standard_normal((h, w, 3)).astype(np.float32)
+    q = rng.uniform(-1, 1, (40, 2)).astype(np.float32)
+    q[:6] = [[-1, -1], [1, 1], [1, -1], [0, 0], [-0.5, 0.5], [0.99999, -1]]  # ties and the out-of-range corner
+    coord_lr = np.stack(np.meshgrid(clit.make_coord_1d(h), clit.make_coord_1d(w), indexing="ij"), -1)
+    delta = np.stack(np.meshgrid(np.arange(-3, 4, dtype=np.float32) * np.float32(2 / h),
+                                 np.arange(-3, 4, dtype=np.float32) * np.float32(2 / w), indexing="ij"), -1)
+    want_v, want_rel = [], []
+    for gy, gx in q:
+      centre = _torch_nearest(coord_lr, gy, gx)  # zero vector when out of range
+      nb = (centre[None, None] + delta).reshape(49, 2)
+      want_v.append([_torch_nearest(fmap, a, b) for a, b in nb])
+      rel = np.array([gy, gx], np.float32)[None] - nb
+      want_rel.append(rel * np.array([h, w], np.float32))
+    # The model's path: nearest centre, static per-axis tables, broadcast to 7 x 7, then one gather.
+    cy, cx = jnp.asarray(q[None, :, 0]), jnp.asarray(q[None, :, 1])
+    iy, vy = clit.nearest_index(cy, h)
+    ix, vx = clit.nearest_index(cx, w)
+    ok = vy & vx
+    ty, tx = clit.neighbour_table(h, 3), clit.neighbour_table(w, 3)
+    ry, rx = np.asarray(jnp.where(ok, iy, h))[0], np.asarray(jnp.where(ok, ix, w))[0]
+    niy = np.repeat(ty[1][ry], 7, axis=1)
+    nix = np.tile(tx[1][rx], (1, 7))
+    valid = np.repeat(ty[2][ry], 7, axis=1) & np.tile(tx[2][rx], (1, 7))
+    got_v = np.asarray(clit._gather(jnp.asarray(fmap[None]), jnp.asarray(niy[None]), jnp.asarray(nix[None]),
+                                    jnp.asarray(valid[None])))[0]
+    got_rel = np.stack([(q[:, :1] - np.repeat(ty[0][ry], 7, axis=1)) * np.float32(h),
+                        (q[:, 1:] - np.tile(tx[0][rx], (1, 7))) * np.float32(w)], -1)
+    np.testing.assert_array_equal(got_v, np.array(want_v))
+    np.testing.assert_array_equal(got_rel, np.array(want_rel))
+
+
+def test_position_bias_matches_numpy():
+  """The sinusoid bias against the official construction of b_vals (stack, roll, cat) and rel @ b_vals.T."""
+  freqs = clit.posenc_freqs(10, 64)
+  # torch builds these in float32 (linspace, then pow): within float32 rounding of the exact values.
+  np.testing.assert_allclose(freqs, 2.0 ** np.linspace(0, 10, 16) - 1, rtol=1e-6)
+  assert freqs[0] == 0 and freqs[-1] == 1023 and freqs.dtype == np.float32
+  assert freqs[3] == 3 and freqs[6] == 15 and freqs[9] == 63  # linspace hits 2, 4, 6 exactly in float32
+  b_vals = np.stack([freqs, np.zeros_like(freqs)], -1)
+  b_vals = np.concatenate([b_vals, np.roll(b_vals, 1, -1)], 0)  # (32, 2): y frequencies, then x frequencies
+  model = clit.CLIT(base_dim=16, head=4, encoder_args={"n_resblocks": 1, "n_feats": 8})
+  rel = np.random.default_rng(1).uniform(-4, 4, (1, 5, 49, 2)).astype(np.float32)
+  rng = np.random.default_rng(2)
+  params = {"kernel": rng.standard_normal((64, 4)).astype(np.float32), "bias": np.ones(4, np.float32)}
+  got = model.apply({"params": {"pb_proj": params}}, jnp.asarray(rel), method=lambda m, x: m._position_bias(x))
+  args = np.matmul(rel, b_vals.T)  # float32, one product per entry (the other factor is 0), as torch
+  want = np.concatenate([np.sin(args.astype(np.float64)), np.cos(args.astype(np.float64))], -1) @ params["kernel"]
+  want = want + params["bias"]
+  np.testing.assert_allclose(np.asarray(got), want, atol=2e-5)
+
+
+def _small(num_stages=3, **kw):
+  return clit.CLIT(base_dim=16, head=4, num_stages=num_stages, hidden_list=(32, 32),
+                   encoder_args={"n_resblocks": 1, "n_feats": 8}, **kw)
+
+
+def _init(model, *args, seed=0):
+  """Random params of the shapes `model.init` creates (NumPy, so no per-shape PRNG compilation)."""
+  shapes = jax.eval_shape(model.init, jax.random.key(0), *args)["params"]
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda s: (rng.standard_normal(s.shape) * 0.05).astype(np.float32), shapes)
+
+
+def _inputs(h=5, w=6, q=40, seed=0):
+  rng = np.random.default_rng(seed)
+  lr = rng.uniform(0, 1, (2, h, w, 3)).astype(np.float32)
+  coords = rng.uniform(-1, 1, (2, q, 2)).astype(np.float32)
+  coords[:, :2] = [[1, 1], [-1, -1]]
+  cells = np.broadcast_to(np.array([2 / (w * 7), 2 / (h * 7)], np.float32), coords.shape)
+  return lr, coords, cells
+
+
+def test_cascade_api_init_chunking_and_precomputed_stages():
+  model = _small()
+  lr, coords, cells = _inputs()
+  params = _init(model, lr, coords, cells)  # a one-stage init call creates every stage
+  assert {"imnets_2", "conv_qs_2", "conv_ks_2", "conv_vs_2", "pb_proj"} <= set(params)
+  scales = (4.0, 1.75)
+  call = jax.jit(lambda p, *a, scales=None: model.apply({"params": p}, *a, scales=scales, return_stages=True),
+                 static_argnames="scales")
+  encode = jax.jit(lambda p, x, scales=None: model.apply({"params": p}, x, scales=scales, method=model.encode),
+                   static_argnames="scales")
+  query = jax.jit(lambda p, *a, scales=None: model.apply({"params": p}, *a, scales=scales, method=model.query),
+                  static_argnames="scales")
+  full = call(params, lr, coords, cells, scales=scales)
+  assert full.shape == (2, 2, coords.shape[1], 3)
+  # Scales as one number are decomposed with scale_base: 7 -> (4, 1.75).
+  assert model.stage_plan((5, 6), 7.0) == model.stage_plan((5, 6), scales) == ((5, 6), (20, 24))
+  # encode without the scales: query computes the stage-1 maps itself; same numbers.
+  feats = encode(params, lr)
+  assert len(feats["stages"]) == 1
+  np.testing.assert_allclose(query(params, feats, coords, cells, scales=scales), full[-1], atol=1e-6)
+  # Queries are independent: chunks give the same outputs.
+  feats = encode(params, lr, scales=scales)
+  assert [m["v"].shape[1:3] for m in feats["stages"]] == [(5, 6), (20, 24)]
+  parts = [query(params, feats, coords[:, s], cells[:, s], scales=scales) for s in (slice(0, 20), slice(20, None))]
+  np.testing.assert_allclose(np.concatenate(parts, 1), full[-1], atol=1e-6)
+  # Without scales the model is LIT (stage 0 only), the first output of the cascade.
+  np.testing.assert_allclose(call(params, lr, coords, cells)[0], full[0], atol=1e-6)
+  with pytest.raises(ValueError, match="same scales"):
+    model.apply({"params": params}, feats, coords, cells, scales=(2.0, 2.0), method=model.query)
+  with pytest.raises(ValueError, match="num_stages"):
+    model.apply({"params": params}, lr, coords, cells, scales=(4.0, 4.0, 4.0, 2.0))
+
+
+def test_lit_without_cascade_weights_is_bilinear_plus_residual():
+  """With the MLP's last layer zeroed, the output is exactly the border-padded bilinear upsampling."""
+  model = _small(num_stages=1)
+  lr, coords, cells = _inputs(h=4, w=5)
+  params = _init(model, lr, coords, cells, seed=1)
+  params["imnets_0"]["layers_2"] = jax.tree.map(np.zeros_like, params["imnets_0"]["layers_2"])
+  out = np.asarray(model.apply({"params": params}, lr, coords, cells))
+  # Independent bilinear (align_corners False, border): pixel centres at (c + 1) * n / 2 - 0.5.
+  want = np.empty_like(out)
+  for b in range(2):
+    for i, (x, y) in enumerate(coords[b]):
+      u = np.clip((y + 1) * 4 / 2 - 0.5, 0, 3)
+      v = np.clip((x + 1) * 5 / 2 - 0.5, 0, 4)
+      y0, x0 = int(np.floor(u)), int(np.floor(v))
+      y1, x1 = min(y0 + 1, 3), min(x0 + 1, 4)
+      fy, fx = u - y0, v - x0
+      img = lr[b]
+      want[b, i] = ((1 - fy) * ((1 - fx) * img[y0, x0] + fx * img[y0, x1])
+                    + fy * ((1 - fx) * img[y1, x0] + fx * img[y1, x1]))
+  np.testing.assert_allclose(out, want, atol=1e-6)
+
+
+def test_frequency_encoding_option():
+  model = _small(num_stages=2, freq_encoding=True, freq_dims=16)
+  lr, coords, cells = _inputs()
+  params = _init(model, lr, coords, cells)
+  assert params["conv_freqs_1"]["kernel"].shape == (3, 3, 16, 8)
+  assert params["imnets_0"]["layers_0"]["kernel"].shape == ((16 + 16) * 49 + 2, 32)
+  out = jax.jit(lambda p, *a: model.apply({"params": p}, *a, scales=(2.0, 2.0)))(params, lr, coords, cells)
+  assert out.shape == (2, coords.shape[1], 3) and np.isfinite(np.asarray(out)).all()
+  # Off (the released code's default): no frequency convs.
+  assert "conv_freqs_0" not in _init(_small(), lr, coords, cells)
+
+
+def test_convert_rejects_foreign_layouts():
+  checkpoint, _ = _fixture()
+  with pytest.raises(ValueError, match="only 'clit'"):
+    convert_clit.convert({"model": {"name": "liif", "args": {}, "sd": {}}})
+  with pytest.raises(ValueError, match="expected an official CLIT checkpoint"):
+    convert_clit.convert({"state_dict": {}})
+  bad = copy.deepcopy(checkpoint)
+  bad["model"]["args"]["pb_spec"]["args"]["posenc_type"] = "learn"
+  with pytest.raises(ValueError, match="not supported"):
+    convert_clit.convert(bad)
+  bad = copy.deepcopy(checkpoint)
+  del bad["model"]["sd"]["conv_ks.1.weight"]
+  with pytest.raises(ValueError, match="conv_ks.1.weight"):
+    convert_clit.convert(bad)
+  bad = copy.deepcopy(checkpoint)
+  bad["model"]["sd"]["extra.weight"] = np.zeros(3, np.float32)
+  with pytest.raises(ValueError, match="extra.weight"):
+    convert_clit.convert(bad)
+  bad = copy.deepcopy(checkpoint)
+  for key in [k for k in bad["model"]["sd"] if k.startswith("imnets.2.")]:
+    del bad["model"]["sd"][key]
+  with pytest.raises(ValueError, match="imnet_num != conv_num"):
+    convert_clit.convert(bad)
+
+
+def test_from_config_rejects_unknown_fields():
+  with pytest.raises(ValueError, match="lambda_"):
+    clit.from_config({"name": "clit", "lambda_": 0.5})
+  with pytest.raises(ValueError, match="encoder"):
+    clit.from_config({"encoder": "swinir"})
+  fields = {"num_stages": 2, "hidden_list": [8], "encoder_args": {"n_resblocks": 2}}
+  model = clit.from_config({"name": "clit", **fields})
+  assert model.hidden_list == (8,) and model.num_stages == 2
+  assert hash(model) == hash(clit.from_config(dict(fields)))  # hashable (jit caches key on the module)
