@@ -10,8 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from inrsr import coords
 from inrsr.convert import clit as convert_clit
-from inrsr.models import clit
+from inrsr.models import clit, sampling
 
 SHARED = pathlib.Path(os.environ.get("INRSR_SHARED_DIR", pathlib.Path(__file__).resolve().parents[1].parent / "shared"))
 FIXTURES = SHARED / "fixtures" / "clit"
@@ -138,7 +139,7 @@ def test_neighbourhood_gathering_matches_numpy_transcription():
     fmap = rng.standard_normal((h, w, 3)).astype(np.float32)
     q = rng.uniform(-1, 1, (40, 2)).astype(np.float32)
     q[:6] = [[-1, -1], [1, 1], [1, -1], [0, 0], [-0.5, 0.5], [0.99999, -1]]  # ties and the out-of-range corner
-    coord_lr = np.stack(np.meshgrid(clit.make_coord_1d(h), clit.make_coord_1d(w), indexing="ij"), -1)
+    coord_lr = np.stack(np.meshgrid(coords.make_coord_f32(h), coords.make_coord_f32(w), indexing="ij"), -1)
     delta = np.stack(np.meshgrid(np.arange(-3, 4, dtype=np.float32) * np.float32(2 / h),
                                  np.arange(-3, 4, dtype=np.float32) * np.float32(2 / w), indexing="ij"), -1)
     want_v, want_rel = [], []
@@ -150,8 +151,8 @@ def test_neighbourhood_gathering_matches_numpy_transcription():
       want_rel.append(rel * np.array([h, w], np.float32))
     # The model's path: nearest centre, static per-axis tables, broadcast to 7 x 7, then one gather.
     cy, cx = jnp.asarray(q[None, :, 0]), jnp.asarray(q[None, :, 1])
-    iy, vy = clit.nearest_index(cy, h)
-    ix, vx = clit.nearest_index(cx, w)
+    iy, vy = sampling.nearest_index(cy, h)
+    ix, vx = sampling.nearest_index(cx, w)
     ok = vy & vx
     ty, tx = clit.neighbour_table(h, 3), clit.neighbour_table(w, 3)
     ry, rx = np.asarray(jnp.where(ok, iy, h))[0], np.asarray(jnp.where(ok, ix, w))[0]

@@ -14,7 +14,7 @@ from inrsr.models import hiif
 SHARED = pathlib.Path(os.environ.get("INRSR_SHARED_DIR", pathlib.Path(__file__).resolve().parents[1].parent / "shared"))
 FIXTURE = SHARED / "fixtures" / "hiif"
 
-SMALL = dict(encoder_kwargs=(("n_feats", 8), ("n_resblocks", 1)), hidden_dim=32, heads=4, n_hi_layers=3,
+SMALL = dict(encoder_args=(("n_feats", 8), ("n_resblocks", 1)), hidden_dim=32, heads=4, n_hi_layers=3,
              mlp_hidden=16)
 
 
@@ -33,7 +33,7 @@ def official():
 
 def test_convert_config(official):
   config, model, variables, _, _ = official
-  assert config == {"name": "hiif", "encoder": "edsr-baseline", "encoder_kwargs": {"n_resblocks": 16, "n_feats": 64},
+  assert config == {"name": "hiif", "encoder": "edsr-baseline", "encoder_args": {"n_resblocks": 16, "n_feats": 64},
                     "hidden_dim": 256, "heads": 16, "n_attn_blocks": 2, "n_hi_layers": 6, "mlp_hidden": 256}
   n = sum(int(x.size) for x in jax.tree.leaves(variables))
   assert n == 2_955_511 - 24  # the official count less EDSR's unused MeanShift (2 x (9 + 3))
@@ -164,8 +164,8 @@ def test_query_mask_and_cell_shapes():
 def test_config_and_convert_errors():
   with pytest.raises(ValueError, match="bogus"):
     hiif.from_config({"name": "hiif", "bogus": 1})
-  model = hiif.from_config({"name": "hiif", "hidden_dim": 32, "heads": 4, "encoder_kwargs": {"n_feats": 8}})
-  assert model.encoder_kwargs == (("n_feats", 8),) and model.heads == 4
+  model = hiif.from_config({"name": "hiif", "hidden_dim": 32, "heads": 4, "encoder_args": {"n_feats": 8}})
+  assert model.encoder_args == (("n_feats", 8),) and model.heads == 4
   with pytest.raises(ValueError, match="not 'hiif'"):
     convert_hiif.convert({"model": {"name": "liif", "args": {}, "sd": {}}})
   with pytest.raises(ValueError, match="official HIIF"):

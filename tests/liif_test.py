@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from inrsr import coords
 from inrsr.convert import liif as convert_liif
-from inrsr.models import liif, rdn
+from inrsr.models import liif, rdn, sampling
 
 SHARED = pathlib.Path(os.environ.get("INRSR_SHARED_DIR", pathlib.Path(__file__).resolve().parents[1].parent / "shared"))
 FIXTURES = SHARED / "fixtures" / "liif"
@@ -47,16 +48,16 @@ def test_matches_official_fixture(name):
 def test_make_coord_is_bit_exact_with_official_grid():
   _, ref = _fixture("edsr_baseline_liif")
   grid = ref["coord_grid"].reshape(57, 77, 2)  # official make_coord((57, 77)), computed by torch in float32
-  np.testing.assert_array_equal(liif.make_coord_1d(57), grid[:, 0, 0])
-  np.testing.assert_array_equal(liif.make_coord_1d(77), grid[0, :, 1])
+  np.testing.assert_array_equal(coords.make_coord_f32(57), grid[:, 0, 0])
+  np.testing.assert_array_equal(coords.make_coord_f32(77), grid[0, :, 1])
 
 
 def test_nearest_index_rounds_ties_to_even_and_flags_out_of_range():
   # Unnormalised positions (c + 1) * n / 2 - 0.5: n=2, c=0 -> 0.5 -> 0; n=4, c=0 -> 1.5 -> 2; n=4, c=-0.5 -> 0.5 -> 0.
-  idx, valid = liif.nearest_index(jnp.array([0.0, 0.5, -1.0, 1.0, -1.5]), 2)
-  np.testing.assert_array_equal(idx, [0, 1, 0, 1, 0])  # -1 -> -0.5 -> -0 (in range); 1 -> 1.5 -> 2 (out, clipped)
+  idx, valid = sampling.nearest_index(jnp.array([0.0, 0.5, -1.0, 1.0, -1.5]), 2)
+  np.testing.assert_array_equal(idx, [0, 1, 0, 2, -1])  # -1 -> -0.5 -> -0 (in range); 1 -> 1.5 -> 2 (out)
   np.testing.assert_array_equal(valid, [True, True, True, False, False])
-  idx, _ = liif.nearest_index(jnp.array([0.0, -0.5, 0.5]), 4)
+  idx, _ = sampling.nearest_index(jnp.array([0.0, -0.5, 0.5]), 4)
   np.testing.assert_array_equal(idx, [2, 0, 2])
 
 

@@ -98,6 +98,19 @@ def finish(c: ml_collections.ConfigDict, arg, name: str, choices=()) -> tuple[ml
   return c, choice
 
 
+# The official configurations (EDSR-baseline encoder) of each generalising model.
+GENERALISING_MODELS = {
+    "liif": dict(name="liif", encoder="edsr-baseline", encoder_args={}, hidden_list=(256, 256, 256, 256),
+                 local_ensemble=True, feat_unfold=True, cell_decode=True),
+    "hiif": dict(name="hiif", encoder="edsr-baseline", encoder_args={}, hidden_dim=256, heads=16, n_attn_blocks=2,
+                 n_hi_layers=6, mlp_hidden=256),
+    # LIT: CLIT's first stage (the released code's defaults; num_stages 1 serves scales up to x4 and is
+    # applied stage by stage above).
+    "clit": dict(name="clit", encoder="edsr-baseline", encoder_args={}, base_dim=256, head=8, r=3, num_stages=1,
+                 hidden_list=(256, 256, 256, 256)),
+}
+
+
 def generalising_base(name: str = "liif") -> ml_collections.ConfigDict:
   """LIIF's training and evaluation protocol (`../shared/baselines.md` §2-3) for a generalising model.
 
@@ -107,9 +120,7 @@ def generalising_base(name: str = "liif") -> ml_collections.ConfigDict:
   Evaluation: `heldout` on Set5 and Set14, metric `benchmark` (Y, shave = scale), LR by 8-bit bicubic.
   """
   c = base()
-  c.model = ml_collections.ConfigDict(dict(
-      name=name, encoder="edsr-baseline", encoder_args={}, hidden_list=(256, 256, 256, 256),
-      local_ensemble=True, feat_unfold=True, cell_decode=True))
+  c.model = ml_collections.ConfigDict(GENERALISING_MODELS[name])
   c.data.update(source="folder", root="", protocol="patches", scale=1.0, scale_max=4.0, augment=True,
                 batch_size=16, num_workers=0)
   c.data.lr_size = 48
@@ -129,8 +140,11 @@ def generalising_base(name: str = "liif") -> ml_collections.ConfigDict:
 
 def shrink_generalising(c):
   """A tiny encoder and decoder, a few steps, one test set: a smoke test in seconds."""
-  c.model.update(encoder_args={"n_resblocks": 1, "n_feats": 8} if c.model.encoder == "edsr-baseline"
-                 else {"D": 2, "C": 2, "G": 8, "G0": 8}, hidden_list=(16, 16))
+  c.model.encoder_args = ({"n_resblocks": 1, "n_feats": 8} if c.model.encoder == "edsr-baseline"
+                          else {"D": 2, "C": 2, "G": 8, "G0": 8})
+  small = {"liif": dict(hidden_list=(16, 16)), "hiif": dict(hidden_dim=16, heads=2, mlp_hidden=16),
+           "clit": dict(base_dim=16, head=2, hidden_list=(16, 16))}
+  c.model.update(small[c.model.name])
   c.data.update(batch_size=2, lr_size=16, queries=64, limit=4)
   c.train.update(steps=6, log_every=2, checkpoint_every=3, budget_s=0.0)
   c.eval.update(scales=(2.0, 3.0))

@@ -42,7 +42,7 @@ def convert(checkpoint: dict) -> tuple[dict, dict]:
     checkpoint: the loaded .pth (`{'model': {'name': 'hiif', 'args', 'sd'}, ...}`) or its 'model' entry.
 
   Returns:
-    model_config: {"name": "hiif", "encoder", "encoder_kwargs", "hidden_dim", "heads", "n_attn_blocks",
+    model_config: {"name": "hiif", "encoder", "encoder_args", "hidden_dim", "heads", "n_attn_blocks",
       "n_hi_layers", "mlp_hidden"} (plain Python values; `hiif.from_config` accepts it).
     params: the flax params pytree (NumPy float32 arrays), to be used as `{"params": params}`.
 
@@ -109,6 +109,6 @@ def convert(checkpoint: dict) -> tuple[dict, dict]:
                        f"({3 * hidden_dim}, {hidden_dim})")
     params[f"attn_{i}"] = block
 
-  config = {"name": "hiif", "encoder": enc_name, "encoder_kwargs": dict(enc_fields), "hidden_dim": hidden_dim,
+  config = {"name": "hiif", "encoder": enc_name, "encoder_args": dict(enc_fields), "hidden_dim": hidden_dim,
             "heads": heads, "n_attn_blocks": n_attn, "n_hi_layers": n_hi, "mlp_hidden": mlp_hidden}
   return config, params

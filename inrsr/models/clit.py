@@ -60,7 +60,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from inrsr.models import edsr, rdn
+from inrsr.coords import make_coord_f32
+from inrsr.models import edsr, rdn, sampling
 
 PRECISION = jax.lax.Precision.HIGHEST
 ENCODERS = ("edsr-baseline", "rdn")
@@ -136,16 +137,6 @@ def scales_for_size(lr_hw: Sequence[int], out_hw: Sequence[int], scale_base: flo
   return stage_scales(max(big_h / h, big_w / w), scale_base)
 
 
-def make_coord_1d(n: int) -> np.ndarray:
-  """Pixel centres of `n` cells in [-1, 1], bit-exact with the official `make_coord` in float32.
-
-  Returns:
-    (n,) float32 `float32(-1 + r) + float32(2 r) * i` with `r = 1 / n` in double, as torch computes it.
-  """
-  r = 2.0 / (2 * n)
-  return np.float32(-1 + r) + np.float32(2 * r) * np.arange(n, dtype=np.float32)
-
-
 def posenc_freqs(posenc_scale: float, enc_dims: int) -> np.ndarray:
   """The official sinusoid frequencies `2**linspace(0, posenc_scale, enc_dims // 4) - 1`, float32 as torch.
 
@@ -167,21 +158,6 @@ def posenc_freqs(posenc_scale: float, enc_dims: int) -> np.ndarray:
   return (np.exp2(lin.astype(np.float64)).astype(np.float32) - np.float32(1.0)).astype(np.float32)
 
 
-def _unnormalize(c: jax.Array, n: int) -> jax.Array:
-  """`(c + 1) * (n / 2) - 0.5` in float32, as PyTorch's CPU grid_sample (align_corners=False)."""
-  prod = (c + 1.0) * np.float32(n / 2)
-  # XLA contracts `prod - 0.5` into an FMA (one rounding); PyTorch rounds the product first. The select is a
-  # no-op for non-NaN values that stops the contraction.
-  prod = jnp.where(prod == prod, prod, jnp.float32(np.nan))
-  return prod - np.float32(0.5)
-
-
-def nearest_index(c: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
-  """PyTorch grid_sample nearest index along one axis (ties to even) and whether it is inside [0, n)."""
-  idx = jnp.round(_unnormalize(c, n)).astype(jnp.int32)  # jnp.round rounds half to even (std::nearbyint)
-  return idx, (idx >= 0) & (idx < n)
-
-
 def _np_unnormalize(c: np.ndarray, n: int) -> np.ndarray:
   return ((c.astype(np.float32) + np.float32(1)) * np.float32(n / 2)).astype(np.float32) - np.float32(0.5)
 
@@ -196,7 +172,7 @@ def neighbour_table(n: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
   Returns:
     (coords (n + 1, 2r + 1) float32, index (n + 1, 2r + 1) int32, in_range (n + 1, 2r + 1) bool).
   """
-  centres = np.concatenate([make_coord_1d(n), np.zeros(1, np.float32)])
+  centres = np.concatenate([make_coord_f32(n), np.zeros(1, np.float32)])
   delta = np.arange(-r, r + 1, dtype=np.float32) * np.float32(2 / n)
   coords = (centres[:, None] + delta[None, :]).astype(np.float32)
   idx = np.round(_np_unnormalize(coords, n)).astype(np.int32)  # np.round: ties to even
@@ -214,7 +190,7 @@ def _gather(fmap: jax.Array, iy: jax.Array, ix: jax.Array, valid: jax.Array) -> 
 def _bilinear(fmap: jax.Array, cy: jax.Array, cx: jax.Array, border: bool) -> jax.Array:
   """PyTorch grid_sample bilinear (align_corners=False) at (cy, cx) (B, Q): zero or border padding."""
   _, h, w, _ = fmap.shape
-  uy, ux = _unnormalize(cy, h), _unnormalize(cx, w)
+  uy, ux = sampling.unnormalize(cy, h), sampling.unnormalize(cx, w)
   if border:
     uy, ux = jnp.clip(uy, 0.0, h - 1.0), jnp.clip(ux, 0.0, w - 1.0)
   y0, x0 = jnp.floor(uy), jnp.floor(ux)
@@ -231,7 +207,7 @@ def _bilinear(fmap: jax.Array, cy: jax.Array, cx: jax.Array, border: bool) -> ja
 
 def _resample_axis(n_in: int, n_out: int) -> tuple[np.ndarray, ...]:
   """Static bilinear taps (zero padding) from an n_in axis to the n_out `make_coord` grid."""
-  u = _np_unnormalize(make_coord_1d(n_out), n_in)
+  u = _np_unnormalize(make_coord_f32(n_out), n_in)
   i0 = np.floor(u).astype(np.int32)
   w1 = (u - i0.astype(np.float32)).astype(np.float32)
   w0 = (np.float32(1) - w1).astype(np.float32)
@@ -388,8 +364,15 @@ class CLIT(nn.Module):
     return maps
 
   def query_kwargs(self, lr_hw: Sequence[int], out_hw: Sequence[int]) -> dict:
-    """Static arguments of `encode` and `query` for an LR of `lr_hw` upscaled to `out_hw` (the stage scales)."""
-    return {"scales": scales_for_size(lr_hw, out_hw, self.scale_base)}
+    """Static arguments of `encode` and `query` for an LR of `lr_hw` upscaled to `out_hw` (the stage scales).
+
+    A model with fewer stages than the decomposition asks for (LIT, or CLIT2 at x18) folds the remaining
+    factors into its last stage, so a one-stage model is queried in one stage at every scale.
+    """
+    scales = scales_for_size(lr_hw, out_hw, self.scale_base)
+    if len(scales) > self.num_stages:
+      scales = scales[:self.num_stages - 1] + (float(np.prod(scales[self.num_stages - 1:])),)
+    return {"scales": scales}
 
   def encode(self, lr: jax.Array, *, scales=None) -> dict:
     """Features of an LR batch.
@@ -437,8 +420,8 @@ class CLIT(nn.Module):
     r = self.radius
     k = 2 * r + 1
     bsz, q = cy.shape
-    iy, vy = nearest_index(cy, h)
-    ix, vx = nearest_index(cx, w)
+    iy, vy = sampling.nearest_index(cy, h)
+    ix, vx = sampling.nearest_index(cx, w)
     ok = vy & vx  # out of range on either axis: the zero-padded centre is (0, 0)
     row_y, row_x = jnp.where(ok, iy, h), jnp.where(ok, ix, w)
     ty_c, ty_i, ty_v = neighbour_table(h, r)

@@ -55,29 +55,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from inrsr.models import edsr
+from inrsr.coords import make_coord_f32
+from inrsr.models import edsr, sampling
 
 PRECISION = jax.lax.Precision.HIGHEST
 LN_EPS = 1e-5  # PyTorch nn.LayerNorm default.
 SCALE_MAX = 4.0  # official test.py --scale_max default, the largest training scale.
 
-MODEL_FIELDS = ("encoder", "encoder_kwargs", "hidden_dim", "heads", "n_attn_blocks", "n_hi_layers", "mlp_hidden")
+MODEL_FIELDS = ("encoder", "encoder_args", "hidden_dim", "heads", "n_attn_blocks", "n_hi_layers", "mlp_hidden")
 ENCODERS = ("edsr-baseline", "edsr")
-
-
-def make_coord(n: int) -> np.ndarray:
-  """Pixel centres of `n` pixels in [-1, 1] as the official `make_coord` computes them in float32.
-
-  `(v0 + r) + (2r) * arange(n)` with r = 1/n, every step rounded to float32 as PyTorch does. The values can
-  differ from `-1 + (2i + 1) / n` by one ulp, which matters only at HIIF's discontinuities.
-  """
-  r = 2.0 / (2 * n)
-  return np.float32(-1.0 + r) + np.float32(2.0 * r) * np.arange(n, dtype=np.float32)
 
 
 def make_coord_grid(height: int, width: int) -> np.ndarray:
   """(H*W, 2) inrsr (x, y) pixel-centre coordinates of an H x W grid, row-major, official float32 values."""
-  ys, xs = make_coord(height), make_coord(width)
+  ys, xs = make_coord_f32(height), make_coord_f32(width)
   grid = np.stack(np.meshgrid(xs, ys, indexing="xy"), axis=-1)  # (H, W, 2): [..., 0] = x, [..., 1] = y
   return grid.reshape(-1, 2)
 
@@ -97,12 +88,6 @@ def compute_hi_coord(local: jax.Array, n: int) -> jax.Array:
   """Level-n hierarchical bits `floor(clip(local - 1e-9, 0, 1) * 2^(n+1)) mod 2`, in float32 like the official run."""
   c = jnp.clip(local.astype(jnp.float32) - jnp.float32(1e-9), 0.0, 1.0)
   return jnp.mod(jnp.floor(c * jnp.float32(2.0 ** (n + 1))), 2.0)
-
-
-def _nearest_index(c: jax.Array, size: int) -> jax.Array:
-  """PyTorch grid_sample nearest index (align_corners=False): rint((c + 1) * size/2 - 0.5), ties to even."""
-  u = (c + jnp.float32(1.0)) * jnp.float32(size / 2) - jnp.float32(0.5)
-  return jnp.rint(u).astype(jnp.int32)
 
 
 def _gather(feat: jax.Array, iy: jax.Array, ix: jax.Array) -> jax.Array:
@@ -207,8 +192,8 @@ class HIIF(nn.Module):
 
   Attributes:
     encoder: "edsr-baseline" (official default) or "edsr", both `inrsr.models.edsr.EDSR`; for "edsr" give its
-      sizes (32 blocks, 256 feats, res_scale 0.1) in encoder_kwargs, as the converter does.
-    encoder_kwargs: the encoder's fields (n_resblocks, n_feats, res_scale) as a mapping or a tuple of
+      sizes (32 blocks, 256 feats, res_scale 0.1) in encoder_args, as the converter does.
+    encoder_args: the encoder's fields (n_resblocks, n_feats, res_scale) as a mapping or a tuple of
       (name, value) pairs (a tuple keeps the module hashable).
     hidden_dim: width C of `freq`, of the decoder features and of the attention (official `hidden_dim`, 256).
     heads: attention heads (official `blocks`, 16), head width hidden_dim / heads.
@@ -218,7 +203,7 @@ class HIIF(nn.Module):
   """
 
   encoder: str = "edsr-baseline"
-  encoder_kwargs: Any = ()
+  encoder_args: Any = ()
   hidden_dim: int = 256
   heads: int = 16
   n_attn_blocks: int = 2
@@ -236,7 +221,7 @@ class HIIF(nn.Module):
       raise ValueError(f"hidden_dim={self.hidden_dim} must be divisible by heads={self.heads}")
     if self.n_hi_layers < 1:
       raise ValueError(f"n_hi_layers={self.n_hi_layers} must be >= 1")
-    self.enc = edsr.from_fields(**dict(self.encoder_kwargs))
+    self.enc = edsr.from_fields(**dict(self.encoder_args))
     self.freq = nn.Conv(self.hidden_dim, (3, 3), padding=1, precision=PRECISION, name="freq")
     self.fc_layers = [MLPWithShortcut(3 if d == self.n_hi_layers - 1 else self.hidden_dim, self.mlp_hidden,
                                       name=f"fc_layers_{d}") for d in range(self.n_hi_layers)]
@@ -266,7 +251,7 @@ class HIIF(nn.Module):
     _, h, w, _ = feat.shape
     cy = coords[..., 1].astype(jnp.float32)
     cx = coords[..., 0].astype(jnp.float32)
-    pos_y, pos_x = jnp.asarray(make_coord(h)), jnp.asarray(make_coord(w))
+    pos_y, pos_x = jnp.asarray(make_coord_f32(h)), jnp.asarray(make_coord_f32(w))
     rx, ry = 2 / h / 2, 2 / w / 2  # official names: rx along rows (y), ry along columns (x)
     eps_shift = 1e-6
     lo, hi = np.float32(-1 + 1e-6), np.float32(1 - 1e-6)
@@ -275,7 +260,7 @@ class HIIF(nn.Module):
       for vy in (-1, 1):
         sy = jnp.clip(cy + np.float32(vx * rx + eps_shift), lo, hi)
         sx = jnp.clip(cx + np.float32(vy * ry + eps_shift), lo, hi)
-        iy, ix = _nearest_index(sy, h), _nearest_index(sx, w)
+        iy, ix = sampling.nearest_index(sy, h)[0], sampling.nearest_index(sx, w)[0]
         samples.append(_gather(feat, iy, ix))
         # nearest sample of the LR centres (zero outside, as grid_sample of the official pos_lr)
         vy_ok = (iy >= 0) & (iy < h)
@@ -411,10 +396,10 @@ def from_config(config: Mapping) -> HIIF:
   if "name" in keys and config["name"] != "hiif":
     raise ValueError(f"model name {config['name']!r} is not 'hiif'")
   fields = {k: config[k] for k in MODEL_FIELDS if k in keys}
-  if "encoder_kwargs" in fields:
-    kw = fields["encoder_kwargs"]
+  if "encoder_args" in fields:
+    kw = fields["encoder_args"]
     kw = kw.to_dict() if hasattr(kw, "to_dict") else dict(kw)
-    fields["encoder_kwargs"] = tuple(sorted(kw.items()))
+    fields["encoder_args"] = tuple(sorted(kw.items()))
   return HIIF(**fields)
 
 

@@ -28,41 +28,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from inrsr.models import edsr, rdn
+from inrsr.coords import make_coord_f32
+from inrsr.models import edsr, rdn, sampling
 
 PRECISION = jax.lax.Precision.HIGHEST
 ENCODERS = ("edsr-baseline", "rdn")
 MODEL_FIELDS = ("encoder", "encoder_args", "hidden_list", "local_ensemble", "feat_unfold", "cell_decode")
-
-
-def make_coord_1d(n: int) -> np.ndarray:
-  """Pixel centres of `n` cells in [-1, 1], bit-exact with the official `make_coord` in float32.
-
-  Args:
-    n: number of cells.
-
-  Returns:
-    (n,) float32: `float32(-1 + r) + float32(2 r) * i`, with `r = 1 / n` in double, as the official code
-    computes it.
-  """
-  r = 2.0 / (2 * n)
-  return np.float32(-1 + r) + np.float32(2 * r) * np.arange(n, dtype=np.float32)
-
-
-def nearest_index(c: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
-  """PyTorch grid_sample nearest index (align_corners=False) along one axis, and whether it is in range.
-
-  Args:
-    c: float32 normalised coordinates in [-1, 1] (any shape).
-    n: size of the sampled axis.
-
-  Returns:
-    (index clipped to [0, n - 1] as int32, bool mask of indices that were in range).
-  """
-  pos = (c + 1.0) * np.float32(n / 2) - np.float32(0.5)
-  idx = jnp.round(pos).astype(jnp.int32)  # jnp.round rounds half to even, like std::nearbyint.
-  valid = (idx >= 0) & (idx < n)
-  return jnp.clip(idx, 0, n - 1), valid
 
 
 def make_encoder(name: str, args: Mapping[str, Any]) -> nn.Module:
@@ -174,13 +145,14 @@ class LIIF(nn.Module):
     else:
       shifts, eps = [(0, 0)], 0.0
     ry, rx = 2 / h / 2, 2 / w / 2
-    ys, xs = jnp.asarray(make_coord_1d(h)), jnp.asarray(make_coord_1d(w))
+    ys, xs = jnp.asarray(make_coord_f32(h)), jnp.asarray(make_coord_f32(w))
     preds, areas = [], []
     for vy, vx in shifts:
       sy = jnp.clip(cy + (vy * ry + eps), -1 + 1e-6, 1 - 1e-6)
       sx = jnp.clip(cx + (vx * rx + eps), -1 + 1e-6, 1 - 1e-6)
-      iy, valid_y = nearest_index(sy, h)
-      ix, valid_x = nearest_index(sx, w)
+      iy, valid_y = sampling.nearest_index(sy, h)
+      ix, valid_x = sampling.nearest_index(sx, w)
+      iy, ix = jnp.clip(iy, 0, h - 1), jnp.clip(ix, 0, w - 1)
       valid = valid_y & valid_x
       q_feat = self._gather(feat, iy, ix, valid)
       rel_y = (cy - jnp.where(valid, ys[iy], 0.0)) * h
