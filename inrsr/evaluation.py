@@ -209,3 +209,49 @@ def evaluate_run(workdir, *, scales=None, progress: bool = True) -> dict:
   (workdir / RESULTS_MD).write_text(markdown_table(results))
   plot_psnr(results, workdir / RESULTS_PNG)
   return results
+
+
+def compare_runs(workdirs, path, *, protocol: str, metric: str = "benchmark") -> str:
+  """One PSNR-versus-scale figure and one Markdown table for several evaluated runs, bicubic included.
+
+  Args:
+    workdirs: run folders holding results.json (from `evaluate_run`).
+    path: the PNG to write.
+    protocol: the protocol to compare (e.g. "heldout:Set14").
+    metric: the metric to compare.
+
+  Returns:
+    The Markdown table (rows: bicubic, then each run by model name; columns: scales).
+  """
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  rows, scales = {}, None
+  for workdir in workdirs:
+    results = json.loads((pathlib.Path(workdir) / RESULTS_JSON).read_text())
+    if protocol not in results["protocols"]:
+      raise ValueError(f"{workdir}: no protocol {protocol!r} in {RESULTS_JSON} (has {list(results['protocols'])})")
+    by_scale = results["protocols"][protocol]
+    scales = sorted(by_scale, key=float) if scales is None else [s for s in scales if s in by_scale]
+    label = f"{_method_name('model', results.get('model', 'srinr'))} (step {results['step']})"
+    rows[label] = {s: by_scale[s][metric]["model"]["psnr"] for s in by_scale}
+    rows.setdefault("bicubic", {s: by_scale[s][metric]["bicubic"]["psnr"] for s in by_scale})
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for i, (label, psnrs) in enumerate(rows.items()):
+    xs = [s for s in scales if s in psnrs]
+    ax.plot([float(s) for s in xs], [psnrs[s] for s in xs], "--s" if label == "bicubic" else "-o", color=f"C{i}",
+            label=label)
+  ax.set_xscale("log", base=2)
+  ax.set_xticks([float(s) for s in scales], [f"x{float(s):g}" for s in scales])
+  ax.set_xlabel("scale")
+  ax.set_ylabel(f"PSNR (dB), {metric}, {protocol}")
+  ax.grid(True, alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  lines = ["| method | " + " | ".join(f"x{float(s):g}" for s in scales) + " |", "|---|" + "---|" * len(scales)]
+  for label, psnrs in rows.items():
+    lines.append(f"| {label} | " + " | ".join(f"{psnrs[s]:.2f}" if s in psnrs else "-" for s in scales) + " |")
+  return "\n".join(lines) + "\n"
