@@ -77,10 +77,16 @@ def total_steps(config: ml_collections.ConfigDict, frames) -> tuple[int, int]:
   return int(steps), per_epoch
 
 
-def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.GradientTransformation:
-  """Adam with the papers' step schedule: the rate is multiplied by `decay_rate` every `decay_epochs`."""
+def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int,
+                   total: int | None = None) -> optax.GradientTransformation:
+  """Adam with the papers' step schedule (the rate times `decay_rate` every `decay_epochs`), or with
+  `train.schedule="cosine"` a cosine decay to 0 over the run's `total` steps (for short, budgeted runs)."""
   t = config.train
-  if t.decay_epochs:
+  if t.get("schedule", "step") == "cosine":
+    if not total:
+      raise ValueError("train.schedule='cosine' needs the run's total number of steps")
+    schedule = optax.cosine_decay_schedule(t.learning_rate, decay_steps=total)
+  elif t.decay_epochs:
     schedule = optax.exponential_decay(t.learning_rate, transition_steps=t.decay_epochs * steps_per_epoch,
                                        decay_rate=t.decay_rate, staircase=True)
   else:
@@ -207,7 +213,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
                      f"{jax.device_count()} devices")
   iterator = iter(dataset)
   model = models.from_config(config.model)
-  tx = make_optimizer(config, per_epoch)
+  tx = make_optimizer(config, per_epoch, steps)
   replicated = NamedSharding(mesh, P())
   manager = checkpoints.checkpoint_manager(workdir, config.train.keep_checkpoints)
   state, start = checkpoints.restore_latest(manager, abstract_state(model, tx, replicated), iterator)
