@@ -35,9 +35,12 @@ def test_unreadable_file_names_the_file(tmp_path):
     images.load_image(bad)
 
 
-def test_wrong_channel_count_names_the_image():
-  with pytest.raises(ValueError, match="two.png: expected a grayscale, RGB or RGBA"):
-    images.to_rgb_float(np.zeros((4, 4, 2), np.uint8), "two.png")
+def test_wrong_channel_count_names_the_image_and_gray_alpha_is_converted():
+  with pytest.raises(ValueError, match="five.png: expected a grayscale, gray\\+alpha, RGB or RGBA"):
+    images.to_rgb_float(np.zeros((4, 4, 5), np.uint8), "five.png")
+  gray_alpha = np.stack([np.arange(16, dtype=np.uint8).reshape(4, 4), np.full((4, 4), 7, np.uint8)], -1)
+  rgb = images.to_rgb_float(gray_alpha, "la.png")
+  np.testing.assert_array_equal(rgb, np.repeat(gray_alpha[..., :1], 3, -1) / np.float32(255))
 
 
 def test_empty_and_missing_folders(tmp_path):
