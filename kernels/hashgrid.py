@@ -8,13 +8,18 @@ VR-INR forward pass", steps 3-6):
 `hashgrid_reference` (pure jnp, chunked over N) supports D in 1..6; the paper's model uses D = 6.
 
 The Pallas kernel (Triton backend, NVIDIA GPUs; interpret mode on CPU) never writes the (N, L, 2**D) indices or
-the (N, L, 2**D, F) gathered rows to HBM. One program handles BLOCK_N points of one level: it loads the
-points' coordinates one column at a time, builds the (BLOCK_N, 2**D) corner indices in registers, gathers the
-(BLOCK_N, 2**D, F) rows and reduces them against the (BLOCK_N, 2**D) weight tile. Backward recomputes the
-indices, writes dweights by the same gather, and scatter-adds w * g into dtables with atomic adds (jax.ref.
-addupdate: atomic FADD on the GPU, an exact scatter-add in interpret mode). Dense levels (many points share
-few rows, so atomics pile up) and `deterministic=True` take a sort-based segmented sum in XLA instead, whose
-result does not depend on the order of the additions.
+the (N, L, 2**D, F) gathered rows to HBM. One program handles BLOCK_N points of one level, every value a
+(BLOCK_N,) or (BLOCK_N, F) vector, so Triton gives each thread its own points (one per thread at the default
+blocks): it loads each coordinate once, keeps the low three dimensions' partial hashes per corner in registers,
+and loops over the 2**(D-3) groups of 8 corners (the group's high-dimension hash, 8 gathers of one row each,
+the weights in 16-byte loads, 8 FMAs). Backward recomputes the indices, writes dweights by the same gather
+(8-byte stores of corner pairs), and scatter-adds w * g into dtables with relaxed atomic adds (RED.ADD.F32x2:
+atomic, but without the GPU-wide fence and L1 invalidate that jax.ref.addupdate's acquire-release atomics
+bring; exact scatter-adds in interpret mode). Dense levels (many points share few rows, so atomics pile up)
+and `deterministic=True` take a sort-based segmented sum in XLA instead, whose result does not depend on the
+order of the additions. `python -m experiments.kernel_report` compiles both kernels for an H100 without a GPU
+and reports registers, spills, loads, atomics and fences (BENCHMARKS.md). Block sizes per (L, F, T) come from
+BLOCK_TABLE, refilled on a GPU by `python -m experiments.autotune_hashgrid`.
 """
 
 from __future__ import annotations
@@ -160,12 +165,13 @@ class BlockSizes:
   Attributes:
     block_n: points per program, forward.
     block_n_bwd: points per program, backward.
-    num_warps: Triton warps per program.
+    num_warps: Triton warps per program. block_n = 32 * num_warps gives each thread one point; a smaller
+      block_n makes threads repeat each other's work, a larger one gives each thread several points.
     num_stages: Triton pipeline stages.
   """
 
-  block_n: int = 64
-  block_n_bwd: int = 64
+  block_n: int = 128
+  block_n_bwd: int = 128
   num_warps: int = 4
   num_stages: int = 1
 
@@ -176,8 +182,36 @@ class BlockSizes:
         raise ValueError(f"{name}={v} must be a power of two")
 
   @classmethod
-  def get_default(cls) -> "BlockSizes":
-    return cls()
+  def get_default(cls, num_levels: int | None = None, feats: int | None = None,
+                  table_size: int | None = None) -> "BlockSizes":
+    """The block sizes for an (L, F, T) from BLOCK_TABLE (nearest row), or the class defaults."""
+    if feats is None or table_size is None:
+      return cls()
+    key = _nearest_block_key(num_levels or 1, feats, table_size)
+    return cls(*BLOCK_TABLE[key]) if key is not None else cls()
+
+
+# Block sizes per (L, F, log2 T): (block_n, block_n_bwd, num_warps, num_stages). `BlockSizes.get_default(L, F, T)`
+# takes the row with the same padded F, then the nearest log2 T, then the nearest L. Seeded from the static H100
+# report (experiments/kernel_report.py: registers, occupancy, no repeated loads), not from GPU timings;
+# `python -m experiments.autotune_hashgrid --write` refills it from timings on a GPU. One point per thread
+# (block_n = 32 * num_warps) for F <= 4; for F = 8 two threads share a point (half a row each), which keeps the
+# backward at 64 registers where one thread per point spills.
+# BEGIN BLOCK_TABLE
+BLOCK_TABLE = {
+    (4, 2, 14): (128, 128, 4, 1),
+    (12, 2, 24): (128, 128, 4, 1),
+    (12, 4, 24): (128, 128, 4, 1),
+    (12, 8, 24): (64, 64, 4, 1),
+}
+# END BLOCK_TABLE
+
+
+def _nearest_block_key(num_levels: int, feats: int, table_size: int):
+  fp = _padded_features(min(feats, 8))
+  log2_t = max(table_size, 1).bit_length() - 1
+  rows = [k for k in BLOCK_TABLE if _padded_features(k[1]) == fp] or list(BLOCK_TABLE)
+  return min(rows, key=lambda k: (abs(k[2] - log2_t), abs(k[0] - num_levels)), default=None)
 
 
 def _check_kernel_shapes(num_levels: int, table_size: int, feats: int) -> None:
@@ -208,60 +242,192 @@ def _level_meta(resolutions, table_size, dims):
   return np.asarray([[r, is_dense(r, table_size, dims)] for r in resolutions], np.int32)
 
 
-def _block_indices(points_ref, meta_ref, level, start, *, block_n: int, num_points: int, dims: int,
-                   table_size: int):
-  """(block_n, 2**D) uint32 corner rows (offset by level * T) and the valid-row mask, in registers."""
-  rows = start + jax.lax.broadcasted_iota(jnp.int32, (block_n,), 0)
-  valid = rows < num_points
-  resolution = meta_ref[level, 0]
-  dense = meta_ref[level, 1]
-  res_f = resolution.astype(jnp.float32)
-  bits = jax.lax.broadcasted_iota(jnp.uint32, (1, 1 << dims), 1)
-  hashed = jnp.zeros((block_n, 1 << dims), jnp.uint32)
-  linear = jnp.zeros((block_n, 1 << dims), jnp.uint32)
-  stride = jnp.uint32(1)
-  side = (resolution + 2).astype(jnp.uint32)
-  for d in range(dims):  # One coordinate column at a time (Triton blocks must be powers of two).
-    p = pl_triton.load(points_ref.at[pl.ds(start, block_n), level, jnp.int32(d)], mask=valid, other=0.0)
-    u = (jnp.clip(p, -1.0, 1.0) + 1.0) * 0.5 * res_f
-    v = jnp.floor(u).astype(jnp.int32).astype(jnp.uint32)[:, None] + ((bits >> d) & jnp.uint32(1))
-    hashed = hashed ^ (v * jnp.uint32(PRIMES[d]))
-    linear = linear + v * stride
-    stride = stride * side
-  idx = jnp.where(dense != 0, linear, hashed & jnp.uint32(table_size - 1))
-  return idx + (level * table_size).astype(jnp.uint32), valid
+def _make_relaxed_addupdate():
+  """A `jax.ref.addupdate` whose Triton lowering is a relaxed (unfenced) atomic add, or None.
+
+  Pallas lowers addupdate to an acquire-release atomic, which ptxas brackets with a GPU-wide MEMBAR before and
+  an L1 invalidate (CCTL.IVALL) after; the scatter-add needs atomicity only, not ordering. jax has no public
+  switch for the memory semantic, so this registers a twin primitive with the same abstract evaluation and a
+  lowering that asks Triton for `MemSemantic.RELAXED`. It uses jax internals of the pinned version; when they
+  are not there it returns None and the kernel keeps `jax.ref.addupdate`.
+  """
+  try:
+    from jax._src import core as jax_core  # pylint: disable=g-import-not-at-top
+    from jax._src import tree_util  # pylint: disable=g-import-not-at-top
+    from jax._src.lib.triton import dialect as tt_dialect  # pylint: disable=g-import-not-at-top
+    from jax._src.pallas.triton import lowering as triton_lowering  # pylint: disable=g-import-not-at-top
+    from jax._src.state import primitives as state_primitives  # pylint: disable=g-import-not-at-top
+    relaxed = tt_dialect.MemSemantic.RELAXED
+    abstract_eval = state_primitives._addupdate_abstract_eval  # pylint: disable=protected-access
+    atomic_rmw = triton_lowering._atomic_rmw  # pylint: disable=protected-access
+    pointers = triton_lowering._compute_pointers_from_indices  # pylint: disable=protected-access
+  except (ImportError, AttributeError):
+    return None
+
+  prim = jax_core.Primitive("hashgrid_relaxed_addupdate")
+  prim.multiple_results = True
+  prim.is_effectful = lambda params: True
+  prim.def_effectful_abstract_eval(abstract_eval)
+
+  def lowering(ctx, ptr, value, *idx, tree):
+    block_info, *_ = ctx.block_infos
+    (indexer,) = tree_util.tree_unflatten(tree, idx)
+    ptr = pointers(ptr, block_info, indexer)
+    atomic_rmw(tt_dialect.RMWOp.FADD, ptr, value, semantic=relaxed)
+    return []
+
+  triton_lowering.register_lowering(prim)(lowering)
+
+  def addupdate(ref, idx, x):
+    ref, transforms = state_primitives.get_ref_and_transforms(ref, idx, "relaxed_addupdate")
+    flat, tree = tree_util.tree_flatten(transforms)
+    prim.bind(ref, x, *flat, tree=tree)
+
+  return addupdate
+
+
+_relaxed_addupdate = _make_relaxed_addupdate()
+
+
+def _scatter_add(ref, rows, values, *, relaxed: bool):
+  """ref[rows, :] += values with atomic adds (relaxed on the GPU when available; exact in interpret mode)."""
+  if relaxed and _relaxed_addupdate is not None:
+    _relaxed_addupdate(ref, (rows, slice(None)), values)
+  else:
+    jax.ref.addupdate(ref, (rows, slice(None)), values)
+
+
+class _Corners:
+  """Per-point lattice state of one program's block, from which each corner's table row is built on demand.
+
+  The coordinates are loaded once (one (block_n,) column per dimension). The corners are visited in groups:
+  the low `split` dimensions give the 2**split corners of a group (precomputed partial hashes / linear
+  offsets, unrolled), the high dimensions give the group number (a loop). Every value is a (block_n,) vector,
+  so Triton's layout gives each thread its own points and nothing is loaded twice.
+  """
+
+  def __init__(self, points_ref, meta_ref, level, start, *, block_n: int, num_points: int, dims: int,
+               table_size: int):
+    rows = start + jax.lax.broadcasted_iota(jnp.int32, (block_n,), 0)
+    self.valid = rows < num_points
+    resolution = meta_ref[level, 0]
+    self.dense = meta_ref[level, 1] != 0
+    self.offset = (level * table_size).astype(jnp.uint32)
+    self.mask = jnp.uint32(table_size - 1)
+    self.dims = dims
+    self.split = min(3, dims)
+    res_f = resolution.astype(jnp.float32)
+    side = (resolution + 2).astype(jnp.uint32)
+    self.v, self.strides = [], []
+    stride = jnp.uint32(1)
+    for d in range(dims):
+      p = pl_triton.load(points_ref.at[pl.ds(start, block_n), level, jnp.int32(d)], mask=self.valid, other=0.0)
+      self.v.append(jnp.floor((jnp.clip(p, -1.0, 1.0) + 1.0) * 0.5 * res_f).astype(jnp.int32).astype(jnp.uint32))
+      self.strides.append(stride)
+      stride = stride * side
+    # Partial hashes / linear offsets of the low dimensions, one per corner of a group: entry k has dimension d
+    # at v[d] + bit d of k, so corner group * 2**split + k is entry k combined with the group's high part.
+    self.lo_hashed = [jnp.zeros_like(self.v[0])]
+    self.lo_linear = [jnp.zeros_like(self.v[0])]
+    for d in range(self.split):
+      h = [(self.v[d] + b) * jnp.uint32(PRIMES[d]) for b in (0, 1)]
+      x = [(self.v[d] + b) * self.strides[d] for b in (0, 1)]
+      self.lo_hashed = [a ^ b for b in h for a in self.lo_hashed]
+      self.lo_linear = [a + b for b in x for a in self.lo_linear]
+
+  @property
+  def group_size(self) -> int:
+    return 1 << self.split
+
+  @property
+  def num_groups(self) -> int:
+    return 1 << (self.dims - self.split)
+
+  def group_rows(self, group):
+    """(block_n,) int32 rows in the flat (L * T, F) table of the corners group * 2**split + 0, 1, ..."""
+    hi_hashed = jnp.zeros_like(self.v[0])
+    hi_linear = jnp.zeros_like(self.v[0])
+    for d in range(self.split, self.dims):
+      v = self.v[d] + ((jnp.asarray(group, jnp.uint32) >> (d - self.split)) & jnp.uint32(1))
+      hi_hashed = hi_hashed ^ (v * jnp.uint32(PRIMES[d]))
+      hi_linear = hi_linear + v * self.strides[d]
+    rows = []
+    for lh, ll in zip(self.lo_hashed, self.lo_linear):
+      idx = jnp.where(self.dense, ll + hi_linear, (lh ^ hi_hashed) & self.mask)
+      rows.append((idx + self.offset).astype(jnp.int32))
+    return rows
+
+
+def _load_weight_columns(weights_ref, level, start, first, count: int, valid):
+  """The weights of corners first .. first + count - 1 as `count` (block_n,) vectors.
+
+  Read 4 corners (16 bytes) per vector load, so that each thread holds whole rows and splitting them into
+  columns stays in registers (a wider tile is spread over two threads and goes through shared memory).
+  """
+  block_n = valid.shape[0]
+  cols = []
+  for c in range(0, count, 4):
+    n = min(4, count - c)
+    tile = pl_triton.load(weights_ref.at[pl.ds(start, block_n), level, pl.ds(first + c, n)],
+                          mask=valid[:, None], other=0.0)
+    cols += [tile[:, 0]] if n == 1 else [col[:, 0] for col in jnp.split(tile, n, axis=1)]
+  return cols
 
 
 def _fwd_kernel(points_ref, weights_ref, tables_ref, meta_ref, out_ref, *, block_n: int, num_points: int,
                 dims: int, table_size: int):
   start = pl.program_id(0) * block_n
   level = pl.program_id(1)
-  idx, valid = _block_indices(points_ref, meta_ref, level, start, block_n=block_n, num_points=num_points,
-                              dims=dims, table_size=table_size)
-  w = pl_triton.load(weights_ref.at[pl.ds(start, block_n), level, :], mask=valid[:, None], other=0.0)
-  rows = tables_ref[idx.astype(jnp.int32), :]  # (block_n, 2**D, F) gather
-  out = jnp.sum(w.astype(jnp.float32)[:, :, None] * rows.astype(jnp.float32), axis=1)
-  pl_triton.store(out_ref.at[pl.ds(start, block_n), level, :], out, mask=valid[:, None])
+  corners = _Corners(points_ref, meta_ref, level, start, block_n=block_n, num_points=num_points, dims=dims,
+                     table_size=table_size)
+  size = corners.group_size
+
+  def group(j, out):
+    weights = _load_weight_columns(weights_ref, level, start, j * size, size, corners.valid)
+    for idx, w in zip(corners.group_rows(j), weights):
+      rows = tables_ref[idx, :]  # (block_n, F) gather
+      out = out + w.astype(jnp.float32)[:, None] * rows.astype(jnp.float32)
+    return out
+
+  out = jax.lax.fori_loop(0, corners.num_groups, group, jnp.zeros((block_n, tables_ref.shape[1]), jnp.float32))
+  pl_triton.store(out_ref.at[pl.ds(start, block_n), level, :], out, mask=corners.valid[:, None])
 
 
 def _bwd_kernel(points_ref, weights_ref, tables_ref, meta_ref, g_ref, dt_in_ref, dw_ref, dt_ref, *,
-                block_n: int, num_points: int, dims: int, table_size: int):
+                block_n: int, num_points: int, dims: int, table_size: int, relaxed: bool):
   del dt_in_ref  # Aliased to dt_ref: the zeroed accumulator.
   start = pl.program_id(0) * block_n
   level = pl.program_id(1)
-  idx, valid = _block_indices(points_ref, meta_ref, level, start, block_n=block_n, num_points=num_points,
-                              dims=dims, table_size=table_size)
-  idx = idx.astype(jnp.int32)
+  corners = _Corners(points_ref, meta_ref, level, start, block_n=block_n, num_points=num_points, dims=dims,
+                     table_size=table_size)
+  valid = corners.valid
+  size = corners.group_size
   g = pl_triton.load(g_ref.at[pl.ds(start, block_n), level, :], mask=valid[:, None], other=0.0)
-  rows = tables_ref[idx, :].astype(jnp.float32)  # (block_n, 2**D, F)
-  dw = jnp.sum(rows * g[:, None, :], axis=2)
-  pl_triton.store(dw_ref.at[pl.ds(start, block_n), level, :], dw.astype(dw_ref.dtype), mask=valid[:, None])
+  scatter = meta_ref[level, 2] != 0  # Levels whose dtables are not summed in XLA afterwards.
 
-  @pl.when(meta_ref[level, 2] != 0)  # Levels whose dtables are not summed in XLA afterwards.
-  def _():
-    w = pl_triton.load(weights_ref.at[pl.ds(start, block_n), level, :], mask=valid[:, None], other=0.0)
-    # Masked rows have w = 0 and g = 0, so they add zeros.
-    jax.ref.addupdate(dt_ref, (idx, slice(None)), w.astype(jnp.float32)[:, :, None] * g[:, None, :])
+  def group(j, carry):
+    first = j * size
+    idx = corners.group_rows(j)
+    dw = [jnp.sum(tables_ref[i, :].astype(jnp.float32) * g, axis=1) for i in idx]  # (block_n,) each
+    for c in range(0, size, 2):  # Pairs of corners: one 8-byte store.
+      if c + 1 < size:
+        pair = jnp.concatenate([dw[c][:, None], dw[c + 1][:, None]], axis=1)
+        pl_triton.store(dw_ref.at[pl.ds(start, block_n), level, pl.ds(first + c, 2)], pair.astype(dw_ref.dtype),
+                        mask=valid[:, None])
+      else:
+        pl_triton.store(dw_ref.at[pl.ds(start, block_n), level, first + c], dw[c].astype(dw_ref.dtype),
+                        mask=valid)
+
+    @pl.when(scatter)
+    def _():
+      weights = _load_weight_columns(weights_ref, level, start, first, size, valid)
+      for i, w in zip(idx, weights):
+        # Masked rows have w = 0 and g = 0, so they add zeros.
+        _scatter_add(dt_ref, i, w.astype(jnp.float32)[:, None] * g, relaxed=relaxed)
+
+    return carry
+
+  jax.lax.fori_loop(0, corners.num_groups, group, jnp.int32(0))
 
 
 def _pallas_forward(points, weights, tables, resolutions, block_sizes, interpret):
@@ -312,7 +478,8 @@ def _pallas_backward(points, weights, tables, resolutions, g, block_sizes, inter
   meta = jnp.asarray(np.concatenate([_level_meta(resolutions, table_size, dims),
                                      np.asarray(scatter, np.int32)[:, None]], axis=1))
   bn = block_sizes.block_n_bwd
-  kernel = functools.partial(_bwd_kernel, block_n=bn, num_points=n, dims=dims, table_size=table_size)
+  kernel = functools.partial(_bwd_kernel, block_n=bn, num_points=n, dims=dims, table_size=table_size,
+                             relaxed=not interpret)
   dw, dt = pl.pallas_call(
       kernel, grid=(pl.cdiv(n, bn), num_levels),
       out_shape=(jax.ShapeDtypeStruct(weights.shape, weights.dtype),
@@ -370,7 +537,7 @@ def hashgrid_gather(points, weights, tables, resolutions, *, impl: str = "auto",
       reference elsewhere).
     interpret: run the Pallas path in interpret mode (on CPU).
     deterministic: Pallas path: compute dtables with the sort-based segmented sum for every level.
-    block_sizes: Pallas block sizes (default `BlockSizes.get_default()`).
+    block_sizes: Pallas block sizes (default `BlockSizes.get_default(L, F, T)`, from BLOCK_TABLE).
 
   Returns:
     (N, L, F) float32. Gradients flow to weights and tables, not to points.
@@ -384,5 +551,6 @@ def hashgrid_gather(points, weights, tables, resolutions, *, impl: str = "auto",
   if impl == "reference":
     return hashgrid_reference(points, weights, tables, resolutions)
   _check_kernel_shapes(tables.shape[0], tables.shape[1], tables.shape[2])
-  return _hashgrid_pallas(points.astype(jnp.float32), weights, tables, resolutions,
-                          block_sizes or BlockSizes.get_default(), interpret, deterministic)
+  block_sizes = block_sizes or BlockSizes.get_default(tables.shape[0], tables.shape[2], tables.shape[1])
+  return _hashgrid_pallas(points.astype(jnp.float32), weights, tables, resolutions, block_sizes, interpret,
+                          deterministic)
