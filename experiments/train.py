@@ -1,6 +1,7 @@
 r"""Train SR-INR / VR-INR: `python -m experiments.train --config=NAME[:small] --workdir=DIR [--config.a.b=v]`.
 
-A run started again with the same --workdir resumes from its last checkpoint.
+A run started again with the same --workdir resumes from its last checkpoint (a changed model.* field is refused,
+naming it). Orbax's INFO log lines are hidden; INRSR_VERBOSE_ORBAX=1 shows them.
 """
 
 import sys

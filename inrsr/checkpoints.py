@@ -3,11 +3,15 @@
 A run folder holds `config.json` and `checkpoints/<step>/` (Orbax, written atomically: a temporary folder
 renamed when complete). `restore_model` gives the model and its parameters for evaluation, upscaling or a
 notebook without building an optimizer: it restores only the `params` subtree of the saved train state.
+`check_resume` refuses a restart whose `model.*` fields differ from the stored config, naming them. Orbax's
+INFO log lines are dropped (warnings and errors kept) unless INRSR_VERBOSE_ORBAX=1.
 """
 
 from __future__ import annotations
 
 import json
+import logging as py_logging
+import os
 import pathlib
 
 import grain
@@ -20,6 +24,113 @@ from inrsr import models
 
 CHECKPOINT_DIR = "checkpoints"
 CONFIG_FILE = "config.json"
+# Config sections whose fields set the train state's structure or shapes (a restart must keep them), and the
+# fields of those sections that do not (the kernel implementation computes the same function).
+STATE_SECTIONS = ("model",)
+STATELESS_FIELDS = ("model.kernel_impl",)
+VERBOSE_ORBAX_ENV = "INRSR_VERBOSE_ORBAX"
+# Orbax's package folder, as imported and with links resolved (log records carry the source file's path).
+_ORBAX_DIRS = tuple({str(pathlib.Path(ocp.__file__).parents[1]) + os.sep,
+                     str(pathlib.Path(ocp.__file__).resolve().parents[1]) + os.sep})
+
+
+class _QuietOrbax(py_logging.Filter):
+  """Drops log records below WARNING that come from Orbax's own source files."""
+
+  def filter(self, record: py_logging.LogRecord) -> bool:
+    return record.levelno >= py_logging.WARNING or not record.pathname.startswith(_ORBAX_DIRS)
+
+
+_QUIET_ORBAX = _QuietOrbax()
+
+
+def set_orbax_verbose(verbose: bool) -> None:
+  """Show (True) or hide (False, the default unless INRSR_VERBOSE_ORBAX=1) Orbax's INFO/DEBUG log lines.
+
+  Orbax logs through absl, i.e. the python logger "absl" that inrsr's own messages use too, so its records
+  are told apart by their source file rather than by logger name.
+
+  Args:
+    verbose: keep Orbax's records below WARNING.
+  """
+  logger = logging.get_absl_logger()
+  if verbose:
+    logger.removeFilter(_QUIET_ORBAX)
+  else:
+    logger.addFilter(_QUIET_ORBAX)  # A no-op when already there.
+
+
+set_orbax_verbose(os.environ.get(VERBOSE_ORBAX_ENV, "") not in ("", "0"))
+
+
+def _flatten(tree, prefix: str = "") -> dict:
+  if isinstance(tree, dict):
+    out = {}
+    for k, v in tree.items():
+      out.update(_flatten(v, f"{prefix}{k}."))
+    return out
+  return {prefix[:-1]: tree}
+
+
+def _plain(config) -> dict:
+  """A config as plain JSON values (tuples become lists), so stored and new configs compare alike."""
+  if isinstance(config, ml_collections.ConfigDict):
+    return json.loads(config.to_json_best_effort())
+  return json.loads(json.dumps(config, default=str))
+
+
+def check_compatible(stored, new) -> list[str]:
+  """Compare a run's stored config with the config it is restarted with.
+
+  Args:
+    stored: the config the run was started with (`load_config`).
+    new: the config of the restart.
+
+  Returns:
+    The sorted names of the changed fields that leave the train state's structure alone (train.steps,
+    train.learning_rate, data.*, eval.*, ...): the restart may change them.
+
+  Raises:
+    ValueError: a field of `STATE_SECTIONS` (model.*, except `STATELESS_FIELDS`) differs, is added or is
+      removed; the message names each with its stored and new value.
+  """
+  old, cur = _flatten(_plain(stored)), _flatten(_plain(new))
+  missing = "<absent>"
+  same = lambda k: json.dumps(old.get(k, missing)) == json.dumps(cur.get(k, missing))  # NaN equals NaN.
+  changed = sorted(k for k in old.keys() | cur.keys() if not same(k))
+  state = [k for k in changed if k.split(".")[0] in STATE_SECTIONS and k not in STATELESS_FIELDS]
+  if state:
+    diffs = "; ".join(f"{k}: stored {old.get(k, missing)!r}, now {cur.get(k, missing)!r}" for k in state)
+    raise ValueError(f"the config differs from the run's stored {CONFIG_FILE} in fields that change the train "
+                     f"state: {diffs}. Restart with the stored values (e.g. --config.{state[0]}=...) or use a new "
+                     "--workdir")
+  return changed
+
+
+def check_resume(workdir, config: ml_collections.ConfigDict) -> list[str]:
+  """`check_compatible` of a workdir's stored config with `config`, when the workdir holds checkpoints.
+
+  Changed fields that are allowed are logged.
+
+  Args:
+    workdir: the run folder.
+    config: the config of the restart.
+
+  Returns:
+    The allowed changed fields (empty for a new run).
+
+  Raises:
+    ValueError: see `check_compatible`.
+  """
+  workdir = pathlib.Path(workdir)
+  ckpt = workdir / CHECKPOINT_DIR
+  if not (workdir / CONFIG_FILE).exists() or not ckpt.is_dir() or not any(p.name.isdigit() for p in ckpt.iterdir()):
+    return []
+  changed = check_compatible(load_config(workdir), config)
+  if changed:
+    logging.warning("resuming %s with a config that differs from its stored %s in %s (allowed: the train state's "
+                    "structure does not depend on them)", workdir, CONFIG_FILE, ", ".join(changed))
+  return changed
 
 
 def checkpoint_manager(workdir, keep: int | None = None) -> ocp.CheckpointManager:

@@ -6,6 +6,8 @@ Orbax's CheckpointManager saves the state and the Grain iterator state together 
 written to a temporary folder and renamed), so a run started again in the same workdir resumes where it
 stopped and reaches the same parameters as an uninterrupted run. A checkpoint that cannot be read is skipped
 for the previous one, with an error in the log; if none can be read the run stops rather than starting over.
+A restart whose `model.*` fields differ from the stored config.json is refused, naming them
+(`checkpoints.check_resume`); scales are checked before any image is loaded (`validate_config`).
 A non-finite loss, gradient or update stops the run before anything non-finite is saved.
 """
 
@@ -41,6 +43,36 @@ class NonFiniteLossError(FloatingPointError):
 def make_mesh() -> jax.sharding.Mesh:
   """A 1-D mesh with a `data` axis over all devices (even one), automatic (GSPMD) sharding."""
   return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def _check_scale(field: str, value, minimum: float = 1.0) -> float:
+  try:
+    v = float(value)
+  except (TypeError, ValueError):
+    v = math.nan
+  if not math.isfinite(v) or v < minimum:
+    raise ValueError(f"{field}={value!r} must be a finite number >= {minimum:g} (the SR scale: HR size / LR size)")
+  return v
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Check a training config's scales before any image is loaded or anything compiled.
+
+  Every protocol needs `data.scale` >= 1 (finite) and, when set (non-zero), `data.scale_max` >= `data.scale`;
+  protocol `internal` also needs `data.internal_scale` >= 1.
+
+  Args:
+    config: a training config.
+
+  Raises:
+    ValueError: naming the field and what was expected.
+  """
+  d = config.data
+  scale = _check_scale("data.scale", d.scale)
+  if d.get("scale_max", 0):
+    _check_scale("data.scale_max", d.scale_max, scale)
+  if d.protocol == "internal":
+    _check_scale("data.internal_scale", d.internal_scale)
 
 
 def load_training_frames(config: ml_collections.ConfigDict) -> tuple[list[np.ndarray], list[float], list[str]]:
@@ -129,14 +161,31 @@ def make_train_step(model, tx, loss_name: str, mesh):
                  donate_argnums=(0,))
 
 
+def _logged_step(line: str) -> int | None:
+  """The step of a metrics.jsonl line, or None when the line is not a complete record."""
+  try:
+    record = json.loads(line)
+  except json.JSONDecodeError:
+    return None
+  step = record.get("step") if isinstance(record, dict) else None
+  return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
 class MetricWriter:
   """Appends metrics to workdir/metrics.jsonl (and TensorBoard event files when tensorboardX is installed)."""
 
   def __init__(self, workdir, resume_step: int | None):
     self.path = pathlib.Path(workdir) / METRICS_FILE
     if self.path.exists():  # Drop lines a crashed run wrote after its last checkpoint.
-      keep = [l for l in self.path.read_text().splitlines()
-              if l.strip() and resume_step is not None and json.loads(l)["step"] <= resume_step]
+      keep = []
+      for number, line in enumerate(self.path.read_text().splitlines(), 1):
+        step = _logged_step(line)
+        if step is None:
+          if line.strip():  # A line torn by a crash mid-write.
+            logging.warning("%s line %d is not a metrics record (a crash mid-write?); dropped: %.80r",
+                            self.path, number, line)
+        elif resume_step is not None and step <= resume_step:
+          keep.append(line)
       self.path.write_text("".join(l + "\n" for l in keep))
     self.tb = None
     try:
@@ -174,6 +223,7 @@ def training_data(config: ml_collections.ConfigDict):
   Returns:
     (dataset, total steps, steps per epoch, HR pixels per step).
   """
+  validate_config(config)
   d = config.data
   if d.protocol == "patches":
     items = sources.load_section(d, "data")
@@ -204,7 +254,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
   Returns:
     The final train state (a dict of device arrays).
   """
+  validate_config(config)
   workdir = pathlib.Path(workdir)
+  checkpoints.check_resume(workdir, config)  # A changed model is named before anything is loaded.
   workdir.mkdir(parents=True, exist_ok=True)
   dataset, steps, per_epoch, pixels_per_step = training_data(config)  # Fails at once on a missing folder.
   mesh = make_mesh()

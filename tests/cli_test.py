@@ -27,23 +27,41 @@ def run_dir(tmp_path_factory):
   return workdir
 
 
+def _expected_png(model, params, lr_uint8, height, width):
+  """What an upscaled PNG must hold: the model's output (`inference.upscale`) rounded to 8 bits."""
+  hr = inference.upscale(model, params, np.asarray(lr_uint8, np.float32) / 255.0, height, width)
+  return np.round(np.clip(hr, 0, 1) * 255.0)
+
+
+def _assert_same_pixels(got, want):
+  assert got.shape == want.shape and got.dtype == np.uint8
+  diff = np.abs(got.astype(np.float64) - want)
+  assert diff.max() <= 1 and (diff == 0).mean() > 0.999  # a value within float error of a .5 may round apart
+  assert want.std() > 1.0  # the model's output is not flat, so the comparison can tell images apart
+
+
 def test_upscale_cli_on_real_image(run_dir, tmp_path):
   src = tmp_path / "in.png"
-  iio.imwrite(src, skimage.data.chelsea()[100:150, 200:270])  # 70 x 50
+  lr = skimage.data.chelsea()[100:150, 200:270]  # 70 x 50
+  iio.imwrite(src, lr)
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  for args, shape in ((["--scale=2.5"], (125, 175, 3)), (["--size=101x33"], (33, 101, 3))):
+  model, params, _, _ = checkpoints.restore_model(run_dir)
+  for args, (h, w) in ((["--scale=2.5"], (125, 175)), (["--size=101x33"], (33, 101))):
     out = tmp_path / "out.png"
     subprocess.run([sys.executable, "-m", "experiments.upscale", f"--workdir={run_dir}", f"--input={src}",
                     f"--output={out}", "--progress=false", *args], cwd=REPO, env=env, check=True,
                    capture_output=True)
-    assert iio.imread(out).shape == shape
+    _assert_same_pixels(iio.imread(out), _expected_png(model, params, lr, h, w))
   folder = tmp_path / "many"
   folder.mkdir()
   iio.imwrite(folder / "a.png", skimage.data.coffee()[:20, :30])
   iio.imwrite(folder / "b.jpg", skimage.data.rocket()[:16, :16])
   written = upscaling.upscale_paths(run_dir, folder, tmp_path / "outs", scale=2, progress=False)
   assert sorted(pathlib.Path(p).name for p in written) == ["a.png", "b.png"]
-  assert iio.imread(tmp_path / "outs" / "b.png").shape == (32, 32, 3)
+  _assert_same_pixels(iio.imread(tmp_path / "outs" / "a.png"),
+                      _expected_png(model, params, skimage.data.coffee()[:20, :30], 40, 60))
+  _assert_same_pixels(iio.imread(tmp_path / "outs" / "b.png"),
+                      _expected_png(model, params, iio.imread(folder / "b.jpg"), 32, 32))  # the decoded JPEG
 
 
 def test_chunking_gives_the_same_output_as_one_pass(run_dir):

@@ -1,11 +1,51 @@
 """Tests for image loading: conversions and the clear errors DESIGN.md asks for."""
 
+import logging
+import struct
+import zlib
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
 import skimage.data
 
 from inrsr.data import images, sources
+
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _filtered_rows(x, kinds):
+  """PNG scanlines of the (h, w, bytes per pixel) byte array x, row r filtered with filter kinds[r]."""
+  a = np.pad(x, ((0, 0), (1, 0), (0, 0)))[:, :-1]  # left
+  b = np.pad(x, ((1, 0), (0, 0), (0, 0)))[:-1]  # up
+  c = np.pad(x, ((1, 0), (1, 0), (0, 0)))[:-1, :-1]  # up-left
+  p = a + b - c
+  pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
+  paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+  predictors = (np.zeros_like(x), a, b, (a + b) // 2, paeth)
+  rows = [np.concatenate([[k], ((x[r] - predictors[k][r]) % 256).ravel()]) for r, k in enumerate(kinds)]
+  return np.asarray(rows, np.uint8).tobytes()
+
+
+def write_png(path, array, *, interlace=False, seed=0):
+  """A PNG written from the specification (every filter type, optional Adam7), for bit depths Pillow can't write."""
+  a = np.asarray(array)
+  h, w = a.shape[:2]
+  channels = 1 if a.ndim == 2 else a.shape[2]
+  depth = 16 if a.dtype == np.uint16 else 8
+  data = np.frombuffer(a.astype(">u2" if depth == 16 else np.uint8).tobytes(), np.uint8)
+  data = data.reshape(h, w, -1).astype(np.int64)
+  rng = np.random.default_rng(seed)
+  stream = b""
+  for x0, y0, dx, dy in (ADAM7 if interlace else ((0, 0, 1, 1),)):
+    sub = data[y0::dy, x0::dx]
+    if sub.size:
+      stream += _filtered_rows(sub, rng.integers(0, 5, sub.shape[0]))
+  chunk = lambda kind, body: (struct.pack(">I", len(body)) + kind + body
+                              + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+  header = struct.pack(">IIBBBBB", w, h, depth, {1: 0, 2: 4, 3: 2, 4: 6}[channels], 0, 0, int(interlace))
+  path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(stream))
+                   + chunk(b"IEND", b""))
 
 
 def test_conversions(tmp_path):
@@ -35,12 +75,41 @@ def test_unreadable_file_names_the_file(tmp_path):
     images.load_image(bad)
 
 
-def test_wrong_channel_count_names_the_image_and_gray_alpha_is_converted():
-  with pytest.raises(ValueError, match="five.png: expected a grayscale, gray\\+alpha, RGB or RGBA"):
+def test_wrong_channel_count_names_the_image():
+  with pytest.raises(ValueError, match="five.png: expected a grayscale, gray.alpha, RGB or RGBA"):
     images.to_rgb_float(np.zeros((4, 4, 5), np.uint8), "five.png")
-  gray_alpha = np.stack([np.arange(16, dtype=np.uint8).reshape(4, 4), np.full((4, 4), 7, np.uint8)], -1)
-  rgb = images.to_rgb_float(gray_alpha, "la.png")
-  np.testing.assert_array_equal(rgb, np.repeat(gray_alpha[..., :1], 3, -1) / np.float32(255))
+
+
+@pytest.mark.parametrize("interlace", [False, True])
+def test_16bit_colour_pngs_keep_16bit_precision(tmp_path, interlace):
+  rng = np.random.default_rng(int(interlace))
+  rgb = rng.integers(0, 65536, (13, 17, 3)).astype(np.uint16)
+  rgba = rng.integers(0, 65536, (9, 11, 4)).astype(np.uint16)
+  write_png(tmp_path / "rgb16.png", rgb, interlace=interlace, seed=1)
+  write_png(tmp_path / "rgba16.png", rgba, interlace=interlace, seed=2)
+  write_png(tmp_path / "rgb8.png", (rgb >> 8).astype(np.uint8), interlace=interlace, seed=3)
+  # The files are valid PNGs: Pillow (an independent decoder) reads them, though only to 8 bits.
+  np.testing.assert_array_equal(iio.imread(tmp_path / "rgb8.png"), rgb >> 8)
+  np.testing.assert_array_equal(iio.imread(tmp_path / "rgb16.png"), rgb >> 8)
+  np.testing.assert_array_equal(iio.imread(tmp_path / "rgba16.png"), rgba >> 8)
+  # Read at full precision: 8 bits would be off by up to 1/255 (the low bytes are random).
+  np.testing.assert_allclose(images.load_image(tmp_path / "rgb16.png"), rgb / 65535.0, rtol=0, atol=1e-7)
+  np.testing.assert_allclose(images.load_image(tmp_path / "rgba16.png"), rgba[..., :3] / 65535.0, rtol=0, atol=1e-7)
+
+
+def test_gray_alpha_pngs_become_rgb_without_alpha(tmp_path, caplog):
+  caplog.set_level(logging.INFO, logger="absl")
+  gray = skimage.data.camera()[:20, :30]
+  alpha = np.linspace(0, 255, 20 * 30).reshape(20, 30).astype(np.uint8)
+  iio.imwrite(tmp_path / "la8.png", np.stack([gray, alpha], -1))  # Pillow's own LA encoder.
+  gray16 = gray.astype(np.uint16) * 257 + np.arange(30, dtype=np.uint16)  # low bytes that 8 bits would lose
+  write_png(tmp_path / "la16.png", np.stack([gray16, alpha.astype(np.uint16) * 257], -1))
+  la8 = images.load_image(tmp_path / "la8.png")
+  np.testing.assert_allclose(la8, np.repeat(gray[..., None], 3, -1) / 255.0, rtol=0, atol=1e-7)
+  la16 = images.load_image(tmp_path / "la16.png")
+  np.testing.assert_allclose(la16, np.repeat(gray16[..., None], 3, -1) / 65535.0, rtol=0, atol=1e-7)
+  assert sum("gray+alpha image converted to RGB, alpha channel dropped" in r.getMessage()
+             for r in caplog.records) == 2
 
 
 def test_empty_and_missing_folders(tmp_path):

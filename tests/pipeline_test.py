@@ -1,7 +1,9 @@
 """Tests for the Grain training pipeline: determinism, resumable iterator state, and the degradation rule."""
 
 import numpy as np
+import PIL.Image
 import pytest
+import skimage.data
 
 from inrsr import coords, resize
 from inrsr.data import images, pipeline
@@ -68,10 +70,26 @@ def test_pairs_obey_degradation_rule(frames):
     assert len(set(zip(rows, cols))) == spec.pixels  # without replacement
 
 
+def _pillow_bicubic(image, height, width):
+  """Pillow's antialiased BICUBIC resize in float mode ("F", no 8-bit rounding), channel by channel."""
+  return np.stack([np.asarray(PIL.Image.fromarray(np.ascontiguousarray(image[..., k], np.float32))
+                              .resize((width, height), PIL.Image.BICUBIC)) for k in range(image.shape[-1])], -1)
+
+
+def test_internal_frames_are_pillow_bicubic_of_the_mod_cropped_frame():
+  photo = skimage.data.chelsea()[:97, :100].astype(np.float32) / 255.0
+  flat = np.full((20, 31, 3), 0.25, np.float32)
+  lr_photo, lr_flat = pipeline.internal_frames([photo, flat], 3.0)
+  # 97 x 100 at x3: the HR is mod-cropped to 96 x 99 (top-left), whose LR is 32 x 33.
+  assert lr_photo.shape == (32, 33, 3) and lr_flat.shape == (6, 10, 3)
+  np.testing.assert_allclose(lr_photo, _pillow_bicubic(photo[:96, :99], 32, 33), rtol=0, atol=1e-5)
+  np.testing.assert_allclose(lr_flat, 0.25, rtol=0, atol=1e-6)  # a constant image stays constant
+  assert [f.shape[:2] for f in pipeline.internal_frames([photo], 2.5)] == [(38, 40)]  # floor(97/2.5), floor(100/2.5)
+
+
 def test_internal_protocol_never_sees_hr(frames):
   lr_frames = pipeline.internal_frames(frames, 2.0)
-  for f, l in zip(frames, lr_frames):
-    np.testing.assert_allclose(l, resize.downsample(f, 2.0)[0])
+  assert [f.shape[:2] for f in lr_frames] == [(48, 48), (48, 48), (40, 60)]
   spec = _spec(lr_frames, scale_min=2.0, scale_max=2.0)
   batch = _take(pipeline.training_dataset(lr_frames, spec, batch_size=2, seed=0), 1)[0]
   # LR of the LR: frames are 96x96, 96x96, 80x120 -> LR 48x48, 48x48, 40x60 -> inputs padded to 24x30.
@@ -88,6 +106,7 @@ def test_crops_and_augmentation_shapes(frames):
 
 @pytest.mark.parametrize("kw,match", [(dict(scale_min=0.0, scale_max=0.0), "scale_min"),
                                       (dict(scale_min=float("nan"), scale_max=2.0), "scale_min"),
+                                      (dict(scale_min=0.5, scale_max=2.0), "scale_min=0.5 must be .* >= 1"),
                                       (dict(pixels=0), "pixels_per_frame")])
 def test_bad_spec(kw, match):
   args = dict(scale_min=4.0, scale_max=4.0, pixels=64, crop=0, augment=False, lr_pad=(8, 8))

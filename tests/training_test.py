@@ -1,21 +1,35 @@
-"""Tests for training: loss decreases, exact resume after SIGKILL, NaN stop, corrupt checkpoints."""
+"""Tests for training: loss decreases, exact resume after SIGKILL, NaN stop, corrupt checkpoints, bad configs."""
 
 import json
+import logging
+import math
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
 import time
 
 import jax
+import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from experiments.configs import srinr_demo
-from inrsr import checkpoints, training
+from inrsr import checkpoints, models, training
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+ORBAX_DIR = pathlib.Path(ocp.__file__).resolve().parents[1]
+
+
+def _orbax_info_lines(stderr: str) -> list[str]:
+  """absl INFO lines (`I1123 12:00:00.000 123 file.py:45] ...`) written from one of Orbax's source files."""
+  ours = {p.name for d in ("inrsr", "experiments", "kernels") for p in (REPO / d).rglob("*.py")}
+  orbax_files = {p.name for p in ORBAX_DIR.rglob("*.py")} - ours
+  found = (re.match(r"I\d{4} [\d:.]+\s+\d+ ([^:\s]+\.py):\d+\]", line) for line in stderr.splitlines())
+  return [m.group(0) for m in found if m and m.group(1) in orbax_files]
 
 
 def small_config(steps=12, **train):
@@ -46,7 +60,9 @@ def test_sigkill_then_restart_matches_uninterrupted_run(tmp_path):
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
   steps = 30
   full = tmp_path / "full"
-  subprocess.run(_train_cmd(full, steps), cwd=REPO, env=env, check=True, capture_output=True)
+  run = subprocess.run(_train_cmd(full, steps), cwd=REPO, env=env, check=True, capture_output=True, text=True)
+  # Orbax's INFO lines are quiet by default; inrsr's own INFO lines are not.
+  assert "new run in" in run.stderr and not _orbax_info_lines(run.stderr)
 
   killed = tmp_path / "killed"
   proc = subprocess.Popen(_train_cmd(killed, steps), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
@@ -114,3 +130,77 @@ def test_unknown_config_field_and_config_name_are_clear_errors(tmp_path):
   r = subprocess.run([sys.executable, "-m", "experiments.train", "--config=srinr_nope",
                       f"--workdir={tmp_path}"], cwd=REPO, env=env, capture_output=True, text=True)
   assert r.returncode != 0 and "srinr_nope" in r.stderr and "srinr_demo" in r.stderr
+
+
+@pytest.mark.parametrize("field,value,protocol", [
+    ("scale", 0.0, "fit"), ("scale", math.nan, "fit"), ("scale", 0.5, "fit"), ("scale", 0.5, "internal"),
+    ("scale_max", math.nan, "fit"), ("scale_max", 2.0, "fit"), ("internal_scale", 0.0, "internal"),
+    ("internal_scale", math.nan, "internal")])
+def test_bad_scale_is_named_before_any_work(tmp_path, field, value, protocol):
+  c = small_config()
+  # A missing folder: an error about it (or a ZeroDivisionError) would mean images were being loaded first.
+  c.data.update(source="folder", root=str(tmp_path / "nowhere"), protocol=protocol)
+  c.data[field] = value
+  with pytest.raises(ValueError, match=re.escape(f"data.{field}={value!r} must be a finite number >=")):
+    training.train(c, tmp_path / "wd", progress=False)
+  assert not (tmp_path / "wd").exists()
+
+
+def test_torn_last_metrics_line_is_dropped_on_resume(tmp_path, caplog):
+  caplog.set_level(logging.WARNING, logger="absl")
+  lines = [json.dumps({"step": s, "loss": 1.0 / s}) for s in range(1, 6)]
+  (tmp_path / training.METRICS_FILE).write_text("\n".join(lines) + '\n{"step": 6, "lo')  # killed mid-write
+  writer = training.MetricWriter(tmp_path, resume_step=4)
+  writer.write(5, {"loss": 0.5})
+  writer.close()
+  records = [json.loads(l) for l in (tmp_path / training.METRICS_FILE).read_text().splitlines()]
+  assert [r["step"] for r in records] == [1, 2, 3, 4, 5] and records[-1]["loss"] == 0.5
+  assert any("line 6 is not a metrics record" in r.getMessage() for r in caplog.records)
+
+
+def test_check_compatible_names_state_fields_and_allows_the_rest():
+  stored = small_config(steps=4)
+  new = small_config(steps=8, learning_rate=1e-3)
+  new.eval.scales = (2.0, 3.0)
+  new.model.kernel_impl = "reference"
+  assert checkpoints.check_compatible(stored, new) == ["eval.scales", "model.kernel_impl", "train.learning_rate",
+                                                        "train.steps"]
+  new.model.update(num_levels=5, hidden=32)
+  with pytest.raises(ValueError, match=r"model.hidden: stored 64, now 32; model.num_levels: stored 4, now 5"):
+    checkpoints.check_compatible(stored, new)
+  stored_json = ml_collections.ConfigDict(json.loads(stored.to_json_best_effort()))
+  assert checkpoints.check_compatible(stored_json, stored) == []  # tuples stored as JSON lists compare equal
+
+
+def test_restart_with_another_model_names_the_changed_fields(tmp_path):
+  stored = small_config(steps=2)
+  # A run folder as a 2-step run leaves it (config.json, checkpoints/2), without spending a compilation on it.
+  params = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype),
+                        checkpoints.abstract_params(models.from_config(stored.model)))
+  checkpoints.save_params(tmp_path, stored, params, step=2)
+  changed = small_config(steps=4)
+  changed.model.num_levels = 3
+  with pytest.raises(ValueError, match=r"fields that change the train state: model.num_levels: stored 4, now 3"):
+    training.train(changed, tmp_path, progress=False)
+  assert checkpoints.load_config(tmp_path).model.num_levels == 4  # the stored config is left as it was
+  assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2"]
+
+
+def test_orbax_info_logging_is_quiet_unless_asked(tmp_path, caplog):
+  caplog.set_level(logging.DEBUG, logger="absl")
+  orbax_dirs = (str(ORBAX_DIR), str(pathlib.Path(ocp.__file__).parents[1]))
+  orbax_info = lambda: [r for r in caplog.records if r.pathname.startswith(orbax_dirs) and r.levelno < logging.WARNING]
+  params = {"w": np.arange(3, dtype=np.float32)}
+  checkpoints.save_params(tmp_path / "quiet", small_config(), params)
+  assert not orbax_info()
+  checkpoints.set_orbax_verbose(True)
+  try:
+    checkpoints.save_params(tmp_path / "verbose", small_config(), params)
+  finally:
+    checkpoints.set_orbax_verbose(False)
+  assert orbax_info()  # Orbax does log at INFO: the first check was not vacuous.
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", checkpoints.VERBOSE_ORBAX_ENV: "1"}
+  r = subprocess.run([sys.executable, "-c", "from absl import logging; from inrsr import checkpoints as c; "
+                      "print(c._QUIET_ORBAX in logging.get_absl_logger().filters)"], cwd=REPO, env=env,
+                     capture_output=True, text=True, check=True)
+  assert r.stdout.strip() == "False"

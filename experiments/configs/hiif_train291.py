@@ -11,9 +11,7 @@ from experiments.configs import common, liif_train291
 def get_config(arg=None):
   c = liif_train291.get_config()
   c.model = common.generalising_base("hiif").model
-  flags, _ = common.parse_arg(arg, "hiif_train291")
-  if "cpu" in flags:
-    raise ValueError("hiif_train291: 'cpu' does not apply (the config is CPU-sized); use 'small'")
+  flags, _ = common.parse_arg(arg, "hiif_train291", flags=("small",))  # CPU-sized: no `cpu`
   if "small" in flags:
     common.shrink_generalising(c)
   return c

@@ -21,7 +21,7 @@ def get_config(arg=None):
   c.data.update(batch_size=4, repeat=1)
   c.train.update(steps=1400, learning_rate=5e-4, schedule="cosine", decay_epochs=0, log_every=20,
                  checkpoint_every=100, budget_s=90 * 60.0)
-  flags, choice = common.parse_arg(arg, "liif_train291", choices=("rdn",))
+  flags, choice = common.parse_arg(arg, "liif_train291", choices=("rdn",), flags=("small",))
   if choice == "rdn":
     c.model.update(encoder="rdn", encoder_args={"config": "B"})
   if "small" in flags:

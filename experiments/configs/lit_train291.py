@@ -13,9 +13,7 @@ def get_config(arg=None):
   c = liif_train291.get_config()
   c.model = common.generalising_base("clit").model
   c.eval.chunk = 8192  # 49 neighbours x base_dim values per query
-  flags, _ = common.parse_arg(arg, "lit_train291")
-  if "cpu" in flags:
-    raise ValueError("lit_train291: 'cpu' does not apply (the config is CPU-sized); use 'small'")
+  flags, _ = common.parse_arg(arg, "lit_train291", flags=("small",))  # CPU-sized: no `cpu`
   if "small" in flags:
     common.shrink_generalising(c)
   return c

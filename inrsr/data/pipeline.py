@@ -27,7 +27,7 @@ class ExampleSpec:
   """How one training example is made from an HR frame.
 
   Attributes:
-    scale_min: smallest SR scale (> 0).
+    scale_min: smallest SR scale (>= 1: the LR is never larger than the HR).
     scale_max: largest SR scale (== scale_min for a fixed scale).
     pixels: P, HR pixels sampled per frame.
     crop: HR random crop size (0 keeps whole frames).
@@ -46,8 +46,8 @@ class ExampleSpec:
   def __post_init__(self):
     for name in ("scale_min", "scale_max"):
       v = getattr(self, name)
-      if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"data.{name}={v} must be a finite number > 0")
+      if not math.isfinite(v) or v < 1:
+        raise ValueError(f"data.{name}={v} must be a finite number >= 1")
     if self.scale_max < self.scale_min:
       raise ValueError(f"data.scale_max={self.scale_max} < data.scale_min={self.scale_min}")
     if self.pixels <= 0:
