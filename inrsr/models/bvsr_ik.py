@@ -1,0 +1,714 @@
+"""BVSR-IK (blind video x4 SR with implicit kernels): the official `KCANet` in flax.linen, NHWC.
+
+Source: QZ1-boy/BVSR-IK @ 466f42a, `model_KCA.py` (class `KCANet`); facts in `../shared/bvsr_ik.md`. The released
+code is followed where it and the paper disagree (the code's parameter count, 9,304,445, is the paper's 9.30M):
+
+  * Channel order. The official model runs on BGR frames (cv2 I/O) and its SpyNet normalises BGR with the
+    ImageNet mean/std in that order. `KCANet.__call__` takes and returns RGB and flips the channels at the
+    boundary; `KCANet.forward_bgr` is the official computation on BGR (used to check against the official
+    outputs). The flip is exact, so the two are the same model.
+  * Implicit kernel dictionary (`KernelDictionary`, the code's `SizeGroupINRConvCord`): N atoms, each its own
+    MLP Linear(2, 360) -> sin(w_n x) -> Linear(360, 360) -> sin(w_n x) -> Linear(360, 1, no bias), one learnable
+    frequency w_n per atom shared by both sines, initialised linspace(w_min, w_max, N) = 2, 4, ..., 16 (not
+    random), PyTorch default init (no SIREN init). Each atom is sampled on an s x s 'ij' grid over [0, 1]^2 for
+    s = 3, 5, ..., 13 and scaled by the constant 9 / s^2 (the paper's "random masks" are this constant). The
+    dictionary does not depend on the input: it is computed once per module per forward (the official code
+    recomputes it on every call; same values).
+  * Atom filtering: every input channel c is cross-correlated (zero padding s // 2) with every atom n (channel
+    c * N + n); a zero "null" group is prepended, giving R = 1 + max_kernel_size // 2 groups (the paper's
+    "1x1 delta atom" is this zero map plus the identity skip). The atoms are combined by a learned 1x1 conv over
+    all R * C * N channels (bias) of `maps * mu * omega` plus the input, not by Eq. 3's plain sum; mu = softmax
+    over R of a 3x3 conv, omega = an unconstrained 3x3 conv (N channels, repeated over C).
+  * "Recurrent Transformer" U-Nets (`UNet`, the code's identical UNet_Spatial / UNet_Tempal): RT blocks are
+    Restormer transposed channel attention with q, k, v = chunk3(dwconv3x3(F) + dwconv3x3(h)) (depthwise 3x3,
+    no bias; the paper says 3x3 conv), L2-normalised q, k over pixels, learnable temperature (init 1), a dense
+    1x1 output projection (the paper says depthwise), then `F1 = F + A`, `F_out = F1 + GDFN(F1)` (expansion 0.5,
+    exact GELU, no bias), `h_out = h + A`; no LayerNorm. Convs in the U-Net use reflect padding, no bias, ReLU;
+    the up-convs are ConvTranspose k4 s2 p1 (no bias) + ReLU. The deepest encoder's F output is discarded (its
+    FFN parameters exist but get no gradient), as in the code. The hidden state is not carried across time.
+  * ISC (`SPCNet`): features = ResidualBlocksWithInputConv(3 -> 16, 5 blocks) of the raw frame (the code
+    computes them twice on the same frame; once here), both U-Nets take (feat, feat), the atoms filter the raw
+    frame (3 channels), and the output is the corrected frame I^ = combiner + frame.
+  * ITA (`INRAlign`): x_w = flow_warp(previous feature, flow) (bilinear, zeros padding, align_corners=True);
+    fusion1(x_w) and fusion2(lr_feat) (ResidualBlocksWithInputConv -> 32, 3 blocks) feed both U-Nets as
+    (current, warped); the atoms filter x_w (64 channels) and the output is combiner + x_w.
+  * Flow: SpyNet on the raw (padded) LR frames, not the corrected ones: backward flow i = spynet(ref=frame i,
+    supp=frame i + 1), forward flow i = spynet(frame i + 1, frame i).
+  * Propagation (BasicVSR style): backward pass t = T-1 .. 0, forward pass t = 0 .. T-1; each step warps and
+    aligns the carried 64-channel feature with ITA (not at the first step of a pass, where it is zeros) and
+    applies ResidualBlocksWithInputConv(16 + 64 -> 64, 11 blocks) to cat[lr_feat, feature].
+  * Official quirk, kept (`official_feature_order=True`): the forward pass reads `lr_feat_l[i]`, a list the
+    code fills in the backward loop and never reverses, so forward step t uses the ISC features of frame
+    T-1-t (for ITA's fusion2 and the forward resblocks). False uses frame t's own features.
+  * Upsampling: fusion ResidualBlocksWithInputConv(128 -> 64, 10 blocks), LeakyReLU(0.1), two
+    conv3x3 + PixelShuffle(2) + LeakyReLU (torch channel order c * 4 + i * 2 + j), conv_hr + LeakyReLU,
+    conv_last, plus bilinear x4 (align_corners=False) of the corrected frame I^.
+  * Inputs are replicate-padded to a multiple of 4 and outputs cropped back, as the code's `pad_spatial`.
+  * All sizes are fields with the official values as defaults (the code hard-codes most of them); the official
+    paper-vs-code notes are in `../shared/bvsr_ik.md` sections 2 and 8. All convs and matmuls use HIGHEST
+    precision; every layer uses PyTorch's default init.
+  * `stop_flow_gradient` (default False, as the released model has SpyNet in `parameters()`) stops gradients into
+    SpyNet; whether the authors froze it is unknown (their train.py is missing).
+
+Port notes (no effect on the outputs):
+  * ISC runs on all T frames in one batched call, SpyNet on both flow directions in one call, and the upsampling
+    on all frames at once; the propagation steps after the first of each pass run in `nn.scan` (one compiled
+    step per pass). This keeps the compiled program small; the full forward still takes about a minute to
+    compile on 2 CPU cores, and a training step (forward + backward) several minutes.
+  * Depthwise convs (atom filtering, q/k/v projections, the GDFN's) compute the same forward everywhere; on CPU
+    their backward pass is a custom VJP (`depthwise_conv`), since XLA:CPU's own grouped-convolution gradients
+    are 10-200x slower than the forward pass.
+  * q, k normalisation has torch's zero gradient where a channel's norm is 0 (a dead ReLU channel would
+    otherwise give NaN gradients).
+  * `init_params(model, key)` draws fresh parameters with `model.init`'s distributions from a trace only;
+    `model.init` itself runs the whole model (many minutes on a CPU).
+  * Intermediate values are sown under `intermediates` (pass `mutable=["intermediates"]`) for checking against
+    the official forward hooks; ITA's per-step values come out of the scan stacked over steps.
+
+Checked against the official code (`../shared/fixtures/bvsr_ik`, seeded weights, Vid4 calendar crop, 5 x 36 x 36):
+max abs error 2.4e-7 on `outputs`, 1.2e-7 on `lr_corrs`, <= 1.4e-6 on every module hook, 5.5e-6 on the kernel
+dictionary (tests/bvsr_ik_test.py).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from inrsr.models import spynet as spynet_lib
+from inrsr.models.spynet import HIGHEST, conv, torch_bias_init, torch_kernel_init
+
+
+def _lrelu(x):
+  return nn.leaky_relu(x, 0.1)
+
+
+def pixel_shuffle(x: jax.Array, r: int) -> jax.Array:
+  """torch `pixel_shuffle` in NHWC: channel c * r^2 + i * r + j -> pixel (h * r + i, w * r + j) of channel c."""
+  n, h, w, crr = x.shape
+  c = crr // (r * r)
+  x = x.reshape(n, h, w, c, r, r).transpose(0, 1, 4, 2, 5, 3)
+  return x.reshape(n, h * r, w * r, c)
+
+
+def _reflect_pad(x: jax.Array, p: int) -> jax.Array:
+  return jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect") if p else x
+
+
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _depthwise_lax(x: jax.Array, kernel: jax.Array, pad: int) -> jax.Array:
+  return jax.lax.conv_general_dilated(x, kernel, (1, 1), ((pad, pad), (pad, pad)), feature_group_count=x.shape[-1],
+                                      dimension_numbers=_DN, precision=HIGHEST)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _depthwise_cpu(x, kernel, pad):
+  return _depthwise_lax(x, kernel, pad)
+
+
+def _depthwise_cpu_fwd(x, kernel, pad):
+  return _depthwise_lax(x, kernel, pad), (x, kernel)
+
+
+def _depthwise_cpu_bwd(pad, res, g):
+  x, kernel = res
+  b, h, w, c = x.shape
+  s = kernel.shape[0]
+  m = kernel.shape[-1] // c
+  g5 = g.reshape(g.shape[:3] + (c, m))
+  # dx: the flipped kernel over g, one multiplier-1 depthwise conv per output of an input channel, summed.
+  flipped = kernel[::-1, ::-1].reshape(s, s, 1, c, m)
+  dx = sum(_depthwise_lax(g5[..., j], flipped[..., j], s - 1 - pad) for j in range(m))
+  # dkernel: patches of x against g, one contraction over batch and pixels.
+  patches = jax.lax.conv_general_dilated_patches(x, (s, s), (1, 1), ((pad, pad), (pad, pad)),
+                                                 dimension_numbers=_DN, precision=HIGHEST)
+  patches = patches.reshape(b, g.shape[1], g.shape[2], c, s * s)
+  dk = jnp.einsum("bhwct,bhwcm->tcm", patches, g5, precision=HIGHEST).reshape(s, s, 1, c * m)
+  return dx, dk
+
+
+_depthwise_cpu.defvjp(_depthwise_cpu_fwd, _depthwise_cpu_bwd)
+
+
+def depthwise_conv(x: jax.Array, kernel: jax.Array, pad: int) -> jax.Array:
+  """Depthwise conv (torch groups = C): x (B, H, W, C), kernel (s, s, 1, C * m), zero padding `pad`.
+
+  Output channel c * m + j filters input channel c. The forward pass is XLA's grouped convolution everywhere; on
+  CPU the backward pass is a custom VJP (multiplier-1 depthwise convs and one patch contraction), because
+  XLA:CPU's grouped-convolution gradients run 10-200x slower than the forward pass.
+  """
+  if jax.default_backend() == "cpu":
+    return _depthwise_cpu(x, kernel, pad)
+  return _depthwise_lax(x, kernel, pad)
+
+
+class DepthwiseConv(nn.Module):
+  """torch Conv2d(C, C * m, k, padding=k // 2, groups=C, bias=False) via `depthwise_conv`."""
+
+  features: int
+  kernel_size: int = 3
+
+  @nn.compact
+  def __call__(self, x):
+    k = self.kernel_size
+    kernel = self.param("kernel", torch_kernel_init, (k, k, 1, self.features))
+    return depthwise_conv(x, kernel, k // 2)
+
+
+class ConvTranspose4x4(nn.Module):
+  """torch ConvTranspose2d(k=4, stride=2, padding=1, bias=False): exactly 2x. kernel[a, b, i, o] = W[i, o, a, b]."""
+
+  features: int
+
+  @nn.compact
+  def __call__(self, x):
+    cin = x.shape[-1]
+    # torch's fan_in for a ConvTranspose weight (in, out, kh, kw) is out * kh * kw.
+    bound = 1.0 / np.sqrt(self.features * 16)
+    kernel = self.param("kernel", lambda k, s: jax.random.uniform(k, s, jnp.float32, -bound, bound),
+                        (4, 4, cin, self.features))
+    return jax.lax.conv_general_dilated(x, kernel[::-1, ::-1], (1, 1), ((2, 2), (2, 2)), lhs_dilation=(2, 2),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=HIGHEST)
+
+
+class ResBlock(nn.Module):
+  """ResidualBlockNoBN: x + conv(relu(conv(x))), 3x3 with bias."""
+
+  features: int
+
+  @nn.compact
+  def __call__(self, x):
+    y = conv(self.features, 3, in_features=self.features, name="conv1")(x)
+    y = conv(self.features, 3, in_features=self.features, name="conv2")(nn.relu(y))
+    return x + y
+
+
+class ResBlocksInputConv(nn.Module):
+  """ResidualBlocksWithInputConv: conv3x3 (bias) + LeakyReLU(0.1) + num_blocks ResBlocks."""
+
+  features: int
+  num_blocks: int
+
+  @nn.compact
+  def __call__(self, x):
+    x = _lrelu(conv(self.features, 3, in_features=x.shape[-1], name="conv_in")(x))
+    for i in range(self.num_blocks):
+      x = ResBlock(self.features, name=f"block_{i}")(x)
+    return x
+
+
+def _l2_normalize(x: jax.Array) -> jax.Array:
+  """torch F.normalize(x, dim=-1): x / max(||x||, 1e-12), with torch's zero gradient through a zero norm."""
+  sumsq = jnp.sum(x * x, axis=-1, keepdims=True)
+  positive = sumsq > 0
+  norm = jnp.where(positive, jnp.sqrt(jnp.where(positive, sumsq, 1.0)), 0.0)
+  return x / jnp.maximum(norm, 1e-12)
+
+
+class RecurrAttention(nn.Module):
+  """Restormer transposed attention over channels with the hidden state added to the q, k, v projection."""
+
+  dim: int
+  num_heads: int = 1
+
+  @nn.compact
+  def __call__(self, f, h):
+    d, heads = self.dim, self.num_heads
+    temperature = self.param("temperature", nn.initializers.ones, (heads,))
+    qkv = DepthwiseConv(3 * d, name="to_qkv")(f) + DepthwiseConv(3 * d, name="to_qkv_h")(h)
+    b, hh, ww, _ = f.shape
+
+    def heads_first(t):  # 'b (head c) h w -> b head c (h w)'
+      return t.reshape(b, hh * ww, heads, d // heads).transpose(0, 2, 3, 1)
+
+    q, k, v = (heads_first(t) for t in jnp.split(qkv, 3, axis=-1))
+    q, k = _l2_normalize(q), _l2_normalize(k)
+    attn = jnp.einsum("bhcn,bhdn->bhcd", q, k, precision=HIGHEST) * temperature[None, :, None, None]
+    attn = jax.nn.softmax(attn, axis=-1)
+    out = jnp.einsum("bhcd,bhdn->bhcn", attn, v, precision=HIGHEST)
+    out = out.transpose(0, 3, 1, 2).reshape(b, hh, ww, d)
+    return conv(d, 1, in_features=d, use_bias=False, name="project_out")(out)
+
+
+class FeedForward(nn.Module):
+  """Restormer GDFN: 1x1 -> depthwise 3x3 -> gelu(x1) * x2 -> 1x1, no bias."""
+
+  dim: int
+  expansion: float = 0.5
+
+  @nn.compact
+  def __call__(self, x):
+    hidden = int(self.dim * self.expansion)
+    x = conv(2 * hidden, 1, in_features=self.dim, use_bias=False, name="project_in")(x)
+    x = DepthwiseConv(2 * hidden, name="dwconv")(x)
+    x1, x2 = jnp.split(x, 2, axis=-1)
+    x = jax.nn.gelu(x1, approximate=False) * x2
+    return conv(self.dim, 1, in_features=hidden, use_bias=False, name="project_out")(x)
+
+
+class RTBlock(nn.Module):
+  """Recurr_TransBlock: (F, h) -> (F1 + FFN(F1), h + A) with A = attention(F, h), F1 = F + A."""
+
+  dim: int
+  num_heads: int = 1
+  ffn_expansion: float = 0.5
+
+  @nn.compact
+  def __call__(self, f, h):
+    a = RecurrAttention(self.dim, self.num_heads, name="recurr_attn")(f, h)
+    f1 = f + a
+    return f1 + FeedForward(self.dim, self.ffn_expansion, name="ffn1")(f1), a + h
+
+
+class UNet(nn.Module):
+  """UNet_Spatial / UNet_Tempal (identical code): two-level RT-block U-Net over (x1, x2); returns (N, H, W, base)."""
+
+  base: int
+  num_res: int = 1
+  num_heads: int = 1
+  ffn_expansion: float = 0.5
+
+  @nn.compact
+  def __call__(self, x1, x2):
+    b2 = 2 * self.base
+
+    def basic(x, k, stride, name):
+      y = conv(b2, k, in_features=x.shape[-1], use_bias=False, padding="VALID", stride=stride,
+               name=name)(_reflect_pad(x, k // 2))
+      return nn.relu(y)
+
+    def split(x):
+      return x[..., :self.base], x[..., self.base:]
+
+    def blocks(z, h, prefix):
+      for j in range(self.num_res):
+        z, h = RTBlock(self.base, self.num_heads, self.ffn_expansion, name=f"{prefix}_{j}")(z, h)
+      return z, h
+
+    def up(x, name):
+      return nn.relu(ConvTranspose4x4(b2, name=name)(x))
+
+    z, h = split(basic(jnp.concatenate([x1, x2], -1), 1, 1, "feat_extract_0"))
+    res1, hid1 = blocks(z, h, "Encoder_0")
+    z, h = split(basic(jnp.concatenate([res1, hid1], -1), 3, 2, "feat_extract_1"))
+    res2, hid2 = blocks(z, h, "Encoder_1")
+    z, h = split(basic(jnp.concatenate([res2, hid2], -1), 3, 2, "feat_extract_2"))
+    _, hid3 = blocks(z, h, "Encoder_2")  # the code discards this F output and goes on from its input z
+    z, h = split(up(jnp.concatenate([z, hid3], -1), "up1"))
+    z, h = split(basic(jnp.concatenate([z + res2, h], -1), 1, 1, "feat_extract_3"))
+    z, h = blocks(z, h + hid2, "Decoder_0")
+    z, h = split(up(jnp.concatenate([z, h], -1), "up2"))
+    z, h = split(basic(jnp.concatenate([z + res1, h], -1), 1, 1, "feat_extract_4"))
+    z, _ = blocks(z, h + hid1, "Decoder_1")
+    return z
+
+
+def kernel_sizes(max_kernel_size: int) -> tuple[int, ...]:
+  """The dictionary's odd sizes 3, 5, ..., (the code's `2 * (i + 1) + 1` for i < max_kernel_size // 2)."""
+  return tuple(2 * (i + 1) + 1 for i in range(max_kernel_size // 2))
+
+
+def _grid(s: int) -> jax.Array:
+  """(s * s, 2) 'ij' coordinates over [0, 1]^2 (the code's `shape2coordinate`)."""
+  t = jnp.arange(s, dtype=jnp.float32) / jnp.float32(s - 1)
+  gi, gj = jnp.meshgrid(t, t, indexing="ij")
+  return jnp.stack([gi.ravel(), gj.ravel()], -1)
+
+
+class KernelINR(nn.Module):
+  """One atom: Linear(2, hidden) -> sin(w x) -> Linear(hidden, hidden) -> sin(w x) -> Linear(hidden, 1, no bias)."""
+
+  hidden: int
+  w_init: float
+
+  @nn.compact
+  def __call__(self, coords):
+    w0 = self.param("w0", lambda k, s: jnp.full(s, self.w_init, jnp.float32), ())
+
+    def dense(f, fan_in, name, bias=True):
+      return nn.Dense(f, use_bias=bias, precision=HIGHEST, kernel_init=torch_kernel_init,
+                      bias_init=torch_bias_init(fan_in), name=name)
+
+    x = jnp.sin(w0 * dense(self.hidden, 2, "dense_0")(coords))
+    x = jnp.sin(w0 * dense(self.hidden, self.hidden, "dense_1")(x))
+    return dense(1, self.hidden, "dense_2", bias=False)(x)[..., 0]
+
+
+class KernelDictionary(nn.Module):
+  """The implicit kernel dictionary: `__call__()` -> one (N, s, s) array of masked atoms per size s."""
+
+  num_atoms: int = 8
+  hidden: int = 360
+  max_kernel_size: int = 13
+  w_min: float = 2.0
+  w_max: float = 16.0
+
+  def setup(self):
+    w = _atom_frequencies(self.num_atoms, self.w_min, self.w_max)
+    self.atoms = [KernelINR(self.hidden, float(w[i])) for i in range(self.num_atoms)]
+
+  def raw(self) -> list[jax.Array]:
+    """The atoms before the 9 / s^2 mask, one (N, s, s) per size."""
+    sizes = kernel_sizes(self.max_kernel_size)
+    coords = jnp.concatenate([_grid(s) for s in sizes], 0)
+    values = jnp.stack([atom(coords) for atom in self.atoms], 0)  # (N, sum s^2)
+    out, start = [], 0
+    for s in sizes:
+      out.append(values[:, start:start + s * s].reshape(-1, s, s))
+      start += s * s
+    return out
+
+  def __call__(self) -> list[jax.Array]:
+    return [a * (jnp.float32(9.0) / jnp.float32(a.shape[-1] ** 2)) for a in self.raw()]
+
+
+def filter_with_atoms(x: jax.Array, atoms: Sequence[jax.Array]) -> jax.Array:
+  """Depthwise atom filtering: (B, H, W, C) -> maps (B, H, W, R, C * N), group 0 zeros, channel c * N + n."""
+  b, h, w, c = x.shape
+  n = atoms[0].shape[0]
+  maps = [jnp.zeros((b, h, w, c * n), x.dtype)]
+  for a in atoms:
+    s = a.shape[-1]
+    kernel = jnp.tile(a.transpose(1, 2, 0), (1, 1, c))[:, :, None, :]  # (s, s, 1, C * N)
+    maps.append(depthwise_conv(x, kernel, s // 2))
+  return jnp.stack(maps, axis=3)
+
+
+def combine(maps: jax.Array, mu: jax.Array, omega: jax.Array, combiner: nn.Module) -> jax.Array:
+  """combiner(flatten(maps * mu * repeat_C(omega))) as the code: channel index r * C * N + c * N + n."""
+  b, h, w, r, cn = maps.shape
+  c = cn // omega.shape[-1]
+  prod = maps * mu[..., :, None] * jnp.tile(omega, (1, 1, 1, c))[..., None, :]
+  return combiner(prod.reshape(b, h, w, r * cn))
+
+
+class SPCNet(nn.Module):
+  """ISC: (frames (B, H, W, 3), atoms) -> (corrected frames I^, features (B, H, W, channels))."""
+
+  channels: int = 16
+  num_blocks: int = 5
+  unet_base: int = 16
+  unet_num_res: int = 1
+  num_heads: int = 1
+  ffn_expansion: float = 0.5
+  num_atoms: int = 8
+  inr_hidden: int = 360
+  max_kernel_size: int = 13
+  w_min: float = 2.0
+  w_max: float = 16.0
+  in_channels: int = 3
+
+  def setup(self):
+    groups = self.max_kernel_size // 2 + 1
+    self.feat_ext = ResBlocksInputConv(self.channels, self.num_blocks)
+    unet = dict(base=self.unet_base, num_res=self.unet_num_res, num_heads=self.num_heads,
+                ffn_expansion=self.ffn_expansion)
+    self.unet_basis_select = UNet(**unet)
+    self.unet_scale_select = UNet(**unet)
+    self.scale_select = conv(groups, 3, in_features=self.unet_base)
+    self.basis_select = conv(self.num_atoms, 3, in_features=self.unet_base)
+    self.inr_conv = KernelDictionary(self.num_atoms, self.inr_hidden, self.max_kernel_size, self.w_min, self.w_max)
+    self.sum = conv(self.in_channels, 1, in_features=groups * self.num_atoms * self.in_channels)
+
+  def dictionary(self):
+    return self.inr_conv()
+
+  def __call__(self, x, atoms=None):
+    if atoms is None:
+      atoms = self.inr_conv()
+    feat = self.feat_ext(x)
+    ub = self.unet_basis_select(feat, feat)
+    us = self.unet_scale_select(feat, feat)
+    logits = self.scale_select(us)
+    omega = self.basis_select(ub)
+    maps = filter_with_atoms(x, atoms)
+    combined = combine(maps, jax.nn.softmax(logits, axis=-1), omega, self.sum)
+    out = combined + x
+    for k, v in (("feat_ext", feat), ("unet_basis_select", ub), ("unet_scale_select", us), ("scale_select", logits),
+                 ("basis_select", omega), ("inr_conv", maps), ("sum", combined), ("out", out)):
+      self.sow("intermediates", f"hook_{k}", v)
+    return out, feat
+
+
+class INRAlign(nn.Module):
+  """ITA: (lr_feat, previous feature, flow, atoms) -> aligned feature (B, H, W, channels)."""
+
+  channels: int = 64
+  base: int = 32
+  num_blocks: int = 3
+  unet_num_res: int = 1
+  num_heads: int = 1
+  ffn_expansion: float = 0.5
+  num_atoms: int = 8
+  inr_hidden: int = 360
+  max_kernel_size: int = 13
+  w_min: float = 2.0
+  w_max: float = 16.0
+
+  def setup(self):
+    groups = self.max_kernel_size // 2 + 1
+    self.fusion1 = ResBlocksInputConv(self.base, self.num_blocks)
+    self.fusion2 = ResBlocksInputConv(self.base, self.num_blocks)
+    unet = dict(base=self.base, num_res=self.unet_num_res, num_heads=self.num_heads,
+                ffn_expansion=self.ffn_expansion)
+    self.unet_basis_select = UNet(**unet)
+    self.unet_scale_select = UNet(**unet)
+    self.scale_select = conv(groups, 3, in_features=self.base)
+    self.basis_select = conv(self.num_atoms, 3, in_features=self.base)
+    self.inr_conv = KernelDictionary(self.num_atoms, self.inr_hidden, self.max_kernel_size, self.w_min, self.w_max)
+    self.sum = conv(self.channels, 1, in_features=groups * self.num_atoms * self.channels)
+
+  def dictionary(self):
+    return self.inr_conv()
+
+  def __call__(self, lr_feat, feat_prev, flow, atoms=None, return_hooks: bool = False):
+    """Aligned feature; with `return_hooks`, (feature, dict of intermediate values) (no sowing: it runs in a scan)."""
+    if atoms is None:
+      atoms = self.inr_conv()
+    x_w = spynet_lib.flow_warp(feat_prev, flow, padding_mode="zeros")
+    hid = self.fusion1(x_w)
+    cur = self.fusion2(lr_feat)
+    ub = self.unet_basis_select(cur, hid)
+    us = self.unet_scale_select(cur, hid)
+    logits = self.scale_select(us)
+    omega = self.basis_select(ub)
+    maps = filter_with_atoms(x_w, atoms)
+    out = combine(maps, jax.nn.softmax(logits, axis=-1), omega, self.sum) + x_w
+    if not return_hooks:
+      return out
+    return out, {"warped": x_w, "fusion1": hid, "fusion2": cur, "unet_basis_select": ub, "unet_scale_select": us,
+                 "scale_select": logits, "basis_select": omega, "out": out}
+
+
+class KCANet(nn.Module):
+  """BVSR-IK: RGB clip (B, T, h, w, 3) in [0, 1] -> {"outputs": (B, T, 4h, 4w, 3), "lr_corrs": (B, T, h, w, 3)}.
+
+  Attributes (official values as defaults; see the module docstring):
+    dim: propagation / fusion channels (64).
+    num_blocks: residual blocks per propagation branch (11).
+    fusion_blocks: residual blocks of the fusion before upsampling (10).
+    hr_dim: channels after the second pixel shuffle and of conv_hr (64).
+    spc_channels, spc_blocks: ISC feature channels and residual blocks (16, 5).
+    spc_unet_base: ISC U-Net base channels (16).
+    ita_channels, ita_blocks: ITA fusion / U-Net channels and fusion residual blocks (32, 3).
+    unet_num_res: RT blocks per U-Net encoder / decoder level (1).
+    num_heads: attention heads (1).
+    ffn_expansion: GDFN expansion (0.5).
+    num_atoms: dictionary atoms N (8).
+    inr_hidden: atom MLP width (360).
+    max_kernel_size: largest atom size; R = max_kernel_size // 2 + 1 groups with the null group (13 -> 7).
+    w_min, w_max: atom frequency init range (2, 16).
+    scale: SR factor; only 4 (two pixel shuffles) exists.
+    spynet_levels: SpyNet pyramid levels (6, as the pretrained weights).
+    official_feature_order: keep the official forward-pass feature order quirk (see the module docstring).
+    stop_flow_gradient: no gradient into SpyNet.
+  """
+
+  dim: int = 64
+  num_blocks: int = 11
+  fusion_blocks: int = 10
+  hr_dim: int = 64
+  spc_channels: int = 16
+  spc_blocks: int = 5
+  spc_unet_base: int = 16
+  ita_channels: int = 32
+  ita_blocks: int = 3
+  unet_num_res: int = 1
+  num_heads: int = 1
+  ffn_expansion: float = 0.5
+  num_atoms: int = 8
+  inr_hidden: int = 360
+  max_kernel_size: int = 13
+  w_min: float = 2.0
+  w_max: float = 16.0
+  scale: int = 4
+  spynet_levels: int = 6
+  official_feature_order: bool = True
+  stop_flow_gradient: bool = False
+
+  batch_keys = ("lrs",)
+
+  def setup(self):
+    if self.scale != 4:
+      raise ValueError(f"scale={self.scale}: BVSR-IK upsamples with two fixed x2 pixel shuffles; only 4 exists")
+    common = dict(unet_num_res=self.unet_num_res, num_heads=self.num_heads, ffn_expansion=self.ffn_expansion,
+                  num_atoms=self.num_atoms, inr_hidden=self.inr_hidden, max_kernel_size=self.max_kernel_size,
+                  w_min=self.w_min, w_max=self.w_max)
+    self.SPC = SPCNet(channels=self.spc_channels, num_blocks=self.spc_blocks, unet_base=self.spc_unet_base,
+                      **common)
+    self.spynet = spynet_lib.SpyNet(num_levels=self.spynet_levels)
+    ita = dict(channels=self.dim, base=self.ita_channels, num_blocks=self.ita_blocks, **common)
+    self.INRAlign_forward = INRAlign(**ita)
+    self.INRAlign_backward = INRAlign(**ita)
+    self.backward_resblocks = ResBlocksInputConv(self.dim, self.num_blocks)
+    self.forward_resblocks = ResBlocksInputConv(self.dim, self.num_blocks)
+    self.fusion = ResBlocksInputConv(self.dim, self.fusion_blocks)
+    self.upsample1 = conv(self.dim * 4, 3, in_features=self.dim)
+    self.upsample2 = conv(self.hr_dim * 4, 3, in_features=self.dim)
+    self.conv_hr = conv(self.hr_dim, 3, in_features=self.hr_dim)
+    self.conv_last = conv(3, 3, in_features=self.hr_dim)
+
+  def example_inputs(self) -> tuple:
+    return (jnp.zeros((1, 2, 8, 8, 3), jnp.float32),)
+
+  def __call__(self, lrs: jax.Array) -> dict[str, jax.Array]:
+    """RGB clip (B, T, h, w, 3) in [0, 1] -> RGB {"outputs", "lr_corrs"} (the official model on BGR, flipped)."""
+    out = self.forward_bgr(lrs[..., ::-1])
+    return {k: v[..., ::-1] for k, v in out.items()}
+
+  def forward_bgr(self, lrs: jax.Array) -> dict[str, jax.Array]:
+    """The official forward on a BGR clip (B, T, h, w, 3) -> BGR {"outputs", "lr_corrs"}."""
+    if lrs.ndim != 5 or lrs.shape[-1] != 3:
+      raise ValueError(f"expected lrs (B, T, h, w, 3), got shape {lrs.shape}")
+    b, t, h_in, w_in, c = lrs.shape
+    pad_h, pad_w = (4 - h_in % 4) % 4, (4 - w_in % 4) % 4
+    lrs = jnp.pad(lrs, ((0, 0), (0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    h, w = h_in + pad_h, w_in + pad_w
+
+    # Flows between neighbours, both directions in one SpyNet call.
+    if t > 1:
+      first = lrs[:, :-1].reshape(-1, h, w, c)
+      second = lrs[:, 1:].reshape(-1, h, w, c)
+      flows = self.spynet(jnp.concatenate([first, second]), jnp.concatenate([second, first]))
+      if self.stop_flow_gradient:
+        flows = jax.lax.stop_gradient(flows)
+      flows_backward = flows[:b * (t - 1)].reshape(b, t - 1, h, w, 2)
+      flows_forward = flows[b * (t - 1):].reshape(b, t - 1, h, w, 2)
+      self.sow("intermediates", "hook_flows_backward", flows_backward)
+      self.sow("intermediates", "hook_flows_forward", flows_forward)
+
+    # ISC on every frame at once (the dictionary once).
+    lr_hat, lr_feat = self.SPC(lrs.reshape(b * t, h, w, c), self.SPC.dictionary())
+    lr_hat = lr_hat.reshape(b, t, h, w, c)
+    lr_feat = lr_feat.reshape(b, t, h, w, -1)
+
+    # Backward pass t = T-1 .. 0, then forward pass t = 0 .. T-1. The first step of each pass has no
+    # alignment; the others run in an nn.scan (one compiled step per pass, parameters shared).
+    zeros = jnp.zeros((b, h, w, self.dim), lrs.dtype)
+    time_major = lambda a: jnp.moveaxis(a, 1, 0)
+    first = self.backward_resblocks(jnp.concatenate([lr_feat[:, t - 1], zeros], -1))
+    backward = first[:, None]
+    if t > 1:
+      order = np.arange(t - 2, -1, -1)
+      xs = (time_major(lr_feat[:, order]), time_major(flows_backward[:, order]))
+      _, (feats, hooks) = _scan(KCANet._backward_step)(self, first, xs, self.INRAlign_backward.dictionary())
+      backward = jnp.concatenate([jnp.moveaxis(feats[::-1], 0, 1), backward], 1)  # frames 0 .. T-1
+      self._sow_hooks("INRAlign_backward", hooks)
+    self.sow("intermediates", "hook_backward_resblocks", backward)
+
+    order = np.arange(t - 1, -1, -1) if self.official_feature_order else np.arange(t)
+    first = self.forward_resblocks(jnp.concatenate([lr_feat[:, order[0]], zeros], -1))
+    forward = first[:, None]
+    if t > 1:
+      xs = (time_major(lr_feat[:, order[1:]]), time_major(flows_forward))
+      _, (feats, hooks) = _scan(KCANet._forward_step)(self, first, xs, self.INRAlign_forward.dictionary())
+      forward = jnp.concatenate([forward, jnp.moveaxis(feats, 0, 1)], 1)
+      self._sow_hooks("INRAlign_forward", hooks)
+    self.sow("intermediates", "hook_forward_resblocks", forward)
+
+    # Upsampling, all frames at once.
+    x = jnp.concatenate([backward, forward], -1).reshape(b * t, h, w, 2 * self.dim)
+    x = self.fusion(x)
+    self.sow("intermediates", "hook_fusion", x)
+    x = _lrelu(x)
+    x = _lrelu(pixel_shuffle(self.upsample1(x), 2))
+    x = _lrelu(pixel_shuffle(self.upsample2(x), 2))
+    x = _lrelu(self.conv_hr(x))
+    x = self.conv_last(x)
+    base = spynet_lib.resize_bilinear(lr_hat.reshape(b * t, h, w, c), (4 * h, 4 * w), scale_factor=4.0)
+    self.sow("intermediates", "hook_img_upsample", base)
+    out = (x + base).reshape(b, t, 4 * h, 4 * w, c)
+    return {"outputs": out[:, :, :4 * h_in, :4 * w_in], "lr_corrs": lr_hat[:, :, :h_in, :w_in]}
+
+  def _backward_step(self, carry, xs, atoms):
+    feat, flow = xs
+    aligned, hooks = self.INRAlign_backward(feat, carry, flow, atoms, return_hooks=True)
+    new = self.backward_resblocks(jnp.concatenate([feat, aligned], -1))
+    return new, (new, hooks)
+
+  def _forward_step(self, carry, xs, atoms):
+    feat, flow = xs
+    aligned, hooks = self.INRAlign_forward(feat, carry, flow, atoms, return_hooks=True)
+    new = self.forward_resblocks(jnp.concatenate([feat, aligned], -1))
+    return new, (new, hooks)
+
+  def _sow_hooks(self, prefix: str, hooks: dict) -> None:
+    """Sow an ITA's per-step values, (steps, B, ...) in the order the pass visits the frames."""
+    for k, v in hooks.items():
+      self.sow("intermediates", f"hook_{prefix}_{k}", v)
+
+
+def _scan(step):
+  """nn.scan over a propagation step method: parameters shared across steps, atoms broadcast."""
+  return nn.scan(step, variable_broadcast="params", split_rngs={"params": False}, in_axes=(0, nn.broadcast),
+                 out_axes=0)
+
+
+MODEL_FIELDS = tuple(f for f in KCANet.__dataclass_fields__ if f not in ("parent", "name"))
+
+
+def from_config(config) -> KCANet:
+  """Build a KCANet from a config's `model` section (fields as in `KCANet`; unknown fields are an error)."""
+  keys = set(config.keys()) - {"name"}
+  unknown = sorted(keys - set(MODEL_FIELDS))
+  if unknown:
+    raise ValueError(f"unknown bvsr_ik model config fields {unknown}; expected a subset of {MODEL_FIELDS}")
+  return KCANet(**{k: config[k] for k in MODEL_FIELDS if k in keys})
+
+
+def official_config() -> ml_collections.ConfigDict:
+  """The released model's fields (9,304,445 parameters)."""
+  return ml_collections.ConfigDict({"name": "bvsr_ik", **{f: getattr(KCANet(), f) for f in MODEL_FIELDS}})
+
+
+def param_count(model: KCANet, shape: Sequence[int] = (1, 2, 8, 8, 3)) -> int:
+  """Number of parameters of `model`, computed with `jax.eval_shape` (no allocation)."""
+  shapes = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct(tuple(shape), jnp.float32))
+  return sum(int(x.size) for x in jax.tree.leaves(shapes["params"]))
+
+
+def _atom_frequencies(n: int, w_min: float, w_max: float) -> list[float]:
+  return [w_min + (w_max - w_min) / (n - 1) * i for i in range(n)] if n > 1 else [w_min]
+
+
+def init_params(model: KCANet, key: jax.Array) -> dict:
+  """Fresh parameters drawn like `model.init` (PyTorch default init), in seconds instead of minutes.
+
+  `model.init` runs the whole forward pass, op by op (many minutes on a CPU) or compiled together with one PRNG
+  kernel per parameter (several minutes). Here the tree comes from `jax.eval_shape` (a trace only) and every
+  parameter from one uniform draw: weights and biases U(+-1/sqrt(fan_in)) with torch's fan_in (a ConvTranspose
+  weight (in, out, k, k) has fan_in = out * k * k), attention temperatures 1, atom frequencies
+  linspace(w_min, w_max, N). Same distributions as `model.init`, not the same values.
+  """
+  shapes = jax.eval_shape(model.init, key, *model.example_inputs())["params"]
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(shapes)
+  sizes = [int(np.prod(s.shape)) for _, s in leaves]
+  uniform = np.asarray(jax.random.uniform(key, (sum(sizes),), jnp.float32, -1.0, 1.0))
+  freqs = _atom_frequencies(model.num_atoms, model.w_min, model.w_max)
+  flat = {tuple(getattr(k, "key", k) for k in path): s.shape for path, s in leaves}
+  out, offset = [], 0
+  for (path, s), n in zip(leaves, sizes):
+    names = tuple(getattr(k, "key", k) for k in path)
+    leaf, parent = names[-1], names[-2]
+    if leaf == "temperature":
+      value = np.ones(s.shape, np.float32)
+    elif leaf == "w0":
+      value = np.full(s.shape, freqs[int(parent.rsplit("_", 1)[1])], np.float32)
+    else:
+      kernel = s.shape if leaf == "kernel" else flat[names[:-1] + ("kernel",)]
+      if parent in ("up1", "up2"):  # ConvTranspose4x4
+        fan_in = kernel[0] * kernel[1] * kernel[-1]
+      else:
+        fan_in = int(np.prod(kernel[:-1]))
+      value = (uniform[offset:offset + n] / np.sqrt(fan_in)).reshape(s.shape).astype(np.float32)
+    offset += n
+    out.append(jnp.asarray(value))
+  return jax.tree_util.tree_unflatten(treedef, out)

@@ -1,0 +1,270 @@
+"""Tests of the BVSR-IK port (inrsr.models.bvsr_ik, inrsr.models.spynet, inrsr.convert.bvsr_ik).
+
+The fixture (`../shared/fixtures/bvsr_ik`, README section "bvsr_ik") holds the official model's seeded weights, a
+5-frame 36x36 BGR clip, its outputs and the first call of each module's forward hook. Module tests run each
+module on the hook inputs; the end-to-end test (slow: one compile of the whole model) runs the clip.
+"""
+
+import os
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from inrsr.convert import bvsr_ik as convert_lib
+from inrsr.models import bvsr_ik, spynet
+
+SHARED = pathlib.Path(os.environ.get("INRSR_SHARED_DIR", pathlib.Path(__file__).resolve().parents[1].parent / "shared"))
+FIXTURE_DIR = SHARED / "fixtures" / "bvsr_ik"
+T = 5
+TOL = 1e-5
+
+
+def _nhwc(a):
+  """Official (..., C, H, W) -> (..., H, W, C)."""
+  a = np.asarray(a)
+  return np.moveaxis(a, -3, -1)
+
+
+def _err(got, want):
+  return float(np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64)).max())
+
+
+# ----------------------------------------------------------------------------------------------- no fixture
+
+def test_param_count_and_init_params():
+  model = bvsr_ik.KCANet()
+  params = bvsr_ik.init_params(model, jax.random.key(0))  # the tree of model.init, from jax.eval_shape
+  assert sum(int(x.size) for x in jax.tree.leaves(params)) == 9_304_445
+  count = {k: sum(int(x.size) for x in jax.tree.leaves(v)) for k, v in params.items()}
+  assert count["SPC"] == 1_202_572 and count["spynet"] == 1_440_300
+  assert count["INRAlign_forward"] == count["INRAlign_backward"] == 1_899_009
+  assert count["backward_resblocks"] == count["forward_resblocks"] == 858_560 and count["fusion"] == 812_352
+  assert sum(int(x.size) for x in jax.tree.leaves(params["SPC"]["inr_conv"])) == 1_051_208
+  # PyTorch default init: U(+-1/sqrt(fan_in)); temperatures 1; frequencies linspace(2, 16, 8).
+  spc = params["SPC"]
+  qkv = params["INRAlign_forward"]["unet_scale_select"]["Encoder_0_0"]["recurr_attn"]["to_qkv"]["kernel"]
+  for p, fan_in in ((spc["feat_ext"]["conv_in"]["kernel"], 27), (spc["feat_ext"]["conv_in"]["bias"], 27),
+                    (spc["sum"]["kernel"], 168), (spc["unet_basis_select"]["up1"]["kernel"], 32 * 16),
+                    (spc["inr_conv"]["atoms_0"]["dense_1"]["kernel"], 360),
+                    (qkv, 9)):
+    bound = 1 / np.sqrt(fan_in)
+    assert np.abs(p).max() <= bound and (p.size < 200 or np.abs(p).max() > 0.9 * bound)
+  np.testing.assert_array_equal(spc["unet_basis_select"]["Decoder_1_0"]["recurr_attn"]["temperature"], [1.0])
+  np.testing.assert_allclose([spc["inr_conv"][f"atoms_{n}"]["w0"] for n in range(8)], np.linspace(2, 16, 8))
+
+
+def test_from_config():
+  cfg = bvsr_ik.official_config()
+  assert cfg.name == "bvsr_ik"
+  model = bvsr_ik.from_config(cfg)
+  assert model == bvsr_ik.KCANet()
+  with pytest.raises(ValueError, match="unknown bvsr_ik model config fields"):
+    bvsr_ik.from_config({"dim": 32, "width": 3})
+  with pytest.raises(ValueError, match="only 4"):
+    bvsr_ik.param_count(bvsr_ik.KCANet(scale=2))
+
+
+def test_pixel_shuffle_matches_torch_order():
+  x = np.random.default_rng(0).normal(size=(1, 2, 3, 8)).astype(np.float32)  # C = 2, r = 2
+  out = np.asarray(bvsr_ik.pixel_shuffle(jnp.asarray(x), 2))
+  for c in range(2):
+    for i in range(2):
+      for j in range(2):
+        np.testing.assert_array_equal(out[0, i::2, j::2, c], x[0, :, :, c * 4 + i * 2 + j])
+
+
+def test_conv_transpose_matches_definition():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(1, 3, 4, 2)).astype(np.float32)
+  w = rng.normal(size=(2, 5, 4, 4)).astype(np.float32)  # torch (in, out, kh, kw)
+  got = bvsr_ik.ConvTranspose4x4(5).apply({"params": {"kernel": w.transpose(2, 3, 0, 1)}}, jnp.asarray(x))
+  # torch ConvTranspose2d(k=4, s=2, p=1): scatter x[y, x] * W[:, :, a, b] to (2y - 1 + a, 2x - 1 + b).
+  full = np.zeros((1, 2 * 3 + 2, 2 * 4 + 2, 5))
+  for yy in range(3):
+    for xx in range(4):
+      for a in range(4):
+        for b in range(4):
+          full[0, 2 * yy + a, 2 * xx + b] += x[0, yy, xx] @ w[:, :, a, b]
+  np.testing.assert_allclose(got, full[:, 1:-1, 1:-1], atol=1e-5)
+
+
+@pytest.mark.parametrize("size,mult", [(3, 3), (5, 1), (7, 2)])
+def test_depthwise_conv_gradients(size, mult):
+  """The CPU custom VJP of the depthwise convs equals autodiff of XLA's grouped convolution."""
+  x = jax.random.normal(jax.random.key(0), (2, 7, 6, 3))
+  k = jax.random.normal(jax.random.key(1), (size, size, 1, 3 * mult))
+  pad = size // 2
+  ref = lambda x, k: jnp.sum(jnp.sin(bvsr_ik._depthwise_lax(x, k, pad)))  # pylint: disable=protected-access
+  ours = lambda x, k: jnp.sum(jnp.sin(bvsr_ik.depthwise_conv(x, k, pad)))
+  np.testing.assert_array_equal(bvsr_ik.depthwise_conv(x, k, pad), bvsr_ik._depthwise_lax(x, k, pad))  # pylint: disable=protected-access
+  for a, b in zip(jax.jit(jax.grad(ref, (0, 1)))(x, k), jax.jit(jax.grad(ours, (0, 1)))(x, k)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_resize_and_warp():
+  x = jnp.asarray([[0.0, 4.0]])[None, :, :, None]  # (1, 1, 2, 1)
+  up = spynet.resize_bilinear(x, (1, 4))
+  np.testing.assert_allclose(up[0, 0, :, 0], [0.0, 1.0, 3.0, 4.0])  # half-pixel centres, clamped
+  up = spynet.resize_bilinear(x, (1, 3), align_corners=True)
+  np.testing.assert_allclose(up[0, 0, :, 0], [0.0, 2.0, 4.0])
+  img = jax.random.normal(jax.random.key(0), (1, 5, 6, 2))
+  np.testing.assert_allclose(spynet.flow_warp(img, jnp.zeros((1, 5, 6, 2))), img, atol=1e-6)
+  shift = jnp.zeros((1, 5, 6, 2)).at[..., 0].set(1.0)  # sample one pixel to the right
+  warped = spynet.flow_warp(img, shift, "zeros")
+  np.testing.assert_allclose(warped[:, :, :-1], img[:, :, 1:], atol=1e-6)
+  np.testing.assert_allclose(warped[:, :, -1], 0.0)
+  border = spynet.flow_warp(img, shift, "border")
+  np.testing.assert_allclose(border[:, :, -1], img[:, :, -1], atol=1e-6)
+  half = spynet.flow_warp(img, shift * 0.5, "zeros")
+  np.testing.assert_allclose(half[:, :, :-1], 0.5 * (img[:, :, :-1] + img[:, :, 1:]), atol=1e-6)
+
+
+def test_convert_rejects_foreign_layouts():
+  with pytest.raises(ValueError, match="not a BVSR-IK KCANet state_dict"):
+    convert_lib.convert({"encoder.head.0.weight": np.zeros((64, 3, 3, 3), np.float32)})
+  with pytest.raises(ValueError, match="state_dict"):
+    convert_lib.convert([1, 2])
+  # DataParallel prefixes and FMA-Net-style trainer wrappers are unwrapped.
+  unwrap = convert_lib._unwrap  # pylint: disable=protected-access
+  assert unwrap({"model_R_state_dict": {"module.a.weight": 1}}) == {"a.weight": 1}
+  with pytest.raises(ValueError, match="not SpyNet"):
+    convert_lib.convert_spynet({"params": {"conv.weight": np.zeros((2, 8, 7, 7), np.float32)}})
+
+
+# -------------------------------------------------------------------------------------------------- fixture
+
+@pytest.fixture(scope="module")
+def fixture():
+  if not (FIXTURE_DIR / "bvsr_ik.pth").exists():
+    pytest.skip(f"BVSR-IK fixture not found at {FIXTURE_DIR} (set INRSR_SHARED_DIR)")
+  from inrsr.convert import pth  # pylint: disable=g-import-not-at-top
+  sd = pth.load(FIXTURE_DIR / "bvsr_ik.pth")
+  z = dict(np.load(FIXTURE_DIR / "bvsr_ik.npz"))
+  config, params = convert_lib.convert(sd)
+  return {"sd": sd, "z": z, "config": config, "params": params, "lrs": _nhwc(z["lrs"][0])}  # (T, h, w, 3) BGR
+
+
+@pytest.fixture(scope="module")
+def flows(fixture):
+  """Official-order SpyNet calls: backward = spynet(frames 0..3, frames 1..4), forward = the reverse."""
+  lrs = jnp.asarray(fixture["lrs"])
+  ref = jnp.concatenate([lrs[:-1], lrs[1:]])
+  supp = jnp.concatenate([lrs[1:], lrs[:-1]])
+  fn = jax.jit(lambda p, a, b: spynet.SpyNet().apply({"params": p}, a, b, mutable=["intermediates"]))
+  flow, state = fn(fixture["params"]["spynet"], ref, supp)
+  return np.asarray(flow), jax.tree.map(np.asarray, state["intermediates"])
+
+
+@pytest.fixture(scope="module")
+def spc(fixture):
+  """ISC on all five frames at once, with its sown intermediates."""
+  fn = jax.jit(lambda p, x: bvsr_ik.SPCNet().apply({"params": p}, x, mutable=["intermediates"]))
+  (out, feat), state = fn(fixture["params"]["SPC"], jnp.asarray(fixture["lrs"]))
+  return np.asarray(out), np.asarray(feat), {k: np.asarray(v[0]) for k, v in state["intermediates"].items()}
+
+
+def test_converted_config(fixture):
+  cfg = fixture["config"]
+  assert {k: v for k, v in cfg.items() if k != "name"} == {
+      k: v for k, v in bvsr_ik.official_config().items() if k in cfg and k != "name"}
+  # SpyNet alone, from the KCANet state_dict and from BasicSR's file layout.
+  sp = convert_lib.convert_spynet(fixture["sd"])
+  basicsr = {"params": {k[len("spynet."):]: v for k, v in fixture["sd"].items()
+                        if k.startswith("spynet.basic_module")}}
+  sp2 = convert_lib.convert_spynet(basicsr)
+  jax.tree.map(np.testing.assert_array_equal, sp, fixture["params"]["spynet"])
+  jax.tree.map(np.testing.assert_array_equal, sp2, fixture["params"]["spynet"])
+  # A stray or missing key is an error.
+  with pytest.raises(ValueError, match="does not use"):
+    convert_lib.convert({**fixture["sd"], "extra.weight": np.zeros(3, np.float32)})
+  broken = dict(fixture["sd"])
+  del broken["fusion.main.2.3.conv2.bias"]
+  with pytest.raises(ValueError, match="fusion.main.2.3.conv2.bias"):
+    convert_lib.convert(broken)
+
+
+def test_kernel_dictionary(fixture):
+  z = fixture["z"]
+  errs = {}
+  for mod in ("SPC", "INRAlign_backward", "INRAlign_forward"):
+    raw = bvsr_ik.KernelDictionary().apply({"params": fixture["params"][mod]["inr_conv"]},
+                                           method=bvsr_ik.KernelDictionary.raw)
+    for s, atoms in zip(bvsr_ik.kernel_sizes(13), raw):
+      errs[f"{mod}.s{s}"] = _err(atoms, z[f"dict/{mod}.inr_conv.s{s}"])
+  assert max(errs.values()) < 2e-5, errs  # sin(16 x) amplifies float32 rounding: about 5e-6 here
+
+
+def test_spynet(fixture, flows):
+  z = fixture["z"]
+  flow, levels = flows
+  assert _err(flow[:T - 1], _nhwc(z["hook/spynet"][0])) < TOL  # flows_backward (call 0)
+  for l in range(6):
+    assert _err(levels[f"level_{l}"][0][:T - 1], _nhwc(z[f"hook/spynet.basic_module.{l}"][0])) < TOL, l
+  assert np.abs(flow[T - 1:]).max() > 0.1  # the forward flows are not trivial either
+
+
+def test_spc_first_call(fixture, spc):
+  z = fixture["z"]
+  out, feat, hooks = spc
+  i = T - 1  # the first SPC call is frame T-1 (backward loop)
+  checks = {"feat_ext": "SPC.feat_ext", "unet_basis_select": "SPC.unet_basis_select#0",
+            "unet_scale_select": "SPC.unet_scale_select#0", "scale_select": "SPC.scale_select",
+            "basis_select": "SPC.basis_select", "sum": "SPC.sum", "out": "SPC#0.0"}
+  for k, hook in checks.items():
+    assert _err(hooks[f"hook_{k}"][i], _nhwc(z[f"hook/{hook}"][0, 0])) < TOL, k
+  maps = np.moveaxis(z["hook/SPC.inr_conv"][0, 0], (0, 1), (2, 3))  # (7, 24, H, W) -> (H, W, 7, 24)
+  assert _err(hooks["hook_inr_conv"][i], maps) < TOL
+  assert _err(out[i], _nhwc(z["hook/SPC#0.0"][0, 0])) < TOL
+  assert _err(feat[i], _nhwc(z["hook/SPC.feat_ext"][0, 0])) < TOL
+
+
+def test_ita_first_calls(fixture, flows, spc):
+  """INRAlign_backward on frame 3 and INRAlign_forward on frame 1, from the stored previous features."""
+  z = fixture["z"]
+  flow, _ = flows
+  _, feat, _ = spc
+  fn = jax.jit(lambda p, f, prev, fl: bvsr_ik.INRAlign().apply({"params": p}, f, prev, fl, return_hooks=True))
+  names = {"fusion1": "fusion1", "fusion2": "fusion2", "unet_basis_select": "unet_basis_select#0",
+           "unet_scale_select": "unet_scale_select#0", "scale_select": "scale_select", "basis_select": "basis_select"}
+  cases = {
+      # backward step i = 3: lr_feat of frame 3, previous = backward_resblocks(frame 4), flows_backward[:, 3]
+      "INRAlign_backward": (feat[3], _nhwc(z["hook/backward_resblocks"][0, 0]), flow[3]),
+      # forward step i = 1: lr_feat_l[1] = frame 3's features (official quirk), previous = forward_resblocks(frame
+      # 0), flows_forward[:, 0]
+      "INRAlign_forward": (feat[T - 1 - 1], _nhwc(z["hook/forward_resblocks"][0, 0]), flow[T - 1]),
+  }
+  for mod, (f, prev, fl) in cases.items():
+    out, hooks = fn(fixture["params"][mod], f[None], prev[None], fl[None])
+    for k, hook in names.items():
+      assert _err(hooks[k][0], _nhwc(z[f"hook/{mod}.{hook}"][0, 0])) < TOL, (mod, k)
+    assert _err(out[0], _nhwc(z[f"hook/{mod}#0"][0, 0])) < TOL, mod
+  # The quirk is real: frame 1's own features do not give the official fusion2.
+  _, hooks = fn(fixture["params"]["INRAlign_forward"], feat[1][None], cases["INRAlign_forward"][1][None],
+                flow[T - 1][None])
+  assert _err(hooks["fusion2"][0], _nhwc(z["hook/INRAlign_forward.fusion2"][0, 0])) > 1e-2
+
+
+@pytest.mark.slow
+def test_end_to_end(fixture):
+  """The whole model on the RGB clip (one compile of everything: about a minute on 2 CPU cores)."""
+  z = fixture["z"]
+  model = bvsr_ik.from_config(fixture["config"])
+  lr_rgb = jnp.asarray(z["lr_rgb"])[None]
+  fn = jax.jit(lambda p, x: model.apply({"params": p}, x, mutable=["intermediates"]))
+  out, state = fn(fixture["params"], lr_rgb)
+  hooks = state["intermediates"]
+  rgb = lambda a: _nhwc(a)[..., ::-1]
+  assert out["outputs"].shape == (1, T, 144, 144, 3) and out["lr_corrs"].shape == (1, T, 36, 36, 3)
+  assert _err(out["outputs"], rgb(z["outputs"])) < TOL
+  assert _err(out["lr_corrs"], rgb(z["lr_corrs"])) < TOL
+  # Module outputs inside the full run (BGR inside the model).
+  assert _err(hooks["hook_backward_resblocks"][0][0, T - 1], _nhwc(z["hook/backward_resblocks"][0, 0])) < TOL
+  assert _err(hooks["hook_forward_resblocks"][0][0, 0], _nhwc(z["hook/forward_resblocks"][0, 0])) < TOL
+  assert _err(hooks["hook_fusion"][0][0], _nhwc(z["hook/fusion"][0, 0])) < TOL
+  assert _err(hooks["hook_img_upsample"][0][0], _nhwc(z["hook/img_upsample"][0, 0])) < TOL
+  assert _err(hooks["hook_INRAlign_backward_out"][0][0, 0], _nhwc(z["hook/INRAlign_backward#0"][0, 0])) < TOL
+  assert _err(hooks["hook_INRAlign_forward_out"][0][0, 0], _nhwc(z["hook/INRAlign_forward#0"][0, 0])) < TOL
+  assert _err(hooks["hook_flows_backward"][0][0], _nhwc(z["hook/spynet"][0])) < TOL
