@@ -1,0 +1,72 @@
+"""Executes notebooks/model_surgery.ipynb top to bottom on CPU (nbclient) at `:small` size."""
+
+import json
+import os
+import pathlib
+import re
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / "notebooks" / "model_surgery.ipynb"
+
+
+def _outputs(cell) -> tuple[str, list[str]]:
+  """A code cell's printed text (stdout and results) and the MIME types of its display outputs."""
+  text, mimes = [], []
+  for out in cell.get("outputs", []):
+    if out.output_type == "stream" and out.name == "stdout":
+      text.append(out.text)
+    elif out.output_type in ("execute_result", "display_data"):
+      text.append(out.data.get("text/plain", ""))
+      mimes.extend(out.data)
+  return "".join(text), mimes
+
+
+def test_model_surgery_notebook_runs_on_cpu(tmp_path, monkeypatch):
+  nbformat = pytest.importorskip("nbformat", reason="nbformat is not installed (pip install -e .[test])")
+  nbclient = pytest.importorskip("nbclient", reason="nbclient is not installed (pip install -e .[test])")
+  pytest.importorskip("ipykernel", reason="ipykernel is not installed (pip install -e .[test])")
+
+  # The stored notebook carries no outputs.
+  nb = nbformat.read(NOTEBOOK, as_version=4)
+  assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
+
+  # A kernelspec "python3" that starts this interpreter, found first (JUPYTER_PATH precedes the user's and the
+  # environment's kernel folders): the kernel runs in the test's environment whatever else is registered.
+  spec = tmp_path / "jupyter" / "kernels" / "python3"
+  spec.mkdir(parents=True)
+  (spec / "kernel.json").write_text(json.dumps({
+      "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+      "display_name": "Python 3 (inrsr test)", "language": "python"}))
+  monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+
+  workdir = tmp_path / "run"
+  monkeypatch.setenv("INRSR_NOTEBOOK_WORKDIR", str(workdir))
+  monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+  client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=900,
+                                   resources={"metadata": {"path": str(NOTEBOOK.parent)}})
+  client.execute()  # Raises CellExecutionError (with the cell and traceback) on any error.
+
+  code = [c for c in nb.cells if c.cell_type == "code"]
+  assert all(c.execution_count for c in code)
+  assert not any(o.output_type == "error" for c in code for o in c.outputs)
+  texts, mimes = zip(*(_outputs(c) for c in code))
+  printed = "\n".join(texts)
+  assert "frozen check passed" in printed
+  assert "'hash': {'tables': (4, 16384, 2)" in printed  # The parameter pytree's shapes.
+  assert "SRINR restored at step 20" in printed
+  # The PSNR table: bicubic and the three variants at x4.
+  assert re.search(r"^x4(\s+\d+\.\d\d){4}\s*$", printed, re.M), printed
+  figures = [i for i, m in enumerate(mimes) if "image/png" in m]
+  assert len(figures) >= 2, f"expected the before/after images and the PSNR plot, got PNGs in cells {figures}"
+  # The run was written where the test asked, not into the checkout.
+  assert (workdir / "config.json").is_file() and any((workdir / "checkpoints").iterdir())
+  # The optional converted-model cell runs only with the LIIF fixture; without it, it says it skipped.
+  shared = pathlib.Path(os.environ.get("INRSR_SHARED_DIR", REPO.parent / "shared"))
+  if (shared / "fixtures" / "liif" / "edsr_baseline_liif.pth").is_file():
+    assert "LIIF is a flax module like SRINR: True; generalising: True" in printed
+    assert len(figures) >= 3
+  else:
+    assert "skipped: no converted-model checkpoint" in printed
