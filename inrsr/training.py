@@ -9,6 +9,11 @@ for the previous one, with an error in the log; if none can be read the run stop
 A restart whose `model.*` fields differ from the stored config.json is refused, naming them
 (`checkpoints.check_resume`); scales are checked before any image is loaded (`validate_config`).
 A non-finite loss, gradient or update stops the run before anything non-finite is saved.
+
+Model hooks (generic, found on the model or its module): a model module's `init_params(model, key)` makes new
+parameters instead of `model.init` (`models.init_params`); a model with a `training_loss(outputs, batch)` method
+trains on it (`train.loss="model"`), which returns (loss, the prediction the batch PSNR is computed on).
+Protocol `clips` (BVSR-IK) trains on pseudo-videos cut from images (`inrsr.data.clips`).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from inrsr import checkpoints, coords, losses, models
-from inrsr.data import pipeline, sources
+from inrsr.data import clips, pipeline, sources
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -73,6 +78,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _check_scale("data.scale_max", d.scale_max, scale)
   if d.protocol == "internal":
     _check_scale("data.internal_scale", d.internal_scale)
+  if d.protocol == "clips" and scale != int(scale):
+    raise ValueError(f"data.scale={d.scale!r} must be an integer for protocol 'clips' (frames are subsampled "
+                     "[::scale, ::scale])")
 
 
 def load_training_frames(config: ml_collections.ConfigDict) -> tuple[list[np.ndarray], list[float], list[str]]:
@@ -84,7 +92,7 @@ def load_training_frames(config: ml_collections.ConfigDict) -> tuple[list[np.nda
   if d.protocol == "internal":
     frames = pipeline.internal_frames(frames, d.internal_scale)
   elif d.protocol != "fit":
-    raise ValueError(f"data.protocol={d.protocol!r} must be 'fit', 'internal' or 'patches' for training")
+    raise ValueError(f"data.protocol={d.protocol!r} must be 'fit', 'internal', 'patches' or 'clips' for training")
   return frames, sources.image_times(config, len(frames)), names
 
 
@@ -126,28 +134,51 @@ def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int,
   return optax.adam(schedule)
 
 
-def init_state(model, tx, seed: int) -> dict:
-  """A new train state {"step", "params", "opt_state"} (parameter shapes do not depend on the LR size)."""
-  params = model.init(jax.random.key(seed), *models.example_inputs(model))["params"]
+def _state(params, tx) -> dict:
   return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
+
+
+def init_state(model, tx, seed: int) -> dict:
+  """A new train state {"step", "params", "opt_state"} (parameter shapes do not depend on the LR size).
+
+  Parameters come from `models.init_params`: the model module's own `init_params` when it has one (BVSR-IK's
+  draws them without running the model), else a jitted `model.init`.
+  """
+  return _state(models.init_params(model, jax.random.key(seed)), tx)
 
 
 def abstract_state(model, tx, sharding=None):
   """Shapes and dtypes of a train state (no allocation), for restoring checkpoints."""
-  shapes = jax.eval_shape(lambda: init_state(model, tx, 0))
+  shapes = jax.eval_shape(
+      lambda: _state(model.init(jax.random.key(0), *models.example_inputs(model))["params"], tx))
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
 
 def make_train_step(model, tx, loss_name: str, mesh):
-  """The jitted, sharded train step: (state, batch) -> (state, metrics)."""
-  loss_fn = losses.get_loss(loss_name)
+  """The jitted, sharded train step: (state, batch) -> (state, metrics).
+
+  `loss_name` "model" uses the model's `training_loss(outputs, batch)` -> (loss, prediction for the PSNR);
+  any other name is a loss of `inrsr.losses` applied to (model output, batch["rgb"]).
+  """
+  own_loss = getattr(model, "training_loss", None)
+  if loss_name == "model":
+    if own_loss is None:
+      raise ValueError(f"train.loss='model' needs a model with a training_loss method; "
+                       f"{type(model).__name__} has none (use one of {sorted(losses.LOSSES)})")
+  elif own_loss is not None:
+    raise ValueError(f"train.loss={loss_name!r}: {type(model).__name__} trains on its own training_loss; "
+                     "set train.loss='model'")
+  else:
+    loss_fn = losses.get_loss(loss_name)
   replicated = NamedSharding(mesh, P())
   batched = NamedSharding(mesh, P("data"))
 
   def step(state, batch):
     def objective(params):
-      pred = model.apply({"params": params}, *(batch[k] for k in model.batch_keys))
-      return loss_fn(pred, batch["rgb"]), pred
+      out = model.apply({"params": params}, *(batch[k] for k in model.batch_keys))
+      if loss_name == "model":
+        return own_loss(out, batch)
+      return loss_fn(out, batch["rgb"]), out
 
     (loss, pred), grads = jax.value_and_grad(objective, has_aux=True)(state["params"])
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
@@ -213,12 +244,21 @@ def patch_spec(config: ml_collections.ConfigDict) -> pipeline.PatchSpec:
                             queries=d.queries, augment=d.augment, quantize_lr=d.quantize_lr)
 
 
+def clip_spec(config: ml_collections.ConfigDict) -> clips.ClipSpec:
+  """The `clips` protocol's settings from a config's `data` section."""
+  d = config.data
+  return clips.ClipSpec(lr_size=d.lr_size, frames=d.frames, scale=int(d.scale), walk_step=d.walk_step,
+                        augment=d.augment, degradation=d.degradation)
+
+
 def training_data(config: ml_collections.ConfigDict):
   """The training dataset a config asks for and its schedule.
 
   Protocols `fit` / `internal` (fitting models: whole frames, B x P random HR pixels; an epoch is one pass over
-  the frames' pixels, see `total_steps`) or `patches` (generalising models: one random LR crop per image and
-  sample, `PatchSpec`; an epoch is one pass over the images, `data.repeat` times, like the official `repeat`).
+  the frames' pixels, see `total_steps`), `patches` (generalising models: one random LR crop per image and
+  sample, `PatchSpec`; an epoch is one pass over the images, `data.repeat` times, like the official `repeat`)
+  or `clips` (video models: one pseudo-video per image and sample, `ClipSpec`; images smaller than the HR crop
+  are left out; an epoch is one pass over the other images, `data.repeat` times).
 
   Returns:
     (dataset, total steps, steps per epoch, HR pixels per step).
@@ -234,6 +274,21 @@ def training_data(config: ml_collections.ConfigDict):
     dataset = pipeline.patches_dataset([im for _, im in items], spec, batch_size=d.batch_size,
                                        seed=config.train.seed, num_workers=d.num_workers)
     return dataset, int(steps), per_epoch, d.batch_size * spec.queries
+  if d.protocol == "clips":
+    spec = clip_spec(config)
+    items = sources.load_section(d, "data")
+    usable = [(n, im) for n, im in items if clips.fits(im, spec)]
+    if not usable:
+      raise ValueError(f"no image of data.root={d.root!r} is at least {spec.hr_size}x{spec.hr_size} "
+                       f"(data.lr_size={spec.lr_size} x data.scale={spec.scale}); lower data.lr_size")
+    logging.info("training on clips from %d of %d images (%d smaller than %d px left out: %s ...), protocol clips",
+                 len(usable), len(items), len(items) - len(usable), spec.hr_size,
+                 ", ".join(n for n, im in items if not clips.fits(im, spec))[:200])
+    per_epoch = max(1, (len(usable) * d.get("repeat", 1)) // d.batch_size)
+    steps = config.train.steps if config.train.steps else config.train.epochs * per_epoch
+    dataset = clips.clips_dataset([im for _, im in usable], spec, batch_size=d.batch_size,
+                                  seed=config.train.seed, num_workers=d.num_workers)
+    return dataset, int(steps), per_epoch, d.batch_size * spec.frames * spec.hr_size ** 2
   frames, times, names = load_training_frames(config)
   logging.info("training on %d frames (%s), protocol %s", len(frames), ", ".join(names[:8]), d.protocol)
   spec = example_spec(config, frames)

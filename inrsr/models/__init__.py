@@ -4,7 +4,8 @@ Every registered model is a flax.linen module with a class attribute `batch_keys
 `__call__` takes in order: ("lr", "coords", "lr_size") for SR-INR/VR-INR (fitting models queried at (x, y, t)),
 ("lr", "coords", "cells") for the generalising models (LIIF, HIIF, LIT/CLIT), which also expose `encode(lr)`
 and `query(feats, coords, cells)` so inference runs the encoder once and the queries in chunks. Each model file
-has `from_config(model_config)`. Imports are lazy, so importing one model does not import the others.
+has `from_config(model_config)`, and may have `init_params(model, key)` (fresh parameters without running the
+model; `init_params` below uses it). Imports are lazy, so importing one model does not import the others.
 """
 
 from __future__ import annotations
@@ -66,3 +67,22 @@ def example_inputs(model) -> tuple:
   if hasattr(model, "example_inputs"):
     return model.example_inputs()
   raise ValueError(f"{type(model).__name__} has no known batch_keys and no example_inputs()")
+
+
+def init_params(model, key):
+  """Fresh parameters of a model: its module's `init_params(model, key)` when the module has one, else
+  `model.init` on `example_inputs(model)`, jitted (one compiled program instead of op-by-op dispatch).
+
+  Args:
+    model: a registered flax module.
+    key: a JAX PRNG key.
+
+  Returns:
+    The `params` pytree.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+
+  own = getattr(importlib.import_module(type(model).__module__), "init_params", None)
+  if own is not None:
+    return own(model, key)
+  return jax.jit(lambda k, *xs: model.init(k, *xs)["params"])(key, *example_inputs(model))

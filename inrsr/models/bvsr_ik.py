@@ -49,6 +49,13 @@ code is followed where it and the paper disagree (the code's parameter count, 9,
     precision; every layer uses PyTorch's default init.
   * `stop_flow_gradient` (default False, as the released model has SpyNet in `parameters()`) stops gradients into
     SpyNet; whether the authors froze it is unknown (their train.py is missing).
+  * `flow="zero"` (a departure, for training without the pretrained SpyNet weights): no flow network, every
+    warp is the identity, so ITA aligns with its atoms and U-Nets alone; default "spynet".
+
+Training (`training_loss`; the official train.py is missing, so this follows the paper's Eq. 8 and the
+released `utils.py`/config): L = Charb(SR, HR) + correction_weight * Charb(I^, I^DN) over all T frames, with
+the `utils.py` Charbonnier mean(sqrt(d^2 + eps) + eps), eps = 1e-4 (`charbonnier_eps`), weight 0.2
+(`corrected_loss_weight` of the config). I^DN is the clean bicubic LR (`lrs_clean` of `inrsr.data.clips`).
 
 Port notes (no effect on the outputs):
   * ISC runs on all T frames in one batched call, SpyNet on both flow directions in one call, and the upsampling
@@ -510,6 +517,9 @@ class KCANet(nn.Module):
     spynet_levels: SpyNet pyramid levels (6, as the pretrained weights).
     official_feature_order: keep the official forward-pass feature order quirk (see the module docstring).
     stop_flow_gradient: no gradient into SpyNet.
+    flow: "spynet" (the official flow) or "zero" (no flow network; identity warps, a departure).
+    correction_weight: weight of the correction loss in `training_loss` (0.2; 0 is the paper's "w/o L_C").
+    charbonnier_eps: eps of the official Charbonnier loss, mean(sqrt(d^2 + eps) + eps) (1e-4).
   """
 
   dim: int = 64
@@ -533,12 +543,17 @@ class KCANet(nn.Module):
   spynet_levels: int = 6
   official_feature_order: bool = True
   stop_flow_gradient: bool = False
+  flow: str = "spynet"
+  correction_weight: float = 0.2
+  charbonnier_eps: float = 1e-4
 
   batch_keys = ("lrs",)
 
   def setup(self):
     if self.scale != 4:
       raise ValueError(f"scale={self.scale}: BVSR-IK upsamples with two fixed x2 pixel shuffles; only 4 exists")
+    if self.flow not in ("spynet", "zero"):
+      raise ValueError(f"flow={self.flow!r} must be 'spynet' or 'zero'")
     common = dict(unet_num_res=self.unet_num_res, num_heads=self.num_heads, ffn_expansion=self.ffn_expansion,
                   num_atoms=self.num_atoms, inr_hidden=self.inr_hidden, max_kernel_size=self.max_kernel_size,
                   w_min=self.w_min, w_max=self.w_max)
@@ -574,7 +589,9 @@ class KCANet(nn.Module):
     h, w = h_in + pad_h, w_in + pad_w
 
     # Flows between neighbours, both directions in one SpyNet call.
-    if t > 1:
+    if t > 1 and self.flow == "zero":
+      flows_backward = flows_forward = jnp.zeros((b, t - 1, h, w, 2), lrs.dtype)
+    elif t > 1:
       first = lrs[:, :-1].reshape(-1, h, w, c)
       second = lrs[:, 1:].reshape(-1, h, w, c)
       flows = self.spynet(jnp.concatenate([first, second]), jnp.concatenate([second, first]))
@@ -628,6 +645,23 @@ class KCANet(nn.Module):
     out = (x + base).reshape(b, t, 4 * h, 4 * w, c)
     return {"outputs": out[:, :, :4 * h_in, :4 * w_in], "lr_corrs": lr_hat[:, :, :h_in, :w_in]}
 
+  @nn.nowrap
+  def training_loss(self, outputs: dict[str, jax.Array], batch: dict) -> tuple[jax.Array, jax.Array]:
+    """Charb(SR, batch["rgb"]) + correction_weight * Charb(I^, batch["lrs_clean"]), over all frames.
+
+    Args:
+      outputs: `__call__`'s {"outputs": (B, T, 4h, 4w, 3), "lr_corrs": (B, T, h, w, 3)}.
+      batch: a `clips` batch with "rgb" (the HR frames) and "lrs_clean" (the correction target I^DN).
+
+    Returns:
+      (loss, the SR frames).
+    """
+    sr = charbonnier(outputs["outputs"], batch["rgb"], self.charbonnier_eps)
+    if not self.correction_weight:
+      return sr, outputs["outputs"]
+    corr = charbonnier(outputs["lr_corrs"], batch["lrs_clean"], self.charbonnier_eps)
+    return sr + self.correction_weight * corr, outputs["outputs"]
+
   def _backward_step(self, carry, xs, atoms):
     feat, flow = xs
     aligned, hooks = self.INRAlign_backward(feat, carry, flow, atoms, return_hooks=True)
@@ -650,6 +684,12 @@ def _scan(step):
   """nn.scan over a propagation step method: parameters shared across steps, atoms broadcast."""
   return nn.scan(step, variable_broadcast="params", split_rngs={"params": False}, in_axes=(0, nn.broadcast),
                  out_axes=0)
+
+
+def charbonnier(pred: jax.Array, target: jax.Array, eps: float = 1e-4) -> jax.Array:
+  """The official `utils.CharbonnierLoss`: mean(sqrt((pred - target)^2 + eps) + eps) (scalar)."""
+  d = pred.astype(jnp.float32) - target.astype(jnp.float32)
+  return jnp.mean(jnp.sqrt(d * d + eps) + eps)
 
 
 MODEL_FIELDS = tuple(f for f in KCANet.__dataclass_fields__ if f not in ("parent", "name"))

@@ -1,0 +1,164 @@
+"""Grain pipeline of BVSR-IK's `clips` protocol: pseudo-videos cut from still images, blurred frame by frame.
+
+There is no video training set here (the official code trains on REDS), so each example is a T-frame clip cut
+from one image (`../shared/bvsr_ik.md` section 6, local data plan), made as the official `data.py` makes a
+REDS training sample from its T sharp frames:
+
+  * Motion: a random walk of the HR crop window. Frame 0's window (side P = scale * lr_size) sits at a random
+    position; every further frame moves it by an integer step drawn uniformly from [-walk_step, walk_step] HR
+    pixels along each axis. Integer HR steps keep every HR frame an exact crop of the image (no resampling
+    blur in the ground truth) while the LR frames still see sub-pixel motion (a step of 1 HR pixel is a
+    quarter LR pixel). The start is drawn so the whole walk stays inside the image; a walk longer than the
+    image allows is clamped at its borders (frames then repeat a position).
+  * Degradation: every frame gets its own kernel, drawn with `inrsr.data.degradations` (the official
+    training recipe, `gaussian_train` by default: sigma from {0.4, ..., 2.0}, replicate padding, per-channel
+    correlation, `[::4, ::4]`); the LR stays float and unrounded, as the official training LR.
+  * Correction target I^DN (`lrs_clean`): the official code reads REDS's `train_sharp_bicubic/X4`, MATLAB's
+    antialiased bicubic x1/4 of the sharp frame stored as uint8 PNG; here `inrsr.resize.resize` (Pillow's
+    antialiased bicubic, the same Keys a = -0.5 filter widened by the scale; borders differ slightly from
+    MATLAB's symmetric padding) of the HR frame, clipped and rounded to 8 bits.
+  * Augmentation: random horizontal and vertical flips of the whole clip (one coin each, applied to the
+    blurred LR, the HR and the clean LR together), after the degradation, as the official `augment`; no
+    rotation, no temporal reversal.
+
+The random draws come from the NumPy generator Grain derives from the seed and the element index, in this
+order: the T - 1 walk steps, the start (row, column), each frame's kernel (and noise, if the recipe has
+any), the two flip coins. Images whose shorter side is below P cannot give a clip (`fits`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import grain
+import numpy as np
+
+from inrsr import resize
+from inrsr.data import degradations
+from inrsr.data.pipeline import FrameSource
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipSpec:
+  """How one pseudo-video is cut from an image.
+
+  Attributes:
+    lr_size: LR frame side h = w (the official patch: HR 256, LR 64).
+    frames: T, frames per clip (5: M = 2).
+    scale: subsampling factor (4; an integer, the degradation subsamples `[::scale, ::scale]`).
+    walk_step: largest HR step of the crop window per frame and axis.
+    augment: random horizontal and vertical flips of the whole clip.
+    degradation: a name in `degradations.RECIPES` ("gaussian_train" or "realistic_train" for training).
+  """
+
+  lr_size: int = 64
+  frames: int = 5
+  scale: int = 4
+  walk_step: int = 8
+  augment: bool = True
+  degradation: str = "gaussian_train"
+
+  def __post_init__(self):
+    if self.lr_size <= 0:
+      raise ValueError(f"data.lr_size={self.lr_size} must be > 0")
+    if self.frames <= 0:
+      raise ValueError(f"data.frames={self.frames} must be > 0")
+    if self.walk_step < 0:
+      raise ValueError(f"data.walk_step={self.walk_step} must be >= 0")
+    if self.degradation not in degradations.RECIPES:
+      raise ValueError(f"data.degradation={self.degradation!r} must be one of {sorted(degradations.RECIPES)}")
+    if self.recipe.scale != self.scale:
+      raise ValueError(f"data.scale={self.scale} differs from the degradation's scale {self.recipe.scale}")
+
+  @property
+  def hr_size(self) -> int:
+    return self.lr_size * self.scale
+
+  @property
+  def recipe(self) -> degradations.BlurDownRecipe:
+    return degradations.RECIPES[self.degradation]
+
+
+def fits(image: np.ndarray, spec: ClipSpec) -> bool:
+  """True when `image` is large enough for a clip (both sides >= the HR crop side)."""
+  return min(image.shape[:2]) >= spec.hr_size
+
+
+def walk_positions(rng: np.random.Generator, height: int, width: int, spec: ClipSpec) -> np.ndarray:
+  """The (T, 2) top-left (row, column) of each frame's HR window in an image of `height` x `width`."""
+  p = spec.hr_size
+  steps = rng.integers(-spec.walk_step, spec.walk_step + 1, size=(spec.frames - 1, 2))
+  offsets = np.concatenate([np.zeros((1, 2), np.int64), np.cumsum(steps, axis=0)])
+  limits = np.array([height - p, width - p])
+  lo = -offsets.min(axis=0)
+  hi = limits - offsets.max(axis=0)
+  start = np.array([rng.integers(lo[i], hi[i] + 1) if lo[i] <= hi[i] else rng.integers(0, limits[i] + 1)
+                    for i in range(2)])
+  return np.clip(start + offsets, 0, limits)
+
+
+def clean_lr(hr: np.ndarray, lr_size: int) -> np.ndarray:
+  """The correction target I^DN of an HR frame: antialiased bicubic to lr_size, rounded to 8 bits."""
+  lr = np.clip(resize.resize(hr, lr_size, lr_size), 0.0, 1.0)
+  return (np.round(lr * 255.0) / 255.0).astype(np.float32)
+
+
+def make_clip_example(image: np.ndarray, spec: ClipSpec, rng: np.random.Generator) -> dict:
+  """One pseudo-video from one HR image.
+
+  Args:
+    image: (H, W, 3) float32 image in [0, 1], both sides >= spec.hr_size.
+    spec: the ClipSpec.
+    rng: NumPy generator (Grain derives it from the seed and the element index).
+
+  Returns:
+    dict with lrs (T, h, h, 3) float32 (blurred and subsampled, unclipped), rgb (T, P, P, 3) float32 (the HR
+    frames), lrs_clean (T, h, h, 3) float32 (the correction target), P = scale * h.
+  """
+  h, w = image.shape[:2]
+  p = spec.hr_size
+  if min(h, w) < p:
+    raise ValueError(f"image of {h}x{w} is smaller than the HR crop {p} (data.lr_size={spec.lr_size} x "
+                     f"data.scale={spec.scale})")
+  positions = walk_positions(rng, h, w, spec)
+  hr = np.stack([image[top:top + p, left:left + p] for top, left in positions]).astype(np.float32)
+  lrs = np.stack([degradations.degrade_frame(frame, rng, spec.recipe)[0] for frame in hr])
+  clean = np.stack([clean_lr(frame, spec.lr_size) for frame in hr])
+  if spec.augment:
+    if rng.random() < 0.5:
+      lrs, hr, clean = lrs[:, :, ::-1], hr[:, :, ::-1], clean[:, :, ::-1]
+    if rng.random() < 0.5:
+      lrs, hr, clean = lrs[:, ::-1], hr[:, ::-1], clean[:, ::-1]
+  return {"lrs": np.ascontiguousarray(lrs, np.float32), "rgb": np.ascontiguousarray(hr, np.float32),
+          "lrs_clean": np.ascontiguousarray(clean, np.float32)}
+
+
+def clips_dataset(images: Sequence[np.ndarray], spec: ClipSpec, *, batch_size: int, seed: int,
+                  num_workers: int = 0) -> grain.IterDataset:
+  """Infinite, shuffled, batched Grain dataset of pseudo-videos, deterministic for a seed.
+
+  Args:
+    images: HR images (H_i, W_i, 3), each with `fits(image, spec)`.
+    spec: the ClipSpec.
+    batch_size: clips per batch.
+    seed: shuffling and sampling seed.
+    num_workers: Grain worker processes (0 = in-process).
+
+  Returns:
+    IterDataset of dicts lrs (B, T, h, h, 3), rgb (B, T, P, P, 3), lrs_clean (B, T, h, h, 3); its iterator
+    is checkpointable (`get_state` / `set_state`).
+  """
+  if batch_size <= 0:
+    raise ValueError(f"data.batch_size={batch_size} must be > 0")
+  small = [i for i, im in enumerate(images) if not fits(im, spec)]
+  if small:
+    raise ValueError(f"{len(small)} training images are smaller than the HR crop {spec.hr_size} "
+                     f"(first: index {small[0]}, {images[small[0]].shape[:2]})")
+  ds = (grain.MapDataset.source(FrameSource(images)).seed(seed).shuffle().repeat()
+        .random_map(lambda ft, rng: make_clip_example(ft[0], spec, rng))
+        .batch(batch_size, drop_remainder=True))
+  it = ds.to_iter_dataset()
+  if num_workers > 0:
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+  return it
