@@ -3,7 +3,8 @@ r"""Upscale with a trained run: `python -m experiments.upscale --workdir=DIR --i
 --size=WxH instead of --scale sets the output size; --input may be a folder (then --output is a folder).
 Video: --input=clip.mp4 (or a GIF, or a frame folder with --clip) and --output=out.mp4 or a folder of frames;
 frame k of T is queried at t = -1 + (2k + 1) / T, as in training.
-Inference runs in chunks of query points, so memory stays bounded whatever the output size.
+A PNG is written band by band as inference produces its rows (--chunk query points at a time) and a clip one
+frame at a time, so memory does not grow with the output size; an output its format cannot hold is refused.
 """
 
 from absl import app

@@ -173,3 +173,127 @@ def liif_inference_comparison(checkpoint: str, official: str | None, lr, scale: 
     result["ratio_inrsr_over_official"] = result["inrsr_pixels_per_s"] / result["official_pixels_per_s"]
     result["max_abs_diff"] = float(np.abs(outs["inrsr"] - outs["official"]).max())
   return result
+
+
+def varied_params(model, seed: int = 0):
+  """Random parameters whose output varies over the image: the model's init with every hash table drawn from
+  U(-0.5, 0.5) instead of its near-zero init and output biases of 0.5 (an untrained stand-in for a fitted model:
+  the same compute, and an image that is not flat, so PNG compression does real work)."""
+  from flax import traverse_util  # pylint: disable=g-import-not-at-top
+
+  from inrsr import models  # pylint: disable=g-import-not-at-top
+
+  flat = traverse_util.flatten_dict(model.init(jax.random.key(seed), *models.example_inputs(model))["params"])
+  key = jax.random.key(seed + 1)
+  for path, leaf in flat.items():
+    key, sub = jax.random.split(key)
+    if path[-1] == "tables":
+      flat[path] = jax.random.uniform(sub, leaf.shape, leaf.dtype, -0.5, 0.5)
+    elif path[-2:] == ("color_out", "bias"):
+      flat[path] = jax.numpy.full_like(leaf, 0.5)
+  return traverse_util.unflatten_dict(flat)
+
+
+def upscale_memory(model_config, *, height: int, width: int, lr_size: int = 512, chunk: int = 16384,
+                   output: str | None = None) -> dict:
+  """Wall time and peak host memory of upscaling a bundled photograph to a streamed H x W PNG.
+
+  The model (`model_config`) has random parameters (`varied_params`); the LR is an lr_size x lr_size crop of
+  the bundled astronaut photograph. An untimed upscale of four chunks' rows comes first (compilation, two chunks
+  in flight), then `inrsr.upscaling.upscale_to_file` streams the output band by band. Peak RSS is the process's
+  high-water mark (`resource.getrusage(RUSAGE_SELF).ru_maxrss`, which includes JAX itself and the compilation).
+
+  Args:
+    model_config: a config's `model` section (e.g. `srinr_demo.get_config("small").model`).
+    height: output rows.
+    width: output columns.
+    lr_size: side of the LR input.
+    chunk: query points per call (XLA's temporaries for one chunk dominate the memory; see the result's
+      `chunk_peak_mib`).
+    output: where to keep the PNG; None writes it to a temporary folder and deletes it.
+
+  Returns:
+    dict with sizes, seconds, pixels per second, the PNG's size, peak RSS before and after the upscale (MiB),
+    the compiled chunk's memory (MiB), the size a whole float32 output would have taken, and the device.
+  """
+  import os  # pylint: disable=g-import-not-at-top
+  import pathlib  # pylint: disable=g-import-not-at-top
+  import resource  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+
+  from inrsr import inference, models, upscaling  # pylint: disable=g-import-not-at-top
+  from inrsr.data import images  # pylint: disable=g-import-not-at-top
+
+  max_rss_mib = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+  model = models.from_config(model_config)
+  params = varied_params(model)
+  lr = images.center_crop(images.bundled_image("astronaut"), lr_size)
+  chunk_peak = None
+  if not models.is_generalising(model):
+    queries = jax.numpy.zeros((min(chunk, height * width) if chunk else height * width, 3))
+    predictor = inference._predictor(model)  # pylint: disable=protected-access
+    chunk_peak = compiled_peak_bytes(predictor, params, jax.numpy.asarray(lr), queries)
+  tmp = tempfile.TemporaryDirectory()
+  path = pathlib.Path(tmp.name) / "upscaled.png" if output is None else pathlib.Path(output)
+  try:
+    warm_rows = 4 * -(-chunk // width) if chunk else height  # four chunks: compiled, two in flight, streamed
+    upscaling.upscale_to_file(model, params, lr, pathlib.Path(tmp.name) / "warm.png", min(warm_rows, height), width,
+                              chunk=chunk)
+    rss_before = max_rss_mib()
+    t = time.perf_counter()
+    upscaling.upscale_to_file(model, params, lr, path, height, width, chunk=chunk)
+    seconds = time.perf_counter() - t
+    file_bytes = os.path.getsize(path)
+  finally:
+    tmp.cleanup()
+  return {"lr": f"{lr.shape[1]}x{lr.shape[0]}", "output": f"{width}x{height}", "chunk": chunk,
+          "seconds": seconds, "pixels_per_s": height * width / seconds, "png_mib": file_bytes / 2**20,
+          "peak_rss_before_upscale_mib": rss_before, "peak_rss_mib": max_rss_mib(),
+          "chunk_peak_mib": None if chunk_peak is None else chunk_peak / 2**20,
+          "whole_float32_output_mib": height * width * 3 * 4 / 2**20, "device": device_description()}
+
+
+def inference_throughput(model_configs: dict, lr, scale: float, *, chunk: int = 30000, reps: int = 3) -> dict:
+  """Output pixels per second of `inrsr.inference.upscale` for several models on one input, side by side.
+
+  Each model gets random parameters (a jitted `model.init`: the compute does not depend on the values). Every
+  model is compiled and run once untimed, then the timed repetitions go round-robin over the models, so that
+  a machine whose load changes during the run affects all of them alike; each figure is the median.
+
+  Args:
+    model_configs: {label: a config's `model` section}.
+    lr: (h, w, 3) float32 LR image.
+    scale: SR scale (the output is round(h * scale) x round(w * scale)).
+    chunk: query points per inference call.
+    reps: timed repetitions per model.
+
+  Returns:
+    dict with the input and output sizes, the device, and per label: seconds (median), pixels_per_s,
+    first_call_s (compilation included) and the parameter count.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  from inrsr import inference, models  # pylint: disable=g-import-not-at-top
+
+  height, width = round(lr.shape[0] * scale), round(lr.shape[1] * scale)
+  runs, result = {}, {"lr": f"{lr.shape[1]}x{lr.shape[0]}", "output": f"{width}x{height}", "scale": scale,
+                      "chunk": chunk, "device": device_description(), "models": {}}
+  for label, model_config in model_configs.items():
+    model = models.from_config(model_config)
+    params = jax.jit(model.init)(jax.random.key(0), *models.example_inputs(model))["params"]
+    run = lambda model=model, params=params: inference.upscale(model, params, lr, height, width, chunk=chunk)
+    t = time.perf_counter()
+    run()
+    result["models"][label] = {"first_call_s": time.perf_counter() - t,
+                               "parameters": int(sum(np.size(x) for x in jax.tree.leaves(params)))}
+    runs[label] = run
+  times = {label: [] for label in runs}
+  for _ in range(reps):
+    for label, run in runs.items():
+      t = time.perf_counter()
+      run()
+      times[label].append(time.perf_counter() - t)
+  for label, ts in times.items():
+    seconds = statistics.median(ts)
+    result["models"][label].update(seconds=seconds, pixels_per_s=height * width / seconds)
+  return result

@@ -1,13 +1,19 @@
 """Chunked arbitrary-scale inference: peak memory is set by the chunk of query points, not the output size.
 
+`upscale_rows` yields the output in bands of rows as the chunks complete (what `inrsr.upscaling` streams to
+files); `upscale` is its one-band case and returns the whole (H, W, 3) frame.
+
 One op for every registered model (no file I/O here; files are `inrsr.upscaling`'s job):
   * fitting models (SR-INR/VR-INR, batch keys lr, coords, lr_size) are queried at (x, y, t);
   * generalising models (LIIF, HIIF, LIT/CLIT, batch keys lr, coords, cells) run `encode` once and `query` per
     chunk with each query's cell (2 / W, 2 / H). A model whose queries interact (HIIF's attention averages over
     every query of a call, `queries_independent = False`) is evaluated as one call over the whole output, the
     official evaluation's setting: with `chunk > 0` through its module's `query_global`, which accumulates the
-    attention statistics chunk by chunk and gives the one-call result in bounded memory. A model may define
+    attention statistics chunk by chunk and gives the one-call result with bounded activations (the (H, W, 3)
+    output itself is then held whole; `upscale_rows` yields bands of it). A model may define
     `query_kwargs(lr_hw, out_hw)` for static query arguments (CLIT's stage scales).
+  * whole-clip video models (BVSR-IK, batch key lrs: a fixed integer `scale`, a bidirectional recurrence over
+    every frame) run on the whole clip in one call (`upscale_clip`): the (T, H, W, 3) output is held.
 """
 
 from __future__ import annotations
@@ -47,6 +53,9 @@ def upscale(model, params, lr: np.ndarray, height: int, width: int, *, t: float 
             progress: bool = False, cell_scale: float = 1.0) -> np.ndarray:
   """Predict an HR frame of any size from an LR frame, `chunk` query points at a time.
 
+  The whole frame in one array: `upscale_rows` with one band of all H rows. For outputs too large to hold,
+  iterate `upscale_rows` instead (`inrsr.upscaling` writes files that way).
+
   Args:
     model: a registered inrsr model (`inrsr.models.from_config`).
     params: its parameters (the "params" collection).
@@ -63,17 +72,51 @@ def upscale(model, params, lr: np.ndarray, height: int, width: int, *, t: float 
   Returns:
     (H, W, 3) float32 in [0, 1].
   """
+  (_, out), = upscale_rows(model, params, lr, height, width, t=t, chunk=chunk, rows=height, cell_scale=cell_scale,
+                           progress=progress)
+  return out
+
+
+def upscale_rows(model, params, lr: np.ndarray, height: int, width: int, *, t: float = 0.0, chunk: int = 65536,
+                 rows: int | None = None, cell_scale: float = 1.0, progress: bool = False):
+  """Predict an HR frame band by band: yields (row_start, band) from the top, bands of `rows` rows.
+
+  The computation is `upscale`'s (the same chunks of query points, padded and dispatched alike), so the bands
+  stacked equal `upscale`'s output bit for bit whatever `rows` is; only the band being filled is held, so host
+  memory is about `rows * W * 3` float32 plus two chunks in flight, whatever H is. Each band is a fresh array
+  (the caller may keep it). A model whose queries interact (`queries_independent = False`, HIIF) is computed as
+  one call over the whole output before the first band is yielded (the official one-call result needs every
+  query), so for those the whole (H, W, 3) float32 output is held and the bands are views of it.
+
+  Args:
+    model, params, lr, height, width, t, chunk, cell_scale, progress: as for `upscale`.
+    rows: rows per band (the last band may be shorter); None: enough rows to hold one chunk of query points
+      (all H when `chunk` is 0).
+
+  Yields:
+    (row_start, band) with band (n_rows, W, 3) float32 clipped to [0, 1], row_start = 0, rows, 2 * rows, ...
+  """
   if height <= 0 or width <= 0:
     raise ValueError(f"output size {height}x{width} must be positive")
   if chunk < 0:
     raise ValueError(f"{chunk=} must be >= 0")
-  total = height * width
+  if rows is None:
+    rows = -(-chunk // width) if chunk > 0 else height
+  if rows <= 0:
+    raise ValueError(f"{rows=} must be > 0")
+  return _bands(model, params, lr, height, width, t, chunk, min(rows, height), cell_scale, progress)
+
+
+def _bands(model, params, lr, height, width, t, chunk, rows, cell_scale, progress):
+  """`upscale_rows`'s generator (a separate function so that bad arguments raise at the call)."""
   generalising = models.is_generalising(model)
-  independent = getattr(model, "queries_independent", True)
   lr_j = jnp.asarray(lr, jnp.float32)
-  out = np.empty((total, lr.shape[-1]), np.float32)
-  if generalising and not independent:
-    return _upscale_global(model, params, lr_j, height, width, chunk, cell_scale)
+  if generalising and not getattr(model, "queries_independent", True):
+    out = _upscale_global(model, params, lr_j, height, width, chunk, cell_scale)
+    for r in range(0, height, rows):
+      yield r, out[r:r + rows]
+    return
+  total = height * width
   pieces = _chunks(total, chunk)
   if progress:
     import tqdm  # pylint: disable=g-import-not-at-top
@@ -84,19 +127,39 @@ def upscale(model, params, lr: np.ndarray, height: int, width: int, *, t: float 
     feats = _encoder(model, kwargs)(params, lr_j[None])
     query = _querier(model, kwargs)
     cell = _cell(height, width, cell_scale)
+
+    def dispatch(flat):
+      q = coords.grid_xy_f32(flat // width, flat % width, height, width)
+      return query(params, feats, jnp.asarray(q)[None], jnp.asarray(np.broadcast_to(cell, q.shape))[None])[0]
   else:
     predict = _predictor(model)
-  for start, n, padded in pieces:
-    flat = np.arange(start, start + padded) % total
-    if generalising:
-      q = coords.grid_xy_f32(flat // width, flat % width, height, width)
-      cells = np.broadcast_to(cell, q.shape)
-      pred = np.asarray(query(params, feats, jnp.asarray(q)[None], jnp.asarray(cells)[None]))[0]
-    else:
-      q = coords.pixel_coords(flat // width, flat % width, height, width, t)
-      pred = np.asarray(predict(params, lr_j, jnp.asarray(q)))
-    out[start:start + n] = pred[:n]
-  return np.clip(out.reshape(height, width, -1), 0.0, 1.0)
+
+    def dispatch(flat):
+      return predict(params, lr_j, jnp.asarray(coords.pixel_coords(flat // width, flat % width, height, width, t)))
+
+  def predictions():
+    """(n, C) predictions of the chunks in order; chunk i + 1 is dispatched before chunk i is fetched."""
+    pending = None
+    for start, n, padded in pieces:
+      nxt = (dispatch(np.arange(start, start + padded) % total), n)
+      if pending is not None:
+        yield np.asarray(pending[0])[:pending[1]]
+      pending = nxt
+    yield np.asarray(pending[0])[:pending[1]]
+
+  row, band, filled = 0, None, 0
+  for pred in predictions():
+    pos = 0
+    while pos < len(pred):
+      n_rows = min(rows, height - row)
+      if band is None:
+        band = np.empty((n_rows * width, pred.shape[-1]), np.float32)
+      take = min(len(pred) - pos, len(band) - filled)
+      band[filled:filled + take] = pred[pos:pos + take]
+      pos, filled = pos + take, filled + take
+      if filled == len(band):
+        yield row, np.clip(band, 0.0, 1.0, out=band).reshape(n_rows, width, -1)
+        row, band, filled = row + n_rows, None, 0
 
 
 def _cell(height: int, width: int, cell_scale: float) -> np.ndarray:
@@ -119,3 +182,33 @@ def _upscale_global(model, params, lr_j, height: int, width: int, chunk: int, ce
   else:
     pred = np.asarray(_querier(model, ())(params, feats, q, cells))[0]
   return np.clip(np.asarray(pred).reshape(height, width, -1), 0.0, 1.0)
+
+
+def is_clip_model(model) -> bool:
+  """A model that upscales a whole clip at its fixed integer `scale` (batch key "lrs", e.g. BVSR-IK)."""
+  return tuple(getattr(model, "batch_keys", ())) == ("lrs",)
+
+
+@functools.lru_cache(maxsize=8)
+def _clip_fn(model):
+  return jax.jit(lambda params, lrs: model.apply({"params": params}, lrs)["outputs"])
+
+
+def upscale_clip(model, params, frames) -> np.ndarray:
+  """Upscale a clip with a whole-clip video model (`is_clip_model`) in one call.
+
+  Args:
+    model: e.g. BVSR-IK's KCANet.
+    params: its parameters.
+    frames: T LR frames (h, w, 3) float32 in [0, 1], all the same size.
+
+  Returns:
+    (T, scale * h, scale * w, 3) float32 clipped to [0, 1].
+  """
+  if not is_clip_model(model):
+    raise ValueError(f"{type(model).__name__} is not a whole-clip model (batch_keys {getattr(model, 'batch_keys', None)})")
+  shapes = {f.shape for f in frames}
+  if len(shapes) != 1 or len(next(iter(shapes))) != 3 or next(iter(shapes))[2] != 3:
+    raise ValueError(f"a clip needs T frames of one (h, w, 3) shape, got shapes {sorted(shapes)}")
+  out = _clip_fn(model)(params, jnp.asarray(np.stack(frames), jnp.float32)[None])
+  return np.clip(np.asarray(out[0]), 0.0, 1.0)

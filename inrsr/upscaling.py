@@ -1,7 +1,17 @@
-"""Upscaling files: an image, a folder of images, a video file or a frame folder, with a run's newest checkpoint."""
+"""Upscaling files: an image, a folder of images, a video file or a frame folder, with a run's newest checkpoint.
+
+Outputs of any size in bounded memory: a PNG is written band by band as `inference.upscale_rows` produces the
+rows (`write_png`: pypng's header and chunks, each band filtered and compressed as it comes), so neither the
+float32 output nor its 8-bit copy is ever whole in memory (except for models whose queries interact, HIIF, which
+`upscale_rows` computes whole). A video is written one frame at a time: PNG frames stream like images; a GIF
+(Pillow's GIF encoder fed frame by frame) or an MP4 (imageio's writer, the `video` extra) takes each 8-bit frame
+whole. Other image formats (JPEG, WebP, ...) are encoded from the whole 8-bit frame. `check_output` refuses,
+before any work, an output its format cannot hold or one larger than the stated limits below.
+"""
 
 from __future__ import annotations
 
+import os
 import pathlib
 
 import imageio.v3 as iio
@@ -9,6 +19,192 @@ import numpy as np
 
 from inrsr import checkpoints, coords, inference
 from inrsr.data import images, video
+
+# The largest output inrsr writes, in pixels per image or frame: 65536 x 65536, 12 GiB as 8-bit RGB (raise it
+# by assigning to `inrsr.upscaling.MAX_OUTPUT_PIXELS` where the disk and the time allow).
+MAX_OUTPUT_PIXELS = 2**32
+# Formats encoded from the whole 8-bit frame in memory (all but PNG): at most 16384 x 16384 (768 MiB).
+MAX_WHOLE_FRAME_PIXELS = 2**28
+STREAMED_FORMATS = (".png",)
+# Largest width or height each format can store.
+MAX_SIDE = {".png": 2**31 - 1, ".jpg": 65535, ".jpeg": 65535, ".gif": 65535, ".webp": 16383, ".bmp": 2**31 - 1}
+
+
+def _gib(n_bytes: int) -> str:
+  return f"{n_bytes / 2**30:.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.1f} MiB"
+
+
+def check_output(path, height: int, width: int) -> None:
+  """Raise a ValueError if an H x W RGB output cannot be written to `path` (its format chosen by the suffix).
+
+  Refused: a side beyond what the format stores (`MAX_SIDE`), more than `MAX_OUTPUT_PIXELS` pixels, and, for a
+  format encoded from the whole frame (everything but PNG), more than `MAX_WHOLE_FRAME_PIXELS`.
+  """
+  path = pathlib.Path(path)
+  suffix = path.suffix.lower()
+  pixels = height * width
+  size = f"{width}x{height} ({pixels:,} pixels, {_gib(3 * pixels)} as 8-bit RGB)"
+  side = MAX_SIDE.get(suffix)
+  if side is not None and max(height, width) > side:
+    raise ValueError(f"{path}: the output of {size} does not fit a {suffix} file, which stores at most {side} "
+                     "pixels per side")
+  if pixels > MAX_OUTPUT_PIXELS:
+    raise ValueError(f"{path}: the output of {size} exceeds the limit of {MAX_OUTPUT_PIXELS:,} pixels "
+                     f"({_gib(3 * MAX_OUTPUT_PIXELS)}) per image (inrsr.upscaling.MAX_OUTPUT_PIXELS)")
+  if suffix not in STREAMED_FORMATS and pixels > MAX_WHOLE_FRAME_PIXELS:
+    raise ValueError(f"{path}: the output of {size} exceeds the limit of {MAX_WHOLE_FRAME_PIXELS:,} pixels "
+                     f"({_gib(3 * MAX_WHOLE_FRAME_PIXELS)}) for a {suffix or 'suffix-less'} file, which is "
+                     "encoded from the whole frame in memory; write a .png, which is streamed row by row")
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+  """[0, 1] floats to 8 bits, rounding to nearest."""
+  return np.round(x * 255.0).astype(np.uint8)
+
+
+def write_png(path, bands, height: int, width: int, *, bitdepth: int = 8, compression: int = 6) -> None:
+  """Write an RGB PNG from bands of rows as they come, holding one band at a time.
+
+  pypng writes the PNG's header and chunks; each band's scanlines are filtered here with the filter of least
+  sum of absolute residuals per row (libpng's heuristic, as Pillow's PNGs have; pypng itself writes unfiltered
+  rows, about 3x larger files for photographs) and fed to one zlib stream. The file appears at `path` only when
+  complete (it is written beside it as `<name>.partial` first).
+
+  Args:
+    path: the output file.
+    bands: iterable of (row_start, band), band (n, W, 3) in [0, 1], from the top without gaps (as
+      `inference.upscale_rows` yields them).
+    height: H, the rows the bands add up to.
+    width: W.
+    bitdepth: 8 or 16 bits per channel.
+    compression: zlib level, 0 .. 9.
+  """
+  import zlib  # pylint: disable=g-import-not-at-top
+
+  import png  # pylint: disable=g-import-not-at-top
+
+  if bitdepth not in (8, 16):
+    raise ValueError(f"{bitdepth=} must be 8 or 16")
+  path = pathlib.Path(path)
+  check_output(path, height, width)
+  bpp = 3 * bitdepth // 8
+  partial = path.with_name(path.name + ".partial")
+  try:
+    with open(partial, "wb") as f:
+      png.Writer(width, height, greyscale=False, bitdepth=bitdepth).write_preamble(f)
+      compressor, pending = zlib.compressobj(compression), bytearray()
+      next_row, prev = 0, np.zeros(width * bpp, np.uint8)  # the row above the top one is zeros
+      for start, band in bands:
+        if start != next_row or band.shape[1:] != (width, 3):
+          raise ValueError(f"band of shape {band.shape} at row {start}: expected (n, {width}, 3) at row {next_row}")
+        if next_row + len(band) > height:
+          raise ValueError(f"bands run past the {height} rows of the image")
+        step = max(1, 2**20 // (width * bpp))  # rows filtered at a time (about 1 MiB, whatever the band)
+        for r in range(0, len(band), step):
+          q = band[r:r + step]
+          q = to_uint8(q) if bitdepth == 8 else np.round(q * 65535.0).astype(">u2")
+          raw = q.reshape(len(q), -1).view(np.uint8)
+          pending += compressor.compress(_filter_scanlines(raw, prev, bpp))
+          if len(pending) >= 2**20:
+            png.write_chunk(f, b"IDAT", pending)
+            pending = bytearray()
+          prev = raw[-1]
+        next_row += len(band)
+      if next_row != height:
+        raise ValueError(f"bands hold {next_row} rows, not the image's {height}")
+      png.write_chunk(f, b"IDAT", pending + compressor.flush())
+      png.write_chunk(f, b"IEND")
+    os.replace(partial, path)
+  finally:
+    partial.unlink(missing_ok=True)
+
+
+def _filter_scanlines(raw: np.ndarray, prev: np.ndarray, bpp: int) -> bytes:
+  """PNG scanlines of rows `raw` (n, row bytes) uint8, `prev` the row above the first (zeros for the top row).
+
+  Each row gets the filter (0 None, 1 Sub, 2 Up, 3 Average, 4 Paeth) whose residuals, read as signed bytes,
+  have the least sum of absolute values. Encoding needs only the unfiltered neighbours, so it is vectorised.
+  """
+  x = raw.astype(np.int16)
+  up = np.concatenate([prev[None].astype(np.int16), x[:-1]])
+  left, up_left = np.zeros_like(x), np.zeros_like(x)
+  left[:, bpp:], up_left[:, bpp:] = x[:, :-bpp], up[:, :-bpp]
+  pa, pb, pc = np.abs(up - up_left), np.abs(left - up_left), np.abs(left + up - 2 * up_left)
+  paeth = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, up_left))
+  residuals = (np.stack([x, x - left, x - up, x - (left + up) // 2, x - paeth]) & 0xFF).astype(np.uint8)
+  cost = np.abs(residuals.view(np.int8).astype(np.int32)).sum(axis=2)  # (5, n)
+  best = cost.argmin(axis=0)
+  out = np.empty((len(raw), 1 + raw.shape[1]), np.uint8)
+  out[:, 0] = best
+  out[:, 1:] = residuals[best, np.arange(len(raw))]
+  return out.tobytes()
+
+
+def upscale_to_file(model, params, lr: np.ndarray, path, height: int, width: int, *, t: float = 0.0,
+                    chunk: int = 65536, progress: bool = False) -> None:
+  """Upscale `lr` to H x W and write it to `path`: a PNG streamed band by band, other formats whole."""
+  path = pathlib.Path(path)
+  check_output(path, height, width)
+  bands = inference.upscale_rows(model, params, lr, height, width, t=t, chunk=chunk, progress=progress)
+  if path.suffix.lower() in STREAMED_FORMATS:
+    write_png(path, bands, height, width)
+  else:
+    iio.imwrite(path, _whole_frame(bands, height, width))
+
+
+def _whole_frame(bands, height: int, width: int) -> np.ndarray:
+  """The 8-bit (H, W, 3) frame assembled from bands (never a float32 frame)."""
+  frame = np.empty((height, width, 3), np.uint8)
+  for start, band in bands:
+    frame[start:start + len(band)] = to_uint8(band)
+  return frame
+
+
+class _GifStream:
+  """An animated GIF written frame by frame (Pillow's GIF encoder; Pillow's own save needs every frame first).
+
+  Each frame is quantized to its own adaptive palette as Pillow's save does; the file loops forever.
+  """
+
+  def __init__(self, path):
+    self._file = open(path, "wb")  # pylint: disable=consider-using-with
+    self._count = 0
+
+  def append(self, frame: np.ndarray) -> None:
+    from PIL import GifImagePlugin, Image  # pylint: disable=g-import-not-at-top
+
+    im = Image.fromarray(frame).convert("P", palette=Image.Palette.ADAPTIVE)
+    if self._count == 0:
+      header, _ = GifImagePlugin.getheader(im, info={"loop": 0})
+      self._file.writelines(header)
+    self._file.writelines(GifImagePlugin.getdata(im, include_color_table=True))
+    self._count += 1
+
+  def close(self) -> None:
+    self._file.write(b";")
+    self._file.close()
+
+
+def _video_writer(dst: pathlib.Path):
+  """A writer with append(frame) and close() for a video file (by its suffix)."""
+  if dst.suffix.lower() == ".gif":
+    return _GifStream(dst)
+  return _ImageioStream(dst)
+
+
+class _ImageioStream:
+  """A video file written frame by frame through imageio's writer (MP4 and others: the `video` extra)."""
+
+  def __init__(self, path):
+    import imageio.v2 as iio2  # pylint: disable=g-import-not-at-top
+
+    self._writer = iio2.get_writer(path)
+
+  def append(self, frame: np.ndarray) -> None:
+    self._writer.append_data(frame)
+
+  def close(self) -> None:
+    self._writer.close()
 
 
 def parse_size(size: str) -> tuple[int, int]:
@@ -50,6 +246,9 @@ def upscale_paths(workdir, input_path, output_path, *, scale: float | None = Non
     chunk: query points per inference call.
     progress: progress bars.
 
+  Every output is checked (`check_output`) before any is computed. PNG outputs (images, a folder of frames)
+  are streamed band by band; a video file is written one frame at a time.
+
   Returns:
     The paths written.
   """
@@ -57,42 +256,76 @@ def upscale_paths(workdir, input_path, output_path, *, scale: float | None = Non
   is_video = src.is_file() and src.suffix.lower() in video.VIDEO_EXTENSIONS
   if not src.exists():
     raise ValueError(f"--input={src} does not exist")
-  model, params, _, _ = checkpoints.restore_model(workdir)
-  to_uint8 = lambda x: np.round(x * 255.0).astype(np.uint8)
   if is_video or (clip and src.is_dir()):
     frames, _ = video.load_video_file(src) if is_video else video.load_frame_folder(src, setting="--input")
-    times = coords.time_coords(len(frames))
     h, w = output_size(frames[0].shape, scale, size)
-    seq = range(len(frames))
+    to_file = dst.suffix.lower() in video.VIDEO_EXTENSIONS
+    check_output(dst if to_file else dst / "00000000.png", h, w)
+    model, params, _, _ = checkpoints.restore_model(workdir)
+    if inference.is_clip_model(model):  # BVSR-IK: the whole clip in one call, at the model's own scale
+      expected = (frames[0].shape[0] * model.scale, frames[0].shape[1] * model.scale)
+      if (h, w) != expected:
+        raise ValueError(f"{type(model).__name__} upscales x{model.scale} only: the output would be {w}x{h}, "
+                         f"expected {expected[1]}x{expected[0]} (--scale={model.scale})")
+      hr = inference.upscale_clip(model, params, frames)
+      bands = lambda k: iter([(0, hr[k])])
+      seq = range(len(frames))
+    else:
+      times = coords.time_coords(len(frames))
+      bands = lambda k: inference.upscale_rows(model, params, frames[k], h, w, t=float(times[k]), chunk=chunk)
+      seq = range(len(frames))
     if progress:
       import tqdm  # pylint: disable=g-import-not-at-top
       seq = tqdm.tqdm(seq, desc=f"frames -> {w}x{h}")
-    out_frames = [to_uint8(inference.upscale(model, params, frames[k], h, w, t=float(times[k]), chunk=chunk)) for k in seq]
-    if dst.suffix.lower() in video.VIDEO_EXTENSIONS:
+    if to_file:
       dst.parent.mkdir(parents=True, exist_ok=True)
+      writer = None
       try:
-        iio.imwrite(dst, np.stack(out_frames), **({"loop": 0} if dst.suffix.lower() == ".gif" else {}))
-      except Exception as e:  # imageio raises many types; MP4 without a plugin is one of them.
-        raise ValueError(f"{dst}: cannot write video ({type(e).__name__}: {e}); install the `video` extra for "
-                         "MP4, or give a folder to receive PNG frames") from e
+        try:
+          writer = _video_writer(dst)
+        except Exception as e:  # imageio raises many types; MP4 without a plugin is one of them.
+          raise _video_error(dst, e) from e
+        for k in seq:
+          frame = _whole_frame(bands(k), h, w)
+          try:
+            writer.append(frame)
+          except Exception as e:  # pylint: disable=broad-exception-caught
+            raise _video_error(dst, e) from e
+      finally:
+        if writer is not None:
+          writer.close()
       return [str(dst)]
     dst.mkdir(parents=True, exist_ok=True)
     written = []
-    for k, f in enumerate(out_frames):
-      iio.imwrite(dst / f"{k:08d}.png", f)
+    for k in seq:
+      write_png(dst / f"{k:08d}.png", bands(k), h, w)
       written.append(str(dst / f"{k:08d}.png"))
     return written
   if src.is_dir():
     pairs = [(p, dst / (p.stem + ".png")) for p in images.list_images(src, "--input")]
-    dst.mkdir(parents=True, exist_ok=True)
   else:
     pairs = [(src, dst)]
+  sizes = []
+  for inp, out in pairs:  # every output checked before any work
+    sizes.append(output_size(_image_shape(inp), scale, size))
+    check_output(out, *sizes[-1])
+  model, params, _, _ = checkpoints.restore_model(workdir)
   written = []
-  for inp, out in pairs:
-    lr = images.load_image(inp)
-    h, w = output_size(lr.shape, scale, size)
-    hr = inference.upscale(model, params, lr, h, w, chunk=chunk, progress=progress)
+  for (inp, out), (h, w) in zip(pairs, sizes):
     out.parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(out, to_uint8(hr))
+    upscale_to_file(model, params, images.load_image(inp), out, h, w, chunk=chunk, progress=progress)
     written.append(str(out))
   return written
+
+
+def _image_shape(path) -> tuple[int, ...]:
+  """An image file's shape from its header (the pixels are read later, one image at a time)."""
+  try:
+    return iio.improps(path).shape
+  except Exception as e:  # imageio raises many types for bad files.
+    raise ValueError(f"{path}: cannot read image ({type(e).__name__}: {e})") from e
+
+
+def _video_error(dst, e: Exception) -> ValueError:
+  return ValueError(f"{dst}: cannot write video ({type(e).__name__}: {e}); install the `video` extra for MP4, or "
+                    "give a folder to receive PNG frames")
