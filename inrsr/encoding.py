@@ -6,6 +6,10 @@ Choices DESIGN.md leaves open, made here:
   * MLP kernels use LeCun-normal initialisation per level and zero biases (Flax's Dense defaults).
   * The texture patch is flattened row-major as (row, column, channel) before MLP_T.
   * With `code_dim` < 3 the STT code has D = 3 + code_dim dimensions and 2**D corners; D = 6 is the papers'.
+  * `TextureEncoder.prefilter="gaussian"` (not in the papers, which sample the LR as it is): before level l's
+    patch is sampled at spacing 2 / N_l, the LR is blurred with a Gaussian of sigma max(0, (r - 1) / 2) LR
+    pixels per axis, r = (LR pixels) / N_l (skimage's antialiasing rule), so a level sees the LR band-limited to
+    its own sampling rate whatever the LR's scale. Only LR-sized arrays are formed (one per level).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from inrsr import resize
 from kernels import hashgrid
 
 WEIGHT_NORMS = ("none", "softmax", "multilinear")
+PREFILTERS = ("none", "gaussian")
 
 
 def level_resolutions(num_levels: int, n_min: int, n_max: int) -> tuple[int, ...]:
@@ -109,6 +114,58 @@ class StackedMLP(nn.Module):
     return h @ self.w2[level] + self.b2[level]
 
 
+def gaussian_blur_axis(image: jax.Array, sigma: jax.Array, valid: jax.Array, axis: int, radius: int) -> jax.Array:
+  """Gaussian blur of one image along one axis, edges clamped to the valid extent.
+
+  Args:
+    image: (h, w, C).
+    sigma: () standard deviation in pixels (0: identity); may be traced.
+    valid: () number of valid pixels along the axis (the rest is padding); may be traced.
+    axis: 0 (rows) or 1 (columns).
+    radius: static number of taps on each side.
+
+  Returns:
+    (h, w, C) blurred image.
+  """
+  offsets = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
+  safe = jnp.maximum(sigma, 1e-6)
+  weights = jnp.where(sigma > 0, jnp.exp(-0.5 * (offsets / safe) ** 2), (offsets == 0).astype(jnp.float32))
+  weights = weights / jnp.sum(weights)
+  n = image.shape[axis]
+  idx = jnp.clip(jnp.arange(n)[:, None] + jnp.arange(-radius, radius + 1)[None, :], 0,
+                 jnp.asarray(valid, jnp.int32) - 1)  # (n, 2R + 1)
+  taps = jnp.take(image, idx, axis=axis)  # axis -> (n, 2R + 1)
+  if axis == 0:
+    return jnp.einsum("hrwc,r->hwc", taps, weights)
+  return jnp.einsum("hwrc,r->hwc", taps, weights)
+
+
+def level_prefilter(image: jax.Array, resolutions: Sequence[int], size=None) -> jax.Array:
+  """The LR band-limited to each level's sampling rate: a Gaussian per level (see the module docstring).
+
+  Args:
+    image: (h, w, C) LR image (possibly padded at the bottom/right, see `size`).
+    resolutions: N_l of each level.
+    size: optional (h_valid, w_valid).
+
+  Returns:
+    (L, h, w, C): level l's blurred image (the image itself where N_l >= its size).
+  """
+  h_pad, w_pad = image.shape[0], image.shape[1]
+  h, w = (h_pad, w_pad) if size is None else size
+  h = jnp.asarray(h, jnp.float32)
+  w = jnp.asarray(w, jnp.float32)
+  out = []
+  for n in resolutions:
+    sy = jnp.maximum(0.0, (h / n - 1.0) / 2.0)
+    sx = jnp.maximum(0.0, (w / n - 1.0) / 2.0)
+    ry = max(1, int(math.ceil(3 * max(0.0, (h_pad / n - 1.0) / 2.0))))
+    rx = max(1, int(math.ceil(3 * max(0.0, (w_pad / n - 1.0) / 2.0))))
+    blurred = gaussian_blur_axis(image, sy, h, 0, min(ry, h_pad))
+    out.append(gaussian_blur_axis(blurred, sx, w, 1, min(rx, w_pad)))
+  return jnp.stack(out)
+
+
 class TextureEncoder(nn.Module):
   """Texture codes xi_l = tanh(MLP_T_l(flatten(k x k bicubic patch of the LR at spacing 2 / N_l))).
 
@@ -117,12 +174,15 @@ class TextureEncoder(nn.Module):
     patch_size: k.
     code_dim: size of each texture code (3 in the papers).
     hidden: MLP hidden width.
+    prefilter: "none" (the papers': patches of the LR as it is) or "gaussian" (level l's patch from the LR
+      blurred to its sampling rate, `level_prefilter`).
   """
 
   resolutions: Sequence[int]
   patch_size: int = 5
   code_dim: int = 3
   hidden: int = 64
+  prefilter: str = "none"
 
   @nn.compact
   def __call__(self, lr: jax.Array, xy: jax.Array, lr_size=None) -> jax.Array:
@@ -136,9 +196,20 @@ class TextureEncoder(nn.Module):
     Returns:
       (B, Q, L, code_dim) codes in [-1, 1].
     """
+    if self.prefilter not in PREFILTERS:
+      raise ValueError(f"texture_prefilter={self.prefilter!r} must be one of {PREFILTERS}")
     spacings = 2.0 / np.asarray(self.resolutions, np.float32)
     k = self.patch_size
-    if lr_size is None:
+    if self.prefilter == "gaussian":
+      def one(im, p, s=None):
+        levels = level_prefilter(im, self.resolutions, s)
+        return jnp.concatenate([resize.sample_patches(levels[l], p, spacings[l:l + 1], k, size=s)
+                                for l in range(len(self.resolutions))], axis=1)
+      if lr_size is None:
+        patches = jax.vmap(one)(lr, xy)
+      else:
+        patches = jax.vmap(lambda im, p, s: one(im, p, (s[0], s[1])))(lr, xy, lr_size)
+    elif lr_size is None:
       patches = jax.vmap(lambda im, p: resize.sample_patches(im, p, spacings, k))(lr, xy)
     else:
       patches = jax.vmap(lambda im, p, s: resize.sample_patches(im, p, spacings, k, size=(s[0], s[1])))(

@@ -3,6 +3,10 @@
 Protocol sets (DESIGN.md, Training protocols): `fit` evaluates the frames a `fit` run trained on, `internal`
 evaluates the real HR frames of a run trained only on their LR, `heldout` evaluates frames the run never saw
 (config `eval.heldout`). Each is reported under its own name. Metrics are named by `inrsr.metrics` protocol.
+
+The LR of a fitting model (SR-INR / VR-INR) is made as its training made it: without the mod-crop
+(`data.modcrop` False, the whole frame downsampled, so a pixel keeps its coordinate at every scale) or with it
+(runs whose config predates the field); generalising models keep the literature's mod-crop.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from inrsr import checkpoints, inference, metrics, resize
+from inrsr import checkpoints, inference, metrics, models, resize
 from inrsr.data import sources, video
 
 RESULTS_JSON = "results.json"
@@ -22,23 +26,52 @@ RESULTS_MD = "results.md"
 RESULTS_PNG = "psnr_vs_scale.png"
 
 
+HELDOUT_TIMES = ("zero", "trained")
+
+
+def heldout_time(config: ml_collections.ConfigDict, num_train: int) -> float:
+  """The t at which frames the run never trained on are queried (`eval.heldout_time`).
+
+  "zero" (the default): t = 0, which under `data.image_time="index"` with an even number of training frames is
+  a time no training sample touched. "trained": the training t nearest 0 (the first of two equally near), a t
+  whose rows of the table were trained.
+
+  Args:
+    config: the run's config.
+    num_train: K, the number of training frames.
+
+  Returns:
+    t.
+  """
+  mode = config.eval.get("heldout_time", "zero")
+  if mode not in HELDOUT_TIMES:
+    raise ValueError(f"eval.heldout_time={mode!r} must be one of {HELDOUT_TIMES}")
+  if mode == "zero" or num_train == 0:
+    return 0.0
+  times = np.asarray(sources.image_times(config, num_train))
+  return float(times[np.argmin(np.abs(times))])
+
+
 def evaluation_sets(config: ml_collections.ConfigDict) -> dict[str, list[tuple[str, np.ndarray, float]]]:
   """Named protocol -> list of (name, HR image, t) the run can be evaluated on.
 
   The frames of a `fit` or `internal` run keep the time coordinate they were trained at
   (`sources.image_times`); a `patches` run (the generalising models) has no such set. `heldout` images
-  (`eval.heldout`) are at t = 0; each named set of `eval.heldout_sets` ({name: section}) is reported as
-  `heldout:<name>`.
+  (`eval.heldout`) are at `heldout_time` (t = 0 by default); each named set of `eval.heldout_sets`
+  ({name: section}) is reported as `heldout:<name>`.
   """
   sets = {}
+  num_train = 0
   if config.data.protocol in ("fit", "internal"):
     train_items = sources.load_section(config.data, "data")
+    num_train = len(train_items)
     times = sources.image_times(config, len(train_items))
     sets[config.data.protocol] = [(n, im, t) for (n, im), t in zip(train_items, times)]
+  t_new = heldout_time(config, num_train)
   if config.eval.heldout.source:
-    sets["heldout"] = [(n, im, 0.0) for n, im in sources.load_section(config.eval.heldout, "eval.heldout")]
+    sets["heldout"] = [(n, im, t_new) for n, im in sources.load_section(config.eval.heldout, "eval.heldout")]
   for name, section in (config.eval.get("heldout_sets") or {}).items():
-    sets[f"heldout:{name}"] = [(n, im, 0.0) for n, im in
+    sets[f"heldout:{name}"] = [(n, im, t_new) for n, im in
                                sources.load_section(section, f"eval.heldout_sets.{name}")]
   if not sets:
     raise ValueError("nothing to evaluate: set eval.heldout or eval.heldout_sets")
@@ -52,7 +85,8 @@ def _cell(pred, bic, hr, metric, scale):
 
 
 def evaluate_images(model, params, items, scales, metric_names, *, noise=None, temporal: bool = False,
-                    chunk: int = 65536, progress: bool = False, seed: int = 0, quantize_lr: bool = False) -> dict:
+                    chunk: int = 65536, progress: bool = False, seed: int = 0, quantize_lr: bool = False,
+                    modcrop: bool = True) -> dict:
   """PSNR/SSIM of the model and of bicubic on `items` ((name, HR, t) triples) at each scale and metric.
 
   Args:
@@ -66,6 +100,8 @@ def evaluate_images(model, params, items, scales, metric_names, *, noise=None, t
     progress: progress bars.
     seed: noise seed.
     quantize_lr: round the LR to 8 bits, as benchmark LR files are (the LIIF family's protocol).
+    modcrop: mod-crop the HR to the scale before downsampling (the literature's protocol); False downsamples
+      the whole frame (`resize.downsample`), the degradation SR-INR runs train with.
 
   Returns:
     {str(scale): {metric: {"model": {"psnr", "ssim"}, "bicubic": {...}, "per_image": {name: {...}}},
@@ -76,7 +112,7 @@ def evaluate_images(model, params, items, scales, metric_names, *, noise=None, t
     per_scale = {m: {"per_image": {}} for m in metric_names}
     preds, bics, gts = [], [], []
     for i, (name, hr, t) in enumerate(items):
-      lr, hr_c = resize.downsample(hr, scale)
+      lr, hr_c = resize.downsample(hr, scale, modcrop=modcrop)
       if quantize_lr:
         lr = np.round(lr * 255.0) / 255.0
       if noise:
@@ -195,16 +231,19 @@ def evaluate_run(workdir, *, scales=None, progress: bool = True) -> dict:
   e = config.eval
   metric_names = tuple(e.metrics)
   temporal = bool(e.get("temporal", False))
+  modcrop = True if models.is_generalising(model) else bool(config.data.get("modcrop", True))
+  results["modcrop"] = modcrop
   for protocol, items in sets.items():
     logging.info("evaluating protocol %s on %d frames", protocol, len(items))
     results["protocols"][protocol] = evaluate_images(model, params, items, scales, metric_names,
                                                      temporal=temporal, chunk=e.chunk, progress=progress,
-                                                     quantize_lr=bool(e.get("quantize_lr", False)))
+                                                     quantize_lr=bool(e.get("quantize_lr", False)),
+                                                     modcrop=modcrop)
     for kind, level in e.get("noise", ()):
       name = f"{kind} sigma={level:g}" if kind == "gaussian" else f"{kind}" + (f" peak={level:g}" if level else "")
       results.setdefault("noise", {}).setdefault(protocol, {})[name] = evaluate_images(
           model, params, items, tuple(float(s) for s in e.noise_scales), metric_names, noise=(kind, level),
-          chunk=e.chunk, progress=progress)
+          chunk=e.chunk, progress=progress, modcrop=modcrop)
   (workdir / RESULTS_JSON).write_text(json.dumps(results, indent=1))
   (workdir / RESULTS_MD).write_text(markdown_table(results))
   plot_psnr(results, workdir / RESULTS_PNG)

@@ -83,40 +83,61 @@ def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
   return np.einsum("wW,...hWc->...hwc", cols, out, optimize=True).astype(np.float32)
 
 
-def downsample(hr: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
-  """The SR degradation: mod-crop HR for `scale`, then antialiased bicubic downsampling.
+def downsample(hr: np.ndarray, scale: float, modcrop: bool = True) -> tuple[np.ndarray, np.ndarray]:
+  """The SR degradation: mod-crop HR for `scale` (optional), then antialiased bicubic downsampling.
+
+  With `modcrop` (the SR literature's protocol) the HR is cropped at the bottom/right to the size the LR
+  corresponds to at `scale`, so the region the LR covers, and with it every coordinate normalised to it,
+  changes with the scale. Without it the whole HR is resized to the same floor(H/s) x floor(W/s) LR: the LR
+  covers the whole frame at every scale (the effective scale, H / floor(H/s), differs from `scale` by less
+  than s / H), so a pixel keeps its coordinate whatever the scale (SR-INR's fitting protocols).
 
   Args:
     hr: float array (..., H, W, C) in [0, 1].
     scale: SR factor, finite and > 0 (non-integer allowed, see `coords.scaled_size`).
+    modcrop: crop the HR to the scale's multiple (True) or keep it whole (False).
 
   Returns:
     (lr, hr_cropped): lr is (..., floor(H/s), floor(W/s), C) clipped to [0, 1]; hr_cropped is the
-    top-left crop of `hr` that the LR corresponds to.
+    top-left crop of `hr` that the LR corresponds to (all of `hr` without `modcrop`).
   """
   h, w = hr.shape[-3], hr.shape[-2]
   h_lr, w_lr, h_hr, w_hr = coords.scaled_size(h, w, scale)
-  hr = np.asarray(hr, np.float32)[..., :h_hr, :w_hr, :]
+  hr = np.asarray(hr, np.float32)
+  if modcrop:
+    hr = hr[..., :h_hr, :w_hr, :]
   return np.clip(resize(hr, h_lr, w_lr), 0.0, 1.0), hr
 
 
-def _taps(pos, size):
-  """Four bicubic taps around continuous pixel positions `pos`, clamped to [0, size - 1]."""
+def _taps(pos, size, renormalize: bool = False):
+  """Four bicubic taps around continuous pixel positions `pos`, clamped to [0, size - 1].
+
+  With `renormalize`, taps outside [0, size - 1] get weight 0 and the rest are divided by their sum (Pillow's
+  border rule, which `resize` follows) instead of repeating the edge pixel.
+  """
   base = jnp.floor(pos)
   offsets = jnp.arange(-1, 3, dtype=pos.dtype)
   idx = base[..., None] + offsets
   weights = cubic(pos[..., None] - idx)
-  idx = jnp.clip(idx.astype(jnp.int32), 0, jnp.asarray(size, jnp.int32)[..., None] - 1)
+  limit = jnp.asarray(size, jnp.int32)[..., None] - 1
+  if renormalize:
+    inside = (idx >= 0) & (idx <= limit.astype(idx.dtype))
+    weights = jnp.where(inside, weights, 0.0)
+    weights = weights / jnp.sum(weights, axis=-1, keepdims=True)
+  idx = jnp.clip(idx.astype(jnp.int32), 0, limit)
   return idx, weights
 
 
-def sample_bicubic(image: jax.Array, xy: jax.Array, size=None) -> jax.Array:
+def sample_bicubic(image: jax.Array, xy: jax.Array, size=None, renormalize: bool = False) -> jax.Array:
   """Bicubic interpolation of one image at continuous points, edges clamped.
 
   Args:
     image: (h, w, C) array.
     xy: (..., 2) points (x, y) in [-1, 1] image coordinates (pixel centres at -1 + (2i + 1) / w).
     size: optional (h_valid, w_valid) when `image` is padded at the bottom/right; defaults to its shape.
+    renormalize: Pillow's border rule (taps outside the image dropped, weights renormalised) instead of
+      clamped edges: at the pixel centres of a larger output this equals `resize` upsampling everywhere,
+      borders included (`resize` antialiases when downsampling; these point samples never do).
 
   Returns:
     (..., C) interpolated values.
@@ -127,8 +148,8 @@ def sample_bicubic(image: jax.Array, xy: jax.Array, size=None) -> jax.Array:
   w = jnp.asarray(w, jnp.float32)
   px = (xy[..., 0] + 1.0) * 0.5 * w - 0.5
   py = (xy[..., 1] + 1.0) * 0.5 * h - 0.5
-  ix, wx = _taps(px, w)
-  iy, wy = _taps(py, h)
+  ix, wx = _taps(px, w, renormalize)
+  iy, wy = _taps(py, h, renormalize)
   flat = image.reshape(h_pad * w_pad, -1)
   vals = flat[iy[..., :, None] * w_pad + ix[..., None, :]]  # (..., 4, 4, C)
   return jnp.einsum("...i,...j,...ijc->...c", wy, wx, vals)

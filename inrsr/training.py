@@ -90,7 +90,7 @@ def load_training_frames(config: ml_collections.ConfigDict) -> tuple[list[np.nda
   names = [n for n, _ in items]
   frames = [im for _, im in items]
   if d.protocol == "internal":
-    frames = pipeline.internal_frames(frames, d.internal_scale)
+    frames = pipeline.internal_frames(frames, d.internal_scale, modcrop=bool(d.get("modcrop", False)))
   elif d.protocol != "fit":
     raise ValueError(f"data.protocol={d.protocol!r} must be 'fit', 'internal', 'patches' or 'clips' for training")
   return frames, sources.image_times(config, len(frames)), names
@@ -100,7 +100,7 @@ def example_spec(config: ml_collections.ConfigDict, frames) -> pipeline.ExampleS
   d = config.data
   scale_max = d.scale_max if d.scale_max else d.scale
   return pipeline.ExampleSpec(scale_min=float(d.scale), scale_max=float(scale_max), pixels=d.pixels_per_frame,
-                              crop=d.crop, augment=d.augment,
+                              crop=d.crop, modcrop=bool(d.get("modcrop", False)), augment=d.augment,
                               lr_pad=pipeline.lr_pad_shape(frames, float(d.scale), d.crop))
 
 

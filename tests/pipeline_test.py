@@ -76,13 +76,16 @@ def _pillow_bicubic(image, height, width):
                               .resize((width, height), PIL.Image.BICUBIC)) for k in range(image.shape[-1])], -1)
 
 
-def test_internal_frames_are_pillow_bicubic_of_the_mod_cropped_frame():
+def test_internal_frames_are_pillow_bicubic_of_the_whole_frame():
   photo = skimage.data.chelsea()[:97, :100].astype(np.float32) / 255.0
   flat = np.full((20, 31, 3), 0.25, np.float32)
   lr_photo, lr_flat = pipeline.internal_frames([photo, flat], 3.0)
-  # 97 x 100 at x3: the HR is mod-cropped to 96 x 99 (top-left), whose LR is 32 x 33.
+  # 97 x 100 at x3: the whole frame (no mod-crop, so the LR covers the frame at every scale) to 32 x 33.
   assert lr_photo.shape == (32, 33, 3) and lr_flat.shape == (6, 10, 3)
-  np.testing.assert_allclose(lr_photo, _pillow_bicubic(photo[:96, :99], 32, 33), rtol=0, atol=1e-5)
+  np.testing.assert_allclose(lr_photo, _pillow_bicubic(photo, 32, 33), rtol=0, atol=1e-5)
+  # The literal SR degradation stays available: the HR mod-cropped to 96 x 99 (top-left) first.
+  lr_crop, = pipeline.internal_frames([photo], 3.0, modcrop=True)
+  np.testing.assert_allclose(lr_crop, _pillow_bicubic(photo[:96, :99], 32, 33), rtol=0, atol=1e-5)
   np.testing.assert_allclose(lr_flat, 0.25, rtol=0, atol=1e-6)  # a constant image stays constant
   assert [f.shape[:2] for f in pipeline.internal_frames([photo], 2.5)] == [(38, 40)]  # floor(97/2.5), floor(100/2.5)
 

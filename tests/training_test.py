@@ -139,7 +139,7 @@ def test_unknown_config_field_and_config_name_are_clear_errors(tmp_path):
 def test_bad_scale_is_named_before_any_work(tmp_path, field, value, protocol):
   c = small_config()
   # A missing folder: an error about it (or a ZeroDivisionError) would mean images were being loaded first.
-  c.data.update(source="folder", root=str(tmp_path / "nowhere"), protocol=protocol)
+  c.data.update(source="folder", root=str(tmp_path / "nowhere"), protocol=protocol, scale=4.0, scale_max=0.0)
   c.data[field] = value
   with pytest.raises(ValueError, match=re.escape(f"data.{field}={value!r} must be a finite number >=")):
     training.train(c, tmp_path / "wd", progress=False)

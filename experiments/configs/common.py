@@ -8,7 +8,10 @@ def base() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.model = ml_collections.ConfigDict(dict(
       num_levels=12, features=2, log2_table_size=24, n_min=16, n_max=128, patch_size=5, code_dim=3, hidden=64,
-      weight_norm="none", top_down_attention=True, output_activation="none", kernel_impl="auto"))
+      weight_norm="none", top_down_attention=True, output_activation="none", kernel_impl="auto",
+      bicubic_residual=False,  # True: predict bicubic(LR) + the MLP's output (not in the papers).
+      code_resolution=0,  # > 0: min(code_resolution, N_l) lattice cells on the code axes (0: N_l, the papers').
+      texture_prefilter="none"))  # "gaussian": texture patches of the LR blurred to each level's rate.
   c.data = ml_collections.ConfigDict(dict(
       source="folder",  # "bundled", "folder", or a clip: "frames", "video", "bundled_clip".
       names=(),  # bundled photograph names.
@@ -22,6 +25,8 @@ def base() -> ml_collections.ConfigDict:
       internal_scale=4.0,  # internal protocol: the LR scale of the real data.
       scale=32.0,  # SR scale of training pairs (lower bound when scale_max is set).
       scale_max=0.0,  # > scale: sample scales uniformly in [scale, scale_max].
+      modcrop=False,  # evaluation's LR: False downsamples the whole frame (HR coordinates independent of the
+      # scale, as training makes its pairs); True mod-crops the HR first (runs from before the field).
       crop=0,  # HR random crop (0 = whole frames, which `fit` needs for absolute coordinates).
       augment=False,  # flips and transposes of crops.
       pixels_per_frame=4096,  # P.
@@ -40,6 +45,7 @@ def base() -> ml_collections.ConfigDict:
       noise=(),  # zero-shot denoising cells, e.g. (("gaussian", 30.0), ("poisson", 0.0)) (see video.add_noise).
       noise_scales=(4.0, 8.0),  # scales at which the noise cells are evaluated.
       temporal=False,  # clips: temporal-consistency error of frame-to-frame differences.
+      heldout_time="zero",  # t of frames never trained on: "zero" or "trained" (the trained t nearest 0).
       heldout=ml_collections.ConfigDict(dict(source="", names=(), root="", limit=0, start_frame=0, center_crop=0,
                                              hr_size=0)),
   ))

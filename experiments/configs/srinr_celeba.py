@@ -12,6 +12,7 @@ from experiments.configs import common
 
 def get_config(arg=None):
   c = common.base()
+  c.model.bicubic_residual = True  # off scale and off the fitted rows degrade to bicubic (issue 9, srinr_demo)
   c.data.update(source="folder", root="$INRSR_DATA_DIR/CelebA-HQ", hr_size=512, scale=32.0)
   c.eval.update(scales=(2.0, 2.5, 4.0, 8.0, 16.0, 32.0), metrics=("full", "benchmark"))
   return common.finish(c, arg, "srinr_celeba")[0]

@@ -12,6 +12,7 @@ from experiments.configs import common
 
 def get_config(arg=None):
   c = common.base()
+  c.model.bicubic_residual = True  # off scale and off the fitted rows degrade to bicubic (issue 9, srinr_demo)
   c.data.update(source="folder", root="$INRSR_DATA_DIR/DIV2K_valid_downscaled512", scale=32.0)
   c.eval.update(metrics=("div2k",))
   return common.finish(c, arg, "srinr_div2k")[0]

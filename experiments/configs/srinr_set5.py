@@ -11,6 +11,7 @@ from experiments.configs import common
 def benchmark_set(name: str, folder: str, batch_size: int, arg=None):
   """A classic SR test set at native size, x32, `fit`, metric `benchmark`."""
   c = common.base()
+  c.model.bicubic_residual = True  # off scale and off the fitted rows degrade to bicubic (issue 9, srinr_demo)
   c.data.update(source="folder", root=f"$INRSR_DATA_DIR/{folder}", scale=32.0, batch_size=batch_size)
   c.eval.update(metrics=("benchmark",))
   return common.finish(c, arg, name)[0]

@@ -2,9 +2,10 @@
 
 An element of the source is one HR frame with its time coordinate t (0 for images). Per element and step:
 optional random HR crop, optional flips / 90-degree rotations, a scale (fixed or uniform in a range), the SR
-degradation (mod-crop + antialiased bicubic, `inrsr.resize.downsample`), and P HR pixels drawn uniformly
-without replacement. LR frames of different sizes are padded at the bottom/right (edge values) to a common
-shape and carry their valid size, so whole images of different sizes can share a batch.
+degradation (antialiased bicubic, `inrsr.resize.downsample`, by default without the mod-crop so that an HR pixel
+has the same (x, y) at every scale), and P HR pixels drawn uniformly without replacement. LR frames of
+different sizes are padded at the bottom/right (edge values) to a common shape and carry their valid size, so
+whole images of different sizes can share a batch.
 
 Protocol `internal` trains on (LR downscaled again, LR) pairs: the source frames are first replaced by their LR
 at `internal_scale`, so no HR pixel is ever seen (DESIGN.md, Training protocols).
@@ -34,6 +35,9 @@ class ExampleSpec:
     augment: random horizontal/vertical flips and transposes (crops only; whole frames keep their
       coordinates, which the `fit` protocol needs).
     lr_pad: (h, w) every LR is padded to.
+    modcrop: crop the HR to the scale's multiple before downsampling (the SR literature's degradation, under
+      which the coordinates are normalised to a region that changes with the scale); False (the default)
+      downsamples the whole frame, so HR pixel (i, j) is at `coords.pixel_coords(i, j, H, W)` at every scale.
   """
 
   scale_min: float
@@ -42,6 +46,7 @@ class ExampleSpec:
   crop: int
   augment: bool
   lr_pad: tuple[int, int]
+  modcrop: bool = False
 
   def __post_init__(self):
     for name in ("scale_min", "scale_max"):
@@ -92,7 +97,7 @@ def make_example(frame: np.ndarray, t: float, spec: ExampleSpec, rng: np.random.
       if rng.random() < 0.5:
         hr = hr.transpose(1, 0, 2)
   scale = spec.scale_min if spec.scale_max == spec.scale_min else rng.uniform(spec.scale_min, spec.scale_max)
-  lr, hr = resize.downsample(np.ascontiguousarray(hr), scale)
+  lr, hr = resize.downsample(np.ascontiguousarray(hr), scale, modcrop=spec.modcrop)
   h_hr, w_hr = hr.shape[:2]
   if spec.pixels > h_hr * w_hr:
     raise ValueError(f"data.pixels_per_frame={spec.pixels} exceeds the {h_hr}x{w_hr} HR frame")
@@ -127,9 +132,13 @@ class FrameSource:
     return self.frames[index], self.times[index]
 
 
-def internal_frames(frames: Sequence[np.ndarray], scale: float) -> list[np.ndarray]:
-  """The `internal` protocol's training frames: each frame's LR at `scale` (no HR is kept)."""
-  return [resize.downsample(f, scale)[0] for f in frames]
+def internal_frames(frames: Sequence[np.ndarray], scale: float, modcrop: bool = False) -> list[np.ndarray]:
+  """The `internal` protocol's training frames: each frame's LR at `scale` (no HR is kept).
+
+  Without `modcrop` (the default) the LR covers the whole frame, as the LR that evaluation gives the model
+  (`evaluation.evaluate_images` with modcrop False) does.
+  """
+  return [resize.downsample(f, scale, modcrop=modcrop)[0] for f in frames]
 
 
 def training_dataset(frames: Sequence[np.ndarray], spec: ExampleSpec, *, batch_size: int, seed: int,

@@ -7,6 +7,13 @@ Choices DESIGN.md leaves open, made here (each a field of `SRINR`):
   * `output_activation`: "none" (the papers do not name one; outputs are clipped to [0, 1] only at
     inference) or "sigmoid".
   * The query's (x, y, t) are clipped to [-1, 1] before forming the STT code.
+  * `bicubic_residual` (not in the papers, off in their literal reading): the output is the bicubic
+    upsampling of the LR at the query point (`resize.sample_bicubic` with Pillow's border rule, equal to
+    `resize.resize` at HR pixel centres) plus the MLP's output, whose last layer starts at zero; a query whose
+    codes land on rows training never touched then degrades towards bicubic instead of towards noise.
+  * `code_resolution` (not in the papers, 0 in their literal reading): the lattice on the code axes has
+    min(code_resolution, N_l) cells instead of N_l, so the small shift of a code between LR inputs of other
+    scales stays in the same cell and reads the same rows.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from inrsr import encoding
+from inrsr import encoding, resize
 
 
 class SRINR(nn.Module):
@@ -37,6 +44,10 @@ class SRINR(nn.Module):
     top_down_attention: the papers' top-down attention; False concatenates the raw v_l.
     output_activation: "none" or "sigmoid".
     kernel_impl: implementation of `kernels.hashgrid.hashgrid_gather`.
+    bicubic_residual: predict bicubic(LR)(x, y) + MLP output (False: the MLP output alone, the papers').
+    code_resolution: cells of the lattice on the code axes, min(code_resolution, N_l) (0: N_l, the papers').
+    texture_prefilter: "none" (the papers') or "gaussian": each level's texture patch from the LR blurred to
+      that level's sampling rate (`encoding.level_prefilter`).
   """
 
   num_levels: int = 12
@@ -51,6 +62,9 @@ class SRINR(nn.Module):
   top_down_attention: bool = True
   output_activation: str = "none"
   kernel_impl: str = "auto"
+  bicubic_residual: bool = False
+  code_resolution: int = 0
+  texture_prefilter: str = "none"
 
   batch_keys: ClassVar[tuple[str, ...]] = ("lr", "coords", "lr_size")
 
@@ -78,11 +92,20 @@ class SRINR(nn.Module):
       raise ValueError(f"expected lr (B, h, w, C) and coords (B, Q, 3), got {lr.shape} and {coords.shape}")
     if self.output_activation not in ("none", "sigmoid"):
       raise ValueError(f"output_activation={self.output_activation!r} must be 'none' or 'sigmoid'")
+    if self.bicubic_residual and self.output_activation != "none":
+      raise ValueError(f"bicubic_residual=True needs output_activation='none', got {self.output_activation!r}")
     batch, queries = coords.shape[:2]
     coords = jnp.clip(coords.astype(jnp.float32), -1.0, 1.0)
     resolutions = self.resolutions
     codes = encoding.TextureEncoder(resolutions, self.patch_size, self.code_dim, self.hidden,
-                                    name="texture")(lr.astype(jnp.float32), coords[..., :2], lr_size)
+                                    self.texture_prefilter, name="texture")(
+                                        lr.astype(jnp.float32), coords[..., :2], lr_size)
+    if self.code_resolution < 0:
+      raise ValueError(f"code_resolution={self.code_resolution} must be >= 0 (0: the level's resolution)")
+    if self.code_resolution:
+      # u = (code' + 1) / 2 * N_l = (code + 1) / 2 * min(c, N_l): a lattice of min(c, N_l) cells on the code axes.
+      ratio = jnp.asarray([min(self.code_resolution, r) / r for r in resolutions], jnp.float32)[:, None]
+      codes = (codes + 1.0) * ratio - 1.0
     xyt = jnp.broadcast_to(coords[:, :, None, :], (batch, queries, self.num_levels, 3))
     points = jnp.concatenate([xyt, codes], axis=-1).reshape(batch * queries, self.num_levels, -1)
     v = encoding.HashEncoding(resolutions, self.log2_table_size, self.features, self.weight_norm,
@@ -97,15 +120,36 @@ class SRINR(nn.Module):
       v = jnp.stack(levels, axis=1)
     features = v.reshape(batch * queries, -1)
     hidden = nn.relu(nn.Dense(self.hidden, name="color_hidden")(features))
-    rgb = nn.Dense(lr.shape[-1], name="color_out")(hidden)
+    out_init = nn.initializers.zeros if self.bicubic_residual else nn.linear.default_kernel_init
+    rgb = nn.Dense(lr.shape[-1], kernel_init=out_init, name="color_out")(hidden)
     if self.output_activation == "sigmoid":
       rgb = jax.nn.sigmoid(rgb)
     rgb = rgb.reshape(batch, queries, -1)
+    if self.bicubic_residual:
+      rgb = rgb + bicubic_at(lr.astype(jnp.float32), coords[..., :2], lr_size)
     return rgb[0] if single else rgb
 
 
+def bicubic_at(lr: jax.Array, xy: jax.Array, lr_size=None) -> jax.Array:
+  """Bicubic upsampling of each LR frame at its query points, read from the LR alone (no HR-sized array).
+
+  Args:
+    lr: (B, h, w, C) LR frames (possibly padded at the bottom/right, see lr_size).
+    xy: (B, Q, 2) query (x, y) in [-1, 1].
+    lr_size: optional (B, 2) int valid (h, w) of each padded frame.
+
+  Returns:
+    (B, Q, C); at the pixel centres of an H x W output equal to `resize.resize(lr, H, W)` (H >= h, W >= w).
+  """
+  if lr_size is None:
+    return jax.vmap(lambda im, p: resize.sample_bicubic(im, p, renormalize=True))(lr, xy)
+  return jax.vmap(lambda im, p, s: resize.sample_bicubic(im, p, size=(s[0], s[1]), renormalize=True))(
+      lr, xy, lr_size)
+
+
 MODEL_FIELDS = ("num_levels", "features", "log2_table_size", "n_min", "n_max", "patch_size", "code_dim",
-                "hidden", "weight_norm", "top_down_attention", "output_activation", "kernel_impl")
+                "hidden", "weight_norm", "top_down_attention", "output_activation", "kernel_impl",
+                "bicubic_residual", "code_resolution", "texture_prefilter")
 
 
 def from_config(config: ml_collections.ConfigDict) -> SRINR:
