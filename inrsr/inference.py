@@ -206,7 +206,8 @@ def upscale_clip(model, params, frames) -> np.ndarray:
     (T, scale * h, scale * w, 3) float32 clipped to [0, 1].
   """
   if not is_clip_model(model):
-    raise ValueError(f"{type(model).__name__} is not a whole-clip model (batch_keys {getattr(model, 'batch_keys', None)})")
+    keys = getattr(model, "batch_keys", None)
+    raise ValueError(f"{type(model).__name__} is not a whole-clip model (batch_keys {keys}, expected ('lrs',))")
   shapes = {f.shape for f in frames}
   if len(shapes) != 1 or len(next(iter(shapes))) != 3 or next(iter(shapes))[2] != 3:
     raise ValueError(f"a clip needs T frames of one (h, w, 3) shape, got shapes {sorted(shapes)}")
