@@ -36,7 +36,7 @@ import numpy as np
 
 from inrsr import resize
 from inrsr.data import degradations
-from inrsr.data.pipeline import FrameSource
+from inrsr.data import pipeline
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,10 +155,5 @@ def clips_dataset(images: Sequence[np.ndarray], spec: ClipSpec, *, batch_size: i
   if small:
     raise ValueError(f"{len(small)} training images are smaller than the HR crop {spec.hr_size} "
                      f"(first: index {small[0]}, {images[small[0]].shape[:2]})")
-  ds = (grain.MapDataset.source(FrameSource(images)).seed(seed).shuffle().repeat()
-        .random_map(lambda ft, rng: make_clip_example(ft[0], spec, rng))
-        .batch(batch_size, drop_remainder=True))
-  it = ds.to_iter_dataset()
-  if num_workers > 0:
-    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
-  return it
+  return pipeline.batched_dataset(pipeline.FrameSource(images), lambda ft, rng: make_clip_example(ft[0], spec, rng),
+                                  batch_size=batch_size, seed=seed, num_workers=num_workers)

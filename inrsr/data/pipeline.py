@@ -141,6 +141,34 @@ def internal_frames(frames: Sequence[np.ndarray], scale: float, modcrop: bool = 
   return [resize.downsample(f, scale, modcrop=modcrop)[0] for f in frames]
 
 
+def batched_dataset(source: FrameSource, make, *, batch_size: int, seed: int,
+                    num_workers: int = 0) -> grain.IterDataset:
+  """Infinite, shuffled, batched Grain dataset of `make(item, rng)` over a source's items, deterministic for a seed.
+
+  The one pipeline every protocol shares (whole frames, patches, clips): seeded shuffle, repeat, a random map
+  per item, fixed-size batches, optional worker processes.
+
+  Args:
+    source: the items (`FrameSource`: (frame, t) pairs).
+    make: (item, numpy Generator) -> example dict.
+    batch_size: examples per batch.
+    seed: shuffling and sampling seed.
+    num_workers: Grain worker processes (0 = in-process).
+
+  Returns:
+    IterDataset of dicts with a leading batch axis; its iterator is checkpointable (`get_state` / `set_state`).
+  """
+  if batch_size <= 0:
+    raise ValueError(f"data.batch_size={batch_size} must be > 0")
+  ds = (grain.MapDataset.source(source).seed(seed).shuffle().repeat()
+        .random_map(make)
+        .batch(batch_size, drop_remainder=True))
+  it = ds.to_iter_dataset()
+  if num_workers > 0:
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+  return it
+
+
 def training_dataset(frames: Sequence[np.ndarray], spec: ExampleSpec, *, batch_size: int, seed: int,
                      times: Sequence[float] | None = None, num_workers: int = 0) -> grain.IterDataset:
   """Infinite, shuffled, batched Grain dataset of training examples, deterministic for a seed.
@@ -156,15 +184,8 @@ def training_dataset(frames: Sequence[np.ndarray], spec: ExampleSpec, *, batch_s
   Returns:
     IterDataset of dicts with leading batch axis B; its iterator is checkpointable (`get_state`).
   """
-  if batch_size <= 0:
-    raise ValueError(f"data.batch_size={batch_size} must be > 0")
-  ds = (grain.MapDataset.source(FrameSource(frames, times)).seed(seed).shuffle().repeat()
-        .random_map(lambda ft, rng: make_example(ft[0], ft[1], spec, rng))
-        .batch(batch_size, drop_remainder=True))
-  it = ds.to_iter_dataset()
-  if num_workers > 0:
-    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
-  return it
+  return batched_dataset(FrameSource(frames, times), lambda ft, rng: make_example(ft[0], ft[1], spec, rng),
+                         batch_size=batch_size, seed=seed, num_workers=num_workers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,10 +288,5 @@ def patches_dataset(images: Sequence[np.ndarray], spec: PatchSpec, *, batch_size
   if small:
     raise ValueError(f"{len(small)} training images are smaller than data.lr_size={spec.lr_size} "
                      f"(first: index {small[0]}, {images[small[0]].shape[:2]})")
-  ds = (grain.MapDataset.source(FrameSource(images)).seed(seed).shuffle().repeat()
-        .random_map(lambda ft, rng: make_patch_example(ft[0], spec, rng))
-        .batch(batch_size, drop_remainder=True))
-  it = ds.to_iter_dataset()
-  if num_workers > 0:
-    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
-  return it
+  return batched_dataset(FrameSource(images), lambda ft, rng: make_patch_example(ft[0], spec, rng),
+                         batch_size=batch_size, seed=seed, num_workers=num_workers)
