@@ -21,6 +21,27 @@ def time_fn(fn, *args, warmup: int = 2, reps: int = 5) -> float:
   return statistics.median(times)
 
 
+def alternating_times(runs: dict, reps: int) -> dict:
+  """Median wall time in seconds of each callable, timed round-robin (`reps` rounds over all of them).
+
+  Alternating spreads a change in the machine's load over every entry alike, so their ratios stay fair.
+
+  Args:
+    runs: {label: zero-argument callable returning host values (already warmed up)}.
+    reps: rounds.
+
+  Returns:
+    {label: median seconds}.
+  """
+  times = {label: [] for label in runs}
+  for _ in range(reps):
+    for label, fn in runs.items():
+      t = time.perf_counter()
+      fn()
+      times[label].append(time.perf_counter() - t)
+  return {label: statistics.median(ts) for label, ts in times.items()}
+
+
 def compiled_peak_bytes(jitted, *args) -> int | None:
   """Arguments + outputs + temporaries of the compiled executable (XLA's memory analysis), or None."""
   try:
@@ -159,16 +180,11 @@ def liif_inference_comparison(checkpoint: str, official: str | None, lr, scale: 
 
     runs["official"] = run_official
   outs = {k: fn() for k, fn in runs.items()}  # warm-up (and the outputs compared below)
-  times = {k: [] for k in runs}
-  for _ in range(reps):
-    for k, fn in runs.items():
-      t = time.perf_counter()
-      fn()
-      times[k].append(time.perf_counter() - t)
+  seconds = alternating_times(runs, reps)
   result = {"lr": f"{lr.shape[1]}x{lr.shape[0]}", "output": f"{w}x{h}", "scale": scale, "chunk": chunk,
             "device": device_description()}
   for k in runs:
-    result[f"{k}_pixels_per_s"] = h * w / statistics.median(times[k])
+    result[f"{k}_pixels_per_s"] = h * w / seconds[k]
   if official:
     result["ratio_inrsr_over_official"] = result["inrsr_pixels_per_s"] / result["official_pixels_per_s"]
     result["max_abs_diff"] = float(np.abs(outs["inrsr"] - outs["official"]).max())
@@ -287,13 +303,6 @@ def inference_throughput(model_configs: dict, lr, scale: float, *, chunk: int = 
     result["models"][label] = {"first_call_s": time.perf_counter() - t,
                                "parameters": int(sum(np.size(x) for x in jax.tree.leaves(params)))}
     runs[label] = run
-  times = {label: [] for label in runs}
-  for _ in range(reps):
-    for label, run in runs.items():
-      t = time.perf_counter()
-      run()
-      times[label].append(time.perf_counter() - t)
-  for label, ts in times.items():
-    seconds = statistics.median(ts)
+  for label, seconds in alternating_times(runs, reps).items():
     result["models"][label].update(seconds=seconds, pixels_per_s=height * width / seconds)
   return result
