@@ -397,6 +397,40 @@ def combine(maps: jax.Array, mu: jax.Array, omega: jax.Array, combiner: nn.Modul
   return combiner(prod.reshape(b, h, w, r * cn))
 
 
+def _setup_kernel_branch(module: nn.Module, base: int, channels: int) -> None:
+  """The submodules SPCNet and INRAlign share (called from their `setup`; names as the official code's).
+
+  Two U-Nets (atom choice and scale choice) on `base` channels, their 3x3 heads, the implicit kernel dictionary
+  and the 1x1 combiner over the R * N * `channels` filtered maps.
+  """
+  groups = module.max_kernel_size // 2 + 1
+  unet = dict(base=base, num_res=module.unet_num_res, num_heads=module.num_heads,
+              ffn_expansion=module.ffn_expansion)
+  module.unet_basis_select = UNet(**unet)
+  module.unet_scale_select = UNet(**unet)
+  module.scale_select = conv(groups, 3, in_features=base)
+  module.basis_select = conv(module.num_atoms, 3, in_features=base)
+  module.inr_conv = KernelDictionary(module.num_atoms, module.inr_hidden, module.max_kernel_size, module.w_min,
+                                     module.w_max)
+  module.sum = conv(channels, 1, in_features=groups * module.num_atoms * channels)
+
+
+def _kernel_branch(module: nn.Module, current, hidden, x, atoms) -> tuple[jax.Array, dict]:
+  """x plus its atom-filtered correction, the coefficients predicted from (current, hidden) by the U-Nets.
+
+  Returns:
+    (output, {"unet_basis_select", "unet_scale_select", "scale_select", "basis_select", "inr_conv", "sum"}).
+  """
+  ub = module.unet_basis_select(current, hidden)
+  us = module.unet_scale_select(current, hidden)
+  logits = module.scale_select(us)
+  omega = module.basis_select(ub)
+  maps = filter_with_atoms(x, atoms)
+  combined = combine(maps, jax.nn.softmax(logits, axis=-1), omega, module.sum)
+  return combined + x, {"unet_basis_select": ub, "unet_scale_select": us, "scale_select": logits,
+                        "basis_select": omega, "inr_conv": maps, "sum": combined}
+
+
 class SPCNet(nn.Module):
   """ISC: (frames (B, H, W, 3), atoms) -> (corrected frames I^, features (B, H, W, channels))."""
 
@@ -414,16 +448,8 @@ class SPCNet(nn.Module):
   in_channels: int = 3
 
   def setup(self):
-    groups = self.max_kernel_size // 2 + 1
     self.feat_ext = ResBlocksInputConv(self.channels, self.num_blocks)
-    unet = dict(base=self.unet_base, num_res=self.unet_num_res, num_heads=self.num_heads,
-                ffn_expansion=self.ffn_expansion)
-    self.unet_basis_select = UNet(**unet)
-    self.unet_scale_select = UNet(**unet)
-    self.scale_select = conv(groups, 3, in_features=self.unet_base)
-    self.basis_select = conv(self.num_atoms, 3, in_features=self.unet_base)
-    self.inr_conv = KernelDictionary(self.num_atoms, self.inr_hidden, self.max_kernel_size, self.w_min, self.w_max)
-    self.sum = conv(self.in_channels, 1, in_features=groups * self.num_atoms * self.in_channels)
+    _setup_kernel_branch(self, self.unet_base, self.in_channels)
 
   def dictionary(self):
     return self.inr_conv()
@@ -432,15 +458,8 @@ class SPCNet(nn.Module):
     if atoms is None:
       atoms = self.inr_conv()
     feat = self.feat_ext(x)
-    ub = self.unet_basis_select(feat, feat)
-    us = self.unet_scale_select(feat, feat)
-    logits = self.scale_select(us)
-    omega = self.basis_select(ub)
-    maps = filter_with_atoms(x, atoms)
-    combined = combine(maps, jax.nn.softmax(logits, axis=-1), omega, self.sum)
-    out = combined + x
-    for k, v in (("feat_ext", feat), ("unet_basis_select", ub), ("unet_scale_select", us), ("scale_select", logits),
-                 ("basis_select", omega), ("inr_conv", maps), ("sum", combined), ("out", out)):
+    out, hooks = _kernel_branch(self, feat, feat, x, atoms)
+    for k, v in {"feat_ext": feat, **hooks, "out": out}.items():
       self.sow("intermediates", f"hook_{k}", v)
     return out, feat
 
@@ -461,17 +480,9 @@ class INRAlign(nn.Module):
   w_max: float = 16.0
 
   def setup(self):
-    groups = self.max_kernel_size // 2 + 1
     self.fusion1 = ResBlocksInputConv(self.base, self.num_blocks)
     self.fusion2 = ResBlocksInputConv(self.base, self.num_blocks)
-    unet = dict(base=self.base, num_res=self.unet_num_res, num_heads=self.num_heads,
-                ffn_expansion=self.ffn_expansion)
-    self.unet_basis_select = UNet(**unet)
-    self.unet_scale_select = UNet(**unet)
-    self.scale_select = conv(groups, 3, in_features=self.base)
-    self.basis_select = conv(self.num_atoms, 3, in_features=self.base)
-    self.inr_conv = KernelDictionary(self.num_atoms, self.inr_hidden, self.max_kernel_size, self.w_min, self.w_max)
-    self.sum = conv(self.channels, 1, in_features=groups * self.num_atoms * self.channels)
+    _setup_kernel_branch(self, self.base, self.channels)
 
   def dictionary(self):
     return self.inr_conv()
@@ -483,16 +494,11 @@ class INRAlign(nn.Module):
     x_w = spynet_lib.flow_warp(feat_prev, flow, padding_mode="zeros")
     hid = self.fusion1(x_w)
     cur = self.fusion2(lr_feat)
-    ub = self.unet_basis_select(cur, hid)
-    us = self.unet_scale_select(cur, hid)
-    logits = self.scale_select(us)
-    omega = self.basis_select(ub)
-    maps = filter_with_atoms(x_w, atoms)
-    out = combine(maps, jax.nn.softmax(logits, axis=-1), omega, self.sum) + x_w
+    out, hooks = _kernel_branch(self, cur, hid, x_w, atoms)
     if not return_hooks:
       return out
-    return out, {"warped": x_w, "fusion1": hid, "fusion2": cur, "unet_basis_select": ub, "unet_scale_select": us,
-                 "scale_select": logits, "basis_select": omega, "out": out}
+    hooks = {k: v for k, v in hooks.items() if k not in ("inr_conv", "sum")}  # not kept through the scan
+    return out, {"warped": x_w, "fusion1": hid, "fusion2": cur, **hooks, "out": out}
 
 
 class KCANet(nn.Module):
