@@ -149,8 +149,6 @@ def clips_dataset(images: Sequence[np.ndarray], spec: ClipSpec, *, batch_size: i
     IterDataset of dicts lrs (B, T, h, h, 3), rgb (B, T, P, P, 3), lrs_clean (B, T, h, h, 3); its iterator
     is checkpointable (`get_state` / `set_state`).
   """
-  if batch_size <= 0:
-    raise ValueError(f"data.batch_size={batch_size} must be > 0")
   small = [i for i, im in enumerate(images) if not fits(im, spec)]
   if small:
     raise ValueError(f"{len(small)} training images are smaller than the HR crop {spec.hr_size} "

@@ -282,8 +282,6 @@ def patches_dataset(images: Sequence[np.ndarray], spec: PatchSpec, *, batch_size
   Returns:
     IterDataset of dicts with a leading batch axis; its iterator is checkpointable.
   """
-  if batch_size <= 0:
-    raise ValueError(f"data.batch_size={batch_size} must be > 0")
   small = [i for i, im in enumerate(images) if min(im.shape[:2]) < spec.lr_size]
   if small:
     raise ValueError(f"{len(small)} training images are smaller than data.lr_size={spec.lr_size} "
