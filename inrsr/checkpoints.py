@@ -139,8 +139,12 @@ def checkpoint_manager(workdir, keep: int | None = None) -> ocp.CheckpointManage
   return ocp.CheckpointManager(pathlib.Path(workdir).absolute() / CHECKPOINT_DIR, options=options)
 
 
-def _restore_newest(manager: ocp.CheckpointManager, make_args):
+def _restore_newest(manager: ocp.CheckpointManager, make_args, only_step: int | None = None):
   steps = sorted(manager.all_steps(), reverse=True)
+  if only_step is not None:
+    if only_step not in steps:
+      raise ValueError(f"{manager.directory} has no checkpoint of step {only_step} (it has {sorted(steps)})")
+    steps = [only_step]
   errors = []
   for step in steps:
     try:
@@ -198,20 +202,21 @@ def abstract_params(model):
   return jax.eval_shape(lambda: model.init(jax.random.key(0), *models.example_inputs(model))["params"])
 
 
-def restore_model(workdir):
-  """The model of a run, its newest parameters, the run's config and the checkpoint step.
+def restore_model(workdir, step: int | None = None):
+  """The model of a run, its newest parameters (or those of `step`), the run's config and the checkpoint step.
 
   Only the `params` subtree of the saved state is read (no optimizer is built), so converted checkpoints and
   training runs restore alike.
 
   Args:
     workdir: a training run's or converted checkpoint's folder.
+    step: the checkpoint to read (None: the newest readable one).
 
   Returns:
     (model, params, config, step).
 
   Raises:
-    ValueError: the folder has no config or no checkpoint.
+    ValueError: the folder has no config or no checkpoint (of `step`).
   """
   config = load_config(workdir)
   model = models.from_config(config.model)
@@ -221,7 +226,8 @@ def restore_model(workdir):
   try:
     restored, step = _restore_newest(manager, lambda: ocp.args.Composite(
         state=ocp.args.PyTreeRestore(item=target, partial_restore=True,
-                                     restore_args=jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=sharding), target))))
+                                     restore_args=jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=sharding), target))),
+        only_step=step)
   finally:
     manager.close()
   if restored is None:

@@ -14,6 +14,14 @@ Model hooks (generic, found on the model or its module): a model module's `init_
 parameters instead of `model.init` (`models.init_params`); a model with a `training_loss(outputs, batch)` method
 trains on it (`train.loss="model"`), which returns (loss, the prediction the batch PSNR is computed on).
 Protocol `clips` (BVSR-IK) trains on pseudo-videos cut from images (`inrsr.data.clips`).
+A batch that carries `stage_scales` (CLIT's per-batch stage factors) passes them to the model as a static
+`scales=` (one compiled step per distinct set). `train.init_from` starts a new run from another run's newest
+parameters where paths and shapes match (`params_from`, the official CLIT `pre_train`).
+
+Several processes (`inrsr.distributed`): every process runs `train` with the same config and workdir, reads
+B / N examples of each global batch of B (`pipeline.batched_dataset`), and the global batch is assembled with
+`jax.make_array_from_process_local_data`; Orbax writes one checkpoint (plus each process's iterator state),
+process 0 alone writes config.json and metrics; a time budget stops every process at process 0's step.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from absl import logging
+from flax import traverse_util
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -154,11 +163,14 @@ def abstract_state(model, tx, sharding=None):
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
 
-def make_train_step(model, tx, loss_name: str, mesh):
-  """The jitted, sharded train step: (state, batch) -> (state, metrics).
+def make_train_step(model, tx, loss_name: str, mesh, state_sharding=None):
+  """The jitted, sharded train step: (state, batch[, scales]) -> (state, metrics).
 
   `loss_name` "model" uses the model's `training_loss(outputs, batch)` -> (loss, prediction for the PSNR);
-  any other name is a loss of `inrsr.losses` applied to (model output, batch["rgb"]).
+  any other name is a loss of `inrsr.losses` applied to (model output, batch["rgb"]). `scales` (static, a
+  tuple of floats or None) is passed to the model as `scales=` (CLIT's per-batch stage factors, see
+  `stage_scales`): one compiled step per distinct tuple. `state_sharding` (a pytree of shardings or one
+  sharding) places the state; None replicates it.
   """
   own_loss = getattr(model, "training_loss", None)
   if loss_name == "model":
@@ -172,10 +184,13 @@ def make_train_step(model, tx, loss_name: str, mesh):
     loss_fn = losses.get_loss(loss_name)
   replicated = NamedSharding(mesh, P())
   batched = NamedSharding(mesh, P("data"))
+  state_sharding = replicated if state_sharding is None else state_sharding
 
-  def step(state, batch):
+  def step(state, batch, scales=None):
+    kwargs = {} if scales is None else {"scales": scales}
+
     def objective(params):
-      out = model.apply({"params": params}, *(batch[k] for k in model.batch_keys))
+      out = model.apply({"params": params}, *(batch[k] for k in model.batch_keys), **kwargs)
       if loss_name == "model":
         return own_loss(out, batch)
       return loss_fn(out, batch["rgb"]), out
@@ -188,8 +203,64 @@ def make_train_step(model, tx, loss_name: str, mesh):
                "update_norm": optax.tree.norm(updates)}
     return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
 
-  return jax.jit(step, in_shardings=(replicated, batched), out_shardings=(replicated, replicated),
-                 donate_argnums=(0,))
+  return jax.jit(step, in_shardings=(state_sharding, batched), out_shardings=(state_sharding, replicated),
+                 static_argnums=(2,), donate_argnums=(0,))
+
+
+def stage_scales(batch: dict) -> tuple[float, ...] | None:
+  """Pop a batch's per-batch stage factors (`stage_scales`, (B, n) with equal rows, or (n,)) as a static tuple.
+
+  Args:
+    batch: a host batch; its `stage_scales` entry, if any, is removed.
+
+  Returns:
+    The factors as Python floats, or None when the batch has none.
+
+  Raises:
+    ValueError: the rows differ (one scale set per batch is what a compiled step can take).
+  """
+  value = batch.pop("stage_scales", None)
+  if value is None:
+    return None
+  value = np.asarray(value, np.float32)
+  rows = value.reshape(-1, value.shape[-1])
+  if not (rows == rows[:1]).all():
+    raise ValueError(f"batch['stage_scales'] rows differ ({rows[:4].tolist()} ...): a batch takes one scale set")
+  return tuple(float(v) for v in rows[0])
+
+
+def params_from(workdir, params) -> tuple[dict, list[str], list[str]]:
+  """`params` with every leaf that another run's newest checkpoint holds at the same path and shape replaced.
+
+  The official CLIT `pre_train`: a stage starts from the previous stage's parameters where they exist, its new
+  modules keep their initialisation.
+
+  Args:
+    workdir: the other run's folder (`train.init_from`).
+    params: the new model's initial parameters.
+
+  Returns:
+    (params, the paths taken from `workdir`, the paths kept).
+
+  Raises:
+    ValueError: `workdir` has no checkpoint, or no parameter of it fits.
+  """
+  try:
+    _, source, _, step = checkpoints.restore_model(workdir)
+  except ValueError as e:
+    raise ValueError(f"train.init_from={os.fspath(workdir)!r} must be a run folder with a checkpoint: {e}") from e
+  flat_src = traverse_util.flatten_dict(dict(source), sep="/")
+  flat = traverse_util.flatten_dict(dict(params), sep="/")
+  taken = [k for k, v in flat.items() if k in flat_src and flat_src[k].shape == v.shape and
+           flat_src[k].dtype == v.dtype]
+  if not taken:
+    raise ValueError(f"train.init_from={os.fspath(workdir)!r} (step {step}) holds no parameter of this model's "
+                     f"paths and shapes (first paths: {sorted(flat)[:3]})")
+  flat.update({k: jnp.asarray(flat_src[k]) for k in taken})
+  kept = sorted(set(flat) - set(taken))
+  logging.info("train.init_from=%s (step %d): %d parameters taken, %d new (%s)", workdir, step, len(taken),
+               len(kept), ", ".join(kept[:6]))
+  return traverse_util.unflatten_dict(flat, sep="/"), taken, kept
 
 
 def _logged_step(line: str) -> int | None:
@@ -298,13 +369,26 @@ def training_data(config: ml_collections.ConfigDict):
   return dataset, steps, per_epoch, d.batch_size * d.pixels_per_frame
 
 
+def _agree(flag: bool) -> bool:
+  """Process 0's value of `flag` on every process (a run of N processes must stop at the same step)."""
+  if jax.process_count() == 1:
+    return flag
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
+
+
 def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True) -> dict:
   """Train the model `config.model.name` names as `config` says, resuming from `workdir` if it holds checkpoints.
+
+  In a run of several processes (`inrsr.distributed.initialize` first) every process calls this with the same
+  config and workdir: each reads its share of every global batch (`pipeline.batched_dataset`), the batch is
+  assembled over the processes' devices, Orbax writes one checkpoint (each process its data iterator's
+  state), and only process 0 writes config.json, metrics and the progress bar.
 
   Args:
     config: a training config (see experiments/configs).
     workdir: output folder (checkpoints, metrics.jsonl, config.json).
-    progress: show a tqdm progress bar.
+    progress: show a tqdm progress bar (process 0).
 
   Returns:
     The final train state (a dict of device arrays).
@@ -312,12 +396,13 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
   validate_config(config)
   workdir = pathlib.Path(workdir)
   checkpoints.check_resume(workdir, config)  # A changed model is named before anything is loaded.
+  lead = jax.process_index() == 0
   workdir.mkdir(parents=True, exist_ok=True)
-  dataset, steps, per_epoch, pixels_per_step = training_data(config)  # Fails at once on a missing folder.
   mesh = make_mesh()
   if config.data.batch_size % jax.device_count():
     raise ValueError(f"data.batch_size={config.data.batch_size} must be a multiple of the "
                      f"{jax.device_count()} devices")
+  dataset, steps, per_epoch, pixels_per_step = training_data(config)  # Fails at once on a missing folder.
   iterator = iter(dataset)
   model = models.from_config(config.model)
   tx = make_optimizer(config, per_epoch, steps)
@@ -325,17 +410,22 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
   manager = checkpoints.checkpoint_manager(workdir, config.train.keep_checkpoints)
   state, start = checkpoints.restore_latest(manager, abstract_state(model, tx, replicated), iterator)
   if state is None:
-    state = jax.device_put(init_state(model, tx, config.train.seed), replicated)
+    params = models.init_params(model, jax.random.key(config.train.seed))
+    if config.train.get("init_from", ""):
+      params, _, _ = params_from(config.train.init_from, params)
+    state = jax.device_put(_state(params, tx), replicated)
     start = 0
-    logging.info("new run in %s: %d steps (%d per epoch)", workdir, steps, per_epoch)
+    logging.info("new run in %s: %d steps (%d per epoch), %d process(es), %d devices", workdir, steps, per_epoch,
+                 jax.process_count(), jax.device_count())
   else:
     logging.info("resumed from step %d in %s", start, workdir)
-  checkpoints.save_config(config, workdir)
-  writer = MetricWriter(workdir, start)
+  if lead:
+    checkpoints.save_config(config, workdir)
+  writer = MetricWriter(workdir, start) if lead else None
   train_step = make_train_step(model, tx, config.train.loss, mesh)
   batch_sharding = NamedSharding(mesh, P("data"))
   bar = None
-  if progress:
+  if progress and lead:
     import tqdm  # pylint: disable=g-import-not-at-top
     bar = tqdm.tqdm(total=steps, initial=start, desc="train", dynamic_ncols=True)
   last_saved = start
@@ -345,9 +435,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
   try:
     for step in range(start + 1, steps + 1):
       batch = next(iterator)
+      scales = stage_scales(batch)
       batch = {k: jax.make_array_from_process_local_data(batch_sharding, v) for k, v in batch.items()
                if k != "scale"}
-      state, metrics = train_step(state, batch)
+      state, metrics = train_step(state, batch, scales)
       loss, gnorm, unorm = (float(metrics[k]) for k in ("loss", "grad_norm", "update_norm"))
       if not all(math.isfinite(v) for v in (loss, gnorm, unorm)):
         raise NonFiniteLossError(f"loss={loss} grad_norm={gnorm} update_norm={unorm} at step {step}: stopped. "
@@ -358,12 +449,13 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
         elapsed = time.perf_counter() - tic
         record = {"loss": loss, "psnr": float(metrics["psnr"]), "grad_norm": gnorm,
                   "pixels_per_s": pixels_per_step * (step - tic_step) / max(elapsed, 1e-9)}
-        writer.write(step, record)
+        if writer is not None:
+          writer.write(step, record)
         if bar is not None:
           bar.set_postfix(loss=f"{loss:.4g}", px_s=f"{record['pixels_per_s']:.3g}")
         logging.log_every_n_seconds(logging.INFO, "step %d %s", 30, step, record)
         tic, tic_step = time.perf_counter(), step
-      out_of_time = time.perf_counter() > deadline
+      out_of_time = budget > 0 and _agree(time.perf_counter() > deadline)
       if step % config.train.checkpoint_every == 0 or step == steps or out_of_time:
         manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                    data=grain.checkpoint.CheckpointSave(iterator)))
@@ -376,6 +468,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
   finally:
     if bar is not None:
       bar.close()
-    writer.close()
+    if writer is not None:
+      writer.close()
     manager.close()
   return state

@@ -204,3 +204,39 @@ def test_orbax_info_logging_is_quiet_unless_asked(tmp_path, caplog):
                       "print(c._QUIET_ORBAX in logging.get_absl_logger().filters)"], cwd=REPO, env=env,
                      capture_output=True, text=True, check=True)
   assert r.stdout.strip() == "False"
+
+
+def test_init_from_takes_matching_parameters_and_keeps_new_ones(tmp_path):
+  source = tmp_path / "source"
+  training.train(small_config(steps=4), source, progress=False)
+  trained, _ = _params(source)
+  # Learning rate 0: the new run's parameters are exactly where train.init_from put them.
+  follow = small_config(steps=1, learning_rate=0.0, init_from=str(source))
+  training.train(follow, tmp_path / "follow", progress=False)
+  got, _ = _params(tmp_path / "follow")
+  jax.tree.map(np.testing.assert_array_equal, got, trained)
+  # A wider MLP: the tables (same shape) come from the run, the MLP layers (other shapes) keep their init.
+  wider = small_config()
+  wider.model.hidden = 2 * wider.model.hidden
+  model = models.from_config(wider.model)
+  fresh = models.init_params(model, jax.random.key(0))
+  merged, taken, kept = training.params_from(source, fresh)
+  flat = {"/".join(k.key for k in path): v for path, v in jax.tree_util.tree_leaves_with_path(merged)}
+  flat_trained = {"/".join(k.key for k in path): v for path, v in jax.tree_util.tree_leaves_with_path(trained)}
+  flat_fresh = {"/".join(k.key for k in path): v for path, v in jax.tree_util.tree_leaves_with_path(fresh)}
+  assert taken and kept and set(taken) | set(kept) == set(flat)
+  for k in taken:
+    np.testing.assert_array_equal(flat[k], flat_trained[k])
+  for k in kept:
+    np.testing.assert_array_equal(flat[k], flat_fresh[k])
+  assert any("tables" in k for k in taken) and not any("tables" in k for k in kept)
+  with pytest.raises(ValueError, match="train.init_from=.* must be a run folder with a checkpoint"):
+    training.params_from(tmp_path / "follow" / "nothing_here", fresh)
+
+
+def test_stage_scales_is_one_static_tuple_per_batch():
+  batch = {"lr": np.zeros((2, 3)), "stage_scales": np.array([[4.0, 1.5], [4.0, 1.5]], np.float32)}
+  assert training.stage_scales(batch) == (4.0, 1.5) and "stage_scales" not in batch
+  assert training.stage_scales({"lr": 0}) is None
+  with pytest.raises(ValueError, match="rows differ"):
+    training.stage_scales({"stage_scales": np.array([[4.0, 1.5], [2.0, 1.5]], np.float32)})

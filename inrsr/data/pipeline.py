@@ -141,29 +141,43 @@ def internal_frames(frames: Sequence[np.ndarray], scale: float, modcrop: bool = 
   return [resize.downsample(f, scale, modcrop=modcrop)[0] for f in frames]
 
 
-def batched_dataset(source: FrameSource, make, *, batch_size: int, seed: int,
-                    num_workers: int = 0) -> grain.IterDataset:
+def process_shard() -> tuple[int, int]:
+  """(this process's index, the number of processes) of the JAX runtime: (0, 1) in a single-process run."""
+  import jax  # pylint: disable=g-import-not-at-top
+
+  return jax.process_index(), jax.process_count()
+
+
+def batched_dataset(source: FrameSource, make, *, batch_size: int, seed: int, num_workers: int = 0,
+                    shard: tuple[int, int] | None = None) -> grain.IterDataset:
   """Infinite, shuffled, batched Grain dataset of `make(item, rng)` over a source's items, deterministic for a seed.
 
   The one pipeline every protocol shares (whole frames, patches, clips): seeded shuffle, repeat, a random map
-  per item, fixed-size batches, optional worker processes.
+  per item, fixed-size batches, optional worker processes. In a run of N processes each reads only its share
+  of the examples: global batch k is the examples k B .. (k + 1) B - 1 of the single-process stream, and
+  process p gets those whose index is p modulo N (a strided slice after the random map, so every example keeps
+  the random numbers it has in a single-process run), B / N of them per step.
 
   Args:
     source: the items (`FrameSource`: (frame, t) pairs).
     make: (item, numpy Generator) -> example dict.
-    batch_size: examples per batch.
+    batch_size: examples per global batch (over all processes).
     seed: shuffling and sampling seed.
     num_workers: Grain worker processes (0 = in-process).
+    shard: (process index, process count); None reads them from the JAX runtime (`process_shard`).
 
   Returns:
-    IterDataset of dicts with a leading batch axis; its iterator is checkpointable (`get_state` / `set_state`).
+    IterDataset of dicts with a leading batch axis of batch_size / process count; its iterator is
+    checkpointable (`get_state` / `set_state`).
   """
-  if batch_size <= 0:
-    raise ValueError(f"data.batch_size={batch_size} must be > 0")
+  index, count = process_shard() if shard is None else shard
+  if batch_size <= 0 or batch_size % count:
+    raise ValueError(f"data.batch_size={batch_size} must be > 0 and a multiple of the {count} processes")
   ds = (grain.MapDataset.source(source).seed(seed).shuffle().repeat()
-        .random_map(make)
-        .batch(batch_size, drop_remainder=True))
-  it = ds.to_iter_dataset()
+        .random_map(make))
+  if count > 1:
+    ds = ds[index::count]
+  it = ds.batch(batch_size // count, drop_remainder=True).to_iter_dataset()
   if num_workers > 0:
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
   return it
