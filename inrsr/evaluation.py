@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from inrsr import checkpoints, inference, metrics, models, resize
+from inrsr import blind_evaluation, checkpoints, inference, metrics, models, resize
 from inrsr.data import sources, video
 
 RESULTS_JSON = "results.json"
@@ -211,19 +211,33 @@ def plot_psnr(results: dict, path) -> None:
   plt.close(fig)
 
 
-def evaluate_run(workdir, *, scales=None, progress: bool = True) -> dict:
+def evaluate_run(workdir, *, scales=None, progress: bool = True, compare=()) -> dict:
   """Evaluate the latest checkpoint of a run; writes results.json, results.md and psnr_vs_scale.png.
+
+  A whole-clip model (BVSR-IK) is evaluated by the blind protocol instead (`inrsr.blind_evaluation`: clips
+  degraded by its test recipe, next to bicubic and the `compare` runs; results.json and results.md, no plot).
 
   Args:
     workdir: the training run's folder.
     scales: scales to evaluate (default: the config's eval.scales).
     progress: progress bars.
+    compare: with a whole-clip model, folders of frame-model runs scored on the same degraded input.
 
   Returns:
     The results dict written to results.json.
   """
   workdir = pathlib.Path(workdir)
   model, params, config, step = checkpoints.restore_model(workdir)
+  if inference.is_clip_model(model):
+    if scales:
+      raise ValueError(f"--scales={list(scales)}: a whole-clip model upscales only at its scale x{model.scale}")
+    results = blind_evaluation.evaluate_clip_run(workdir, model, params, config, step, compare=compare)
+    (workdir / RESULTS_JSON).write_text(json.dumps(results, indent=1))
+    (workdir / RESULTS_MD).write_text(blind_evaluation.markdown_table(results))
+    return results
+  if compare:
+    raise ValueError(f"--compare is for whole-clip models (BVSR-IK); {workdir} holds a "
+                     f"{config.model.get('name', 'srinr')} model")
   scales = tuple(float(s) for s in (scales or config.eval.scales))
   sets = evaluation_sets(config)
   results = {"model": config.model.get("name", "srinr"), "step": step, "scales": list(scales), "metrics": list(config.eval.metrics),

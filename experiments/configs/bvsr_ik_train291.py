@@ -1,6 +1,7 @@
 """BVSR-IK (blind video x4 SR) trained on pseudo-videos cut from train291, within 2 hours on 2 CPU cores.
 
   python -m experiments.train --config=bvsr_ik_train291 --workdir=workdirs/bvsr291
+  python -m experiments.evaluate --workdir=workdirs/bvsr291 [--compare=workdirs/liif291]
 Quick check: --config=bvsr_ik_train291:small (a tiny model, 8 steps; compiling its train step takes 3 minutes on
 2 busy CPU cores, the full-size config's 15+ minutes, this one's several)
 
@@ -19,6 +20,10 @@ crops of 32 x 32, batch 2, a cosine-decayed Adam 4e-4 over 2000 steps (`train.bu
 stops it earlier on a busy CPU; run again to go on); SpyNet has 4 pyramid levels (the LR is 32 px; 6 would reach
 1 px).
 
+Evaluation (`inrsr/blind_evaluation.py`, `eval.blind`): Vid4 (the four clips, all frames) blurred by the test
+recipe (sigma 1.2, 9x9, LR rounded to uint8), frame t restored from the 5-frame window centred on it, Y PSNR/SSIM
+with a 4-pixel border over the 16 centre frames of each clip pooled, next to bicubic and any --compare runs.
+
 Optical flow: the pretrained SpyNet weights (BasicSR's `spynet_sintel_final-3d2a1287.pth`) cannot be fetched
 here, so SpyNet is trained jointly with the rest from its random (PyTorch default) init (`model.flow="spynet"`,
 `model.stop_flow_gradient=False`). Why: it keeps the official architecture and alignment path (the released
@@ -32,6 +37,7 @@ initial parameters for the official behaviour.
 import ml_collections
 
 from experiments.configs import common
+from inrsr import blind_evaluation
 
 # bvsr_ik.md section 6, "mini" column (dim 32, SPC 8/2, SRT base 8, TRT 16 / 2 blocks, 3 propagation and 2 fusion
 # blocks, INR width 64, N = 4 atoms, R = 4: null + 3, 5, 7).
@@ -55,9 +61,11 @@ def get_config(arg=None):
   c.data.repeat = 1
   c.train.update(steps=2000, epochs=0, learning_rate=4e-4, schedule="cosine", decay_epochs=0, loss="model",
                  log_every=10, checkpoint_every=100, budget_s=110 * 60.0)
+  c.eval.blind = ml_collections.ConfigDict(dict(blind_evaluation.DEFAULTS))
   flags, _ = common.parse_arg(arg, "bvsr_ik_train291", flags=("small",))
   if "small" in flags:
     c.model.update(SMALL_MODEL)
     c.data.update(batch_size=1, limit=4, lr_size=8, frames=3)
     c.train.update(steps=8, log_every=1, checkpoint_every=4, budget_s=0.0, learning_rate=1e-3)
+    c.eval.blind.update(clips=("calendar", "walk"), frames=6, crop=64)
   return c

@@ -1,0 +1,114 @@
+"""Blind video evaluation: BVSR-IK's scoring formula, centre-of-window frames, degraded Vid4, the evaluate CLI path."""
+
+import json
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from experiments.configs import bvsr_ik_train291, liif_train291
+from inrsr import blind_evaluation, checkpoints, evaluation, models, resize
+from inrsr.data import degradations, sources
+
+VID4 = sources.data_root() / "Vid4" / "GT"
+needs_vid4 = pytest.mark.skipif(not VID4.exists(), reason=f"Vid4 frames not found at {VID4} (set INRSR_DATA_DIR)")
+
+
+def _official_y_psnr(pred, gt, border):
+  """BVSR-IK's utils.py: uint8 images, Y = 16 + 24.966 B + 128.553 G + 65.481 R (B, G, R in [0, 1]), crop, 255."""
+  def y(im):
+    im = np.round(np.clip(im, 0, 1) * 255.0).astype(np.uint8).astype(np.float64) / 255.0
+    return 16.0 + 24.966 * im[..., 2] + 128.553 * im[..., 1] + 65.481 * im[..., 0]
+  d = (y(pred) - y(gt))[border:-border, border:-border]
+  return 10.0 * np.log10(255.0 ** 2 / np.mean(d ** 2))
+
+
+def test_score_is_the_official_y_psnr_on_uint8_frames():
+  rng = np.random.default_rng(0)
+  hr = rng.random((3, 20, 24, 3)).astype(np.float32)
+  outputs = {t: np.clip(hr[t] + rng.normal(0, 0.05, hr[t].shape), -0.1, 1.1) for t in (1, 2)}
+  s = blind_evaluation.score(outputs, hr, border=4)
+  assert s["frames"] == [1, 2]
+  for t, got in zip(s["frames"], s["psnr"]):
+    # inrsr's Y uses 65.738 / 256 ... (= 65.481 / 255 ... to 2e-6): equal to the code's formula within 1e-6.
+    np.testing.assert_allclose(got, _official_y_psnr(outputs[t], hr[t], 4), rtol=1e-6)
+  assert all(0 < v < 1 for v in s["ssim"])
+
+
+def test_each_frame_is_the_centre_of_its_window():
+  lr = np.arange(9, dtype=np.float32)[:, None, None, None] * np.ones((9, 2, 3, 3), np.float32)
+  # A restorer that tags window position i by multiplying by (i + 1) and upsamples x2 by repetition.
+  seen = []
+
+  def restore(window):
+    seen.append(window[:, 0, 0, 0].tolist())
+    up = np.repeat(np.repeat(window, 2, 1), 2, 2)
+    return up * (np.arange(len(window)) + 1)[:, None, None, None]
+
+  out = blind_evaluation.centre_outputs(restore, lr, window=5)
+  assert sorted(out) == [2, 3, 4, 5, 6]  # the first and last 2 frames have no full window
+  assert seen == [[t - 2, t - 1, t, t + 1, t + 2] for t in range(2, 7)]
+  for t, frame in out.items():
+    assert frame.shape == (4, 6, 3) and np.all(frame == 3 * t)  # centre (position 2, tag 3) of window t
+  with pytest.raises(ValueError, match="no full window"):
+    blind_evaluation.scored_frames(4, 5)
+
+
+def test_settings_fill_defaults_and_name_bad_fields():
+  c = ml_collections.ConfigDict({"eval": {"blind": {"clips": ("walk",), "frames": 6}}})
+  s = blind_evaluation.settings(c)
+  assert s.clips == ("walk",) and s.frames == 6 and s.recipe == "gaussian_test" and s.window == 5
+  c.eval.blind.recipe = "motion"
+  with pytest.raises(ValueError, match="eval.blind.recipe='motion' must be one of"):
+    blind_evaluation.settings(c)
+  bad = ml_collections.ConfigDict({"eval": {"blind": {"windw": 3}}})
+  with pytest.raises(ValueError, match=r"unknown fields \['windw'\]"):
+    blind_evaluation.settings(bad)
+
+
+@needs_vid4
+def test_degraded_vid4_is_the_test_recipe():
+  blind = blind_evaluation.settings(ml_collections.ConfigDict(
+      {"eval": {"blind": {"clips": ("calendar",), "frames": 2, "crop": 0}}}))
+  (clip,) = blind_evaluation.degraded_clips(blind)
+  assert clip.hr.shape[1] % 4 == 0 and clip.hr.shape[2] % 4 == 0
+  assert clip.lr.shape == (2, clip.hr.shape[1] // 4, clip.hr.shape[2] // 4, 3)
+  # Independently: replicate pad by 4, correlate with the 9x9 sigma-1.2 kernel, [::4, ::4], round to uint8.
+  k = degradations.matlab_gaussian_kernel(9, 1.2)
+  hr = clip.hr[0].astype(np.float32) * np.float32(255.0)
+  padded = np.pad(hr.astype(np.float64), ((4, 4), (4, 4), (0, 0)), mode="edge")
+  want = np.zeros(clip.lr.shape[1:])
+  for dy in range(9):
+    for dx in range(9):
+      want += np.float64(np.float32(k[dy, dx])) * padded[dy:dy + hr.shape[0]:4, dx:dx + hr.shape[1]:4]
+  np.testing.assert_array_equal(np.round(clip.lr[0] * 255.0), np.round(np.clip(want, 0, 255)))
+
+
+@needs_vid4
+def test_evaluate_a_clip_model_run_next_to_bicubic_and_a_frame_model(tmp_path):
+  config = bvsr_ik_train291.get_config("small")
+  model = models.from_config(config.model)
+  checkpoints.save_params(tmp_path / "bvsr", config, models.init_params(model, jax.random.key(0)), step=3)
+  other = liif_train291.get_config("small")
+  liif = models.from_config(other.model)
+  checkpoints.save_params(tmp_path / "liif", other, models.init_params(liif, jax.random.key(1)), step=5)
+
+  results = evaluation.evaluate_run(tmp_path / "bvsr", compare=[tmp_path / "liif"])
+  assert json.loads((tmp_path / "bvsr" / evaluation.RESULTS_JSON).read_text())["pooled"] == results["pooled"]
+  labels = list(results["pooled"])
+  assert labels[0] == "bvsr_ik (step 3)" and labels[-1] == "bicubic" and labels[1].startswith("liif (liif, step 5)")
+  blind = blind_evaluation.settings(config)
+  clips = blind_evaluation.degraded_clips(blind)
+  for label in labels:  # every method scores the same centre frames, pooled over the clips' frames
+    assert results["pooled"][label]["frames"] == len(blind.clips) * (blind.frames - 4)
+    per_frame = [v for c in results["clips"].values() for v in c[label]["psnr"]]
+    np.testing.assert_allclose(results["pooled"][label]["psnr"], np.mean(per_frame))
+  # Bicubic, recomputed independently from the degraded frames.
+  want = [_official_y_psnr(resize.resize(c.lr[t], *c.hr.shape[1:3]), c.hr[t], 4) for c in clips for t in (2, 3)]
+  np.testing.assert_allclose(results["pooled"]["bicubic"]["psnr"], np.mean(want), rtol=1e-6)
+  assert "| bvsr_ik (step 3) |" in (tmp_path / "bvsr" / evaluation.RESULTS_MD).read_text()
+  with pytest.raises(ValueError, match="--compare is for whole-clip models"):
+    evaluation.evaluate_run(tmp_path / "liif", compare=[tmp_path / "bvsr"])
+  with pytest.raises(ValueError, match="a whole-clip model upscales only at its scale x4"):
+    evaluation.evaluate_run(tmp_path / "bvsr", scales=[2.0])
