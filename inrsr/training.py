@@ -45,7 +45,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from inrsr import checkpoints, coords, losses, models
-from inrsr.data import clips, pipeline, sources
+from inrsr.data import cascade, clips, pipeline, sources
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -328,14 +328,17 @@ def training_data(config: ml_collections.ConfigDict):
   Protocols `fit` / `internal` (fitting models: whole frames, B x P random HR pixels; an epoch is one pass over
   the frames' pixels, see `total_steps`), `patches` (generalising models: one random LR crop per image and
   sample, `PatchSpec`; an epoch is one pass over the images, `data.repeat` times, like the official `repeat`)
-  or `clips` (video models: one pseudo-video per image and sample, `ClipSpec`; images smaller than the HR crop
-  are left out; an epoch is one pass over the other images, `data.repeat` times).
+  `clips` (video models: one pseudo-video per image and sample, `ClipSpec`; images smaller than the HR crop
+  are left out; an epoch is one pass over the other images, `data.repeat` times) or `cascade` (CLIT's
+  cumulative training: one scale set per batch, `inrsr.data.cascade`).
 
   Returns:
     (dataset, total steps, steps per epoch, HR pixels per step).
   """
   validate_config(config)
   d = config.data
+  if d.protocol == "cascade":
+    return cascade.cascade_data(config)
   if d.protocol == "patches":
     items = sources.load_section(d, "data")
     logging.info("training on %d images (%s ...), protocol patches", len(items), ", ".join(n for n, _ in items[:4]))
