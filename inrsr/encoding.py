@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from inrsr import resize
+from inrsr import resize, sharding
 from kernels import hashgrid
 
 WEIGHT_NORMS = ("none", "softmax", "multilinear")
@@ -262,4 +262,7 @@ class HashEncoding(nn.Module):
       weights = StackedMLP(num_levels, 3 * dims, self.hidden, 1 << dims, name="weight_mlp")(inputs)
       if self.weight_norm == "softmax":
         weights = jax.nn.softmax(weights, axis=-1)
+    layout = sharding.current_layout()  # Tables sharded over a `model` mesh axis (inrsr.sharding.table_layout).
+    if layout is not None:
+      return sharding.sharded_gather(points, weights, tables, tuple(self.resolutions), *layout, impl=self.impl)
     return hashgrid.hashgrid_gather(points, weights, tables, tuple(self.resolutions), impl=self.impl)

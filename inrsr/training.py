@@ -1,7 +1,9 @@
 """Training: state, sharded train step, the loop, Orbax checkpoints that resume exactly, metrics files.
 
 The train state is a plain dict {"step", "params", "opt_state"}. The step is `jax.jit`-compiled with
-`NamedSharding` over a `data` mesh axis spanning all devices (batch sharded, params replicated, state donated).
+`NamedSharding` over a ("data", "model") mesh (`inrsr.sharding`): the batch sharded over `data`, the state
+replicated except SR-INR's hash tables and their Adam moments, which `train.table_sharding` ("rows" or
+"levels") shards over the `train.model_axis` devices of the `model` axis; the state is donated.
 Orbax's CheckpointManager saves the state and the Grain iterator state together (atomically: a checkpoint is
 written to a temporary folder and renamed), so a run started again in the same workdir resumes where it
 stopped and reaches the same parameters as an uninterrupted run. A checkpoint that cannot be read is skipped
@@ -44,7 +46,7 @@ from flax import traverse_util
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from inrsr import checkpoints, coords, losses, models
+from inrsr import checkpoints, coords, losses, models, sharding
 from inrsr.data import cascade, clips, pipeline, sources
 
 METRICS_FILE = "metrics.jsonl"
@@ -54,9 +56,9 @@ class NonFiniteLossError(FloatingPointError):
   """Raised when the loss or gradient becomes NaN/inf; the last good checkpoint is kept."""
 
 
-def make_mesh() -> jax.sharding.Mesh:
-  """A 1-D mesh with a `data` axis over all devices (even one), automatic (GSPMD) sharding."""
-  return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+def make_mesh(model: int = 1) -> jax.sharding.Mesh:
+  """A ("data", "model") mesh over all devices (even one), `model` devices on the model axis (`sharding`)."""
+  return sharding.make_mesh(model)
 
 
 def _check_scale(field: str, value, minimum: float = 1.0) -> float:
@@ -156,21 +158,22 @@ def init_state(model, tx, seed: int) -> dict:
   return _state(models.init_params(model, jax.random.key(seed)), tx)
 
 
-def abstract_state(model, tx, sharding=None):
-  """Shapes and dtypes of a train state (no allocation), for restoring checkpoints."""
+def abstract_state(model, tx, placement=None):
+  """Shapes and dtypes of a train state (no allocation), for restoring checkpoints (`placement`: one sharding)."""
   shapes = jax.eval_shape(
       lambda: _state(model.init(jax.random.key(0), *models.example_inputs(model))["params"], tx))
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=placement), shapes)
 
 
-def make_train_step(model, tx, loss_name: str, mesh, state_sharding=None):
+def make_train_step(model, tx, loss_name: str, mesh, state_sharding=None, table_sharding: str = "replicated"):
   """The jitted, sharded train step: (state, batch[, scales]) -> (state, metrics).
 
   `loss_name` "model" uses the model's `training_loss(outputs, batch)` -> (loss, prediction for the PSNR);
   any other name is a loss of `inrsr.losses` applied to (model output, batch["rgb"]). `scales` (static, a
   tuple of floats or None) is passed to the model as `scales=` (CLIT's per-batch stage factors, see
   `stage_scales`): one compiled step per distinct tuple. `state_sharding` (a pytree of shardings or one
-  sharding) places the state; None replicates it.
+  sharding) places the state; None replicates it. With `table_sharding` "rows" or "levels" the hash tables
+  (sharded so by `state_sharding`, `sharding.state_shardings`) are read through `sharding.sharded_gather`.
   """
   own_loss = getattr(model, "training_loss", None)
   if loss_name == "model":
@@ -203,6 +206,7 @@ def make_train_step(model, tx, loss_name: str, mesh, state_sharding=None):
                "update_norm": optax.tree.norm(updates)}
     return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
 
+  step = sharding.with_table_layout(step, mesh, table_sharding)
   return jax.jit(step, in_shardings=(state_sharding, batched), out_shardings=(state_sharding, replicated),
                  static_argnums=(2,), donate_argnums=(0,))
 
@@ -401,31 +405,43 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
   checkpoints.check_resume(workdir, config)  # A changed model is named before anything is loaded.
   lead = jax.process_index() == 0
   workdir.mkdir(parents=True, exist_ok=True)
-  mesh = make_mesh()
-  if config.data.batch_size % jax.device_count():
-    raise ValueError(f"data.batch_size={config.data.batch_size} must be a multiple of the "
-                     f"{jax.device_count()} devices")
+  model_axis = int(config.train.get("model_axis", 1))
+  table_sharding = config.train.get("table_sharding", "replicated")
+  mesh = make_mesh(model_axis)
+  data_axis = mesh.shape["data"]
+  if config.data.batch_size % data_axis:
+    raise ValueError(f"data.batch_size={config.data.batch_size} must be a multiple of the {data_axis} devices of "
+                     f"the data axis ({jax.device_count()} devices / train.model_axis={model_axis})")
+  if jax.process_count() > 1 and jax.local_device_count() % model_axis:
+    raise ValueError(f"train.model_axis={model_axis} must divide each process's {jax.local_device_count()} "
+                     "devices (a model group may not span processes)")
   dataset, steps, per_epoch, pixels_per_step = training_data(config)  # Fails at once on a missing folder.
   iterator = iter(dataset)
   model = models.from_config(config.model)
   tx = make_optimizer(config, per_epoch, steps)
-  replicated = NamedSharding(mesh, P())
+  abstract = abstract_state(model, tx)
+  state_sharding = sharding.state_shardings(abstract, mesh, table_sharding)
+  if table_sharding != "replicated" and all(s.spec == P() for s in jax.tree.leaves(state_sharding)):
+    raise ValueError(f"train.table_sharding={table_sharding!r}: model {config.model.get('name', 'srinr')!r} has no "
+                     "hash tables to shard (use 'replicated')")
+  target = jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), abstract, state_sharding)
   manager = checkpoints.checkpoint_manager(workdir, config.train.keep_checkpoints)
-  state, start = checkpoints.restore_latest(manager, abstract_state(model, tx, replicated), iterator)
+  state, start = checkpoints.restore_latest(manager, target, iterator)
   if state is None:
     params = models.init_params(model, jax.random.key(config.train.seed))
     if config.train.get("init_from", ""):
       params, _, _ = params_from(config.train.init_from, params)
-    state = jax.device_put(_state(params, tx), replicated)
+    state = jax.device_put(_state(params, tx), state_sharding)
     start = 0
-    logging.info("new run in %s: %d steps (%d per epoch), %d process(es), %d devices", workdir, steps, per_epoch,
-                 jax.process_count(), jax.device_count())
+    logging.info("new run in %s: %d steps (%d per epoch), %d process(es), %d devices (data %d x model %d, tables "
+                 "%s)", workdir, steps, per_epoch, jax.process_count(), jax.device_count(), data_axis, model_axis,
+                 table_sharding)
   else:
     logging.info("resumed from step %d in %s", start, workdir)
   if lead:
     checkpoints.save_config(config, workdir)
   writer = MetricWriter(workdir, start) if lead else None
-  train_step = make_train_step(model, tx, config.train.loss, mesh)
+  train_step = make_train_step(model, tx, config.train.loss, mesh, state_sharding, table_sharding)
   batch_sharding = NamedSharding(mesh, P("data"))
   bar = None
   if progress and lead:

@@ -37,6 +37,8 @@ def base() -> ml_collections.ConfigDict:
       epochs=300, steps=0,  # steps > 0 overrides epochs.
       learning_rate=1e-4, decay_epochs=100, decay_rate=0.5, schedule="step",  # or "cosine" (to 0 over the run)
       loss="pea", seed=0, log_every=50, checkpoint_every=500, keep_checkpoints=3,
+      model_axis=1,  # devices on the `model` mesh axis (the rest form the `data` axis).
+      table_sharding="replicated",  # or "levels" / "rows": hash tables sharded over the model axis (inrsr.sharding).
       init_from="",  # a run folder whose newest parameters start a new run where paths and shapes match.
       budget_s=0.0))  # > 0: stop (with a checkpoint) after this many seconds of training in this process.
   c.eval = ml_collections.ConfigDict(dict(
