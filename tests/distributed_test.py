@@ -39,8 +39,13 @@ def _cmd(workdir, *extra, steps=STEPS):
 def _start_two(workdir):
   port = _free_port()
   return [subprocess.Popen(_cmd(workdir, f"--coordinator_address=localhost:{port}", "--num_processes=2",
-                                f"--process_id={i}"), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
+                                f"--process_id={i}"), cwd=REPO, env=_env(workdir), stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, text=True) for i in range(2)]
+
+
+def _env(workdir):
+  # One persistent compilation cache for every run of the module: the same program is compiled once.
+  return {**ENV, "JAX_COMPILATION_CACHE_DIR": str(pathlib.Path(workdir).parent / "jax_cache")}
 
 
 def _wait(procs):
@@ -64,7 +69,7 @@ def runs(tmp_path_factory):
   root = tmp_path_factory.mktemp("distributed")
   two, one, killed = root / "two", root / "one", root / "killed"
   procs = _start_two(two)
-  single = subprocess.Popen(_cmd(one, steps=FEW), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+  single = subprocess.Popen(_cmd(one, steps=FEW), cwd=REPO, env=_env(one), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
   _wait(procs + [single])
 

@@ -7,6 +7,7 @@ JSON for the tests below to assert on.
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -226,7 +227,8 @@ def test_default_and_single_device_model_axis_leave_the_model_unchanged():
 
 def _train(workdir, steps, *extra, devices=1):
   flags = f" --xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0"
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + flags)
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + flags,
+             JAX_COMPILATION_CACHE_DIR=str(pathlib.Path(workdir).parent / "jax_cache"))  # the resume reuses it
   return subprocess.run([sys.executable, "-m", "experiments.train", "--config=srinr_demo:small",
                          f"--workdir={workdir}", f"--config.train.steps={steps}", "--config.train.checkpoint_every=2",
                          "--progress=false", *extra], env=env, cwd=REPO, capture_output=True, text=True, timeout=600)

@@ -57,7 +57,8 @@ def _train_cmd(workdir, steps):
 
 
 def test_sigkill_then_restart_matches_uninterrupted_run(tmp_path):
-  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  # One persistent compilation cache for the three runs (the same program, compiled once).
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache")}
   steps = 30
   full = tmp_path / "full"
   run = subprocess.run(_train_cmd(full, steps), cwd=REPO, env=env, check=True, capture_output=True, text=True)

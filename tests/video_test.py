@@ -85,7 +85,8 @@ def _clip(shared_data):
                                                                    num_frames=4)[0]]
 
 
-@pytest.mark.parametrize("use_vid4", [False, True])
+# The bundled clip's variant is `slow` (CI has Vid4, whose variant runs by default: the same code path).
+@pytest.mark.parametrize("use_vid4", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_short_fit_on_a_real_clip_beats_bicubic(use_vid4, request):
   root = request.getfixturevalue("shared_data") if use_vid4 else None
   frames = _clip(root)
