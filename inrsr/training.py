@@ -158,11 +158,10 @@ def init_state(model, tx, seed: int) -> dict:
   return _state(models.init_params(model, jax.random.key(seed)), tx)
 
 
-def abstract_state(model, tx, placement=None):
-  """Shapes and dtypes of a train state (no allocation), for restoring checkpoints (`placement`: one sharding)."""
-  shapes = jax.eval_shape(
+def abstract_state(model, tx):
+  """Shapes and dtypes of a train state (no allocation); `train` gives them shardings to restore checkpoints."""
+  return jax.eval_shape(
       lambda: _state(model.init(jax.random.key(0), *models.example_inputs(model))["params"], tx))
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=placement), shapes)
 
 
 def make_train_step(model, tx, loss_name: str, mesh, state_sharding=None, table_sharding: str = "replicated"):

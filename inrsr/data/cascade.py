@@ -84,11 +84,7 @@ class CascadeSpec:
     for i, (lo, hi) in enumerate(ranges):
       if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 1 or hi < lo:
         raise ValueError(f"data.stage_ranges[{i}]=({lo:g}, {hi:g}) must satisfy 1 <= lo <= hi (finite)")
-    if self.lr_size <= 0:
-      raise ValueError(f"data.lr_size={self.lr_size} must be > 0")
-    if not 0 < self.queries <= self.lr_size ** 2:
-      raise ValueError(f"data.queries={self.queries} must be in (0, lr_size^2 = {self.lr_size ** 2}]: a crop at "
-                       "scale 1 has no more HR pixels than that")
+    pipeline.PatchSpec(lr_size=self.lr_size, queries=self.queries)  # Its lr_size and queries checks.
     if int(self.ladder) != self.ladder or self.ladder < 0:
       raise ValueError(f"data.scale_ladder={self.ladder!r} must be an integer >= 0 (0: continuous factors)")
     if self.ladder:
