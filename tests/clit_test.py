@@ -159,7 +159,7 @@ def test_neighbourhood_gathering_matches_numpy_transcription():
     niy = np.repeat(ty[1][ry], 7, axis=1)
     nix = np.tile(tx[1][rx], (1, 7))
     valid = np.repeat(ty[2][ry], 7, axis=1) & np.tile(tx[2][rx], (1, 7))
-    got_v = np.asarray(clit._gather(jnp.asarray(fmap[None]), jnp.asarray(niy[None]), jnp.asarray(nix[None]),
+    got_v = np.asarray(sampling.gather(jnp.asarray(fmap[None]), jnp.asarray(niy[None]), jnp.asarray(nix[None]),
                                     jnp.asarray(valid[None])))[0]
     got_rel = np.stack([(q[:, :1] - np.repeat(ty[0][ry], 7, axis=1)) * np.float32(h),
                         (q[:, 1:] - np.tile(tx[0][rx], (1, 7))) * np.float32(w)], -1)

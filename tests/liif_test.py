@@ -249,3 +249,35 @@ def test_from_config_rejects_unknown_fields_and_encoders():
   model = liif.from_config({"encoder": "rdn", "encoder_args": {"config": "A"}, "hidden_list": [8]})
   assert hash(model) == hash(liif.LIIF(encoder="rdn", encoder_args={"config": "A"}, hidden_list=(8,)))
   assert rdn.from_fields(config="A") == rdn.RDN(D=20, C=6, G=32)
+
+
+def _numpy_bilinear_border(img, x, y):
+  """grid_sample(bilinear, padding 'border', align_corners=False) of img (h, w, C) at (x, y) in [-1, 1], float64."""
+  h, w, _ = img.shape
+  fx = np.clip((x + 1) * w / 2 - 0.5, 0, w - 1)
+  fy = np.clip((y + 1) * h / 2 - 0.5, 0, h - 1)
+  out = []
+  for px, py in zip(fx, fy):
+    x0, y0 = int(np.floor(px)), int(np.floor(py))
+    x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
+    ax, ay = px - x0, py - y0
+    out.append((1 - ay) * ((1 - ax) * img[y0, x0] + ax * img[y0, x1]) + ay * ((1 - ax) * img[y1, x0] + ax * img[y1, x1]))
+  return np.array(out)
+
+
+def test_bilinear_skip_adds_the_bilinear_upsampling_of_the_lr():
+  rng = np.random.default_rng(3)
+  lr = rng.uniform(size=(1, 5, 7, 3)).astype(np.float32)
+  q = rng.uniform(-1, 1, size=(1, 200, 2)).astype(np.float32)
+  q[0, :3] = [[-1, -1], [1, 1], [0.99, -0.97]]  # corners: the border padding clamps
+  cells = np.full((1, 200, 2), 0.1, np.float32)
+  plain = liif.LIIF(encoder_args={"n_resblocks": 1, "n_feats": 4}, hidden_list=(8,))
+  params = plain.init(jax.random.key(0), jnp.asarray(lr), jnp.asarray(q), jnp.asarray(cells))
+  with_skip = liif.LIIF(encoder_args={"n_resblocks": 1, "n_feats": 4}, hidden_list=(8,), skip="bilinear")
+  diff = np.asarray(with_skip.apply(params, lr, q, cells)) - np.asarray(plain.apply(params, lr, q, cells))
+  # (pred + bilinear(2 lr - 1)) * 0.5 + 0.5 - (pred * 0.5 + 0.5) = bilinear(lr) - 0.5.
+  want = _numpy_bilinear_border(lr[0].astype(np.float64), q[0, :, 0], q[0, :, 1]) - 0.5
+  assert np.abs(want).max() > 0.3
+  np.testing.assert_allclose(diff[0], want, atol=1e-5)
+  with pytest.raises(ValueError, match="skip='bicubic' must be one of"):
+    liif.from_config({"skip": "bicubic"})

@@ -110,7 +110,7 @@ def finish(c: ml_collections.ConfigDict, arg, name: str, choices=()) -> tuple[ml
 # The official configurations (EDSR-baseline encoder) of each generalising model.
 GENERALISING_MODELS = {
     "liif": dict(name="liif", encoder="edsr-baseline", encoder_args={}, hidden_list=(256, 256, 256, 256),
-                 local_ensemble=True, feat_unfold=True, cell_decode=True),
+                 local_ensemble=True, feat_unfold=True, cell_decode=True, skip="none"),
     "hiif": dict(name="hiif", encoder="edsr-baseline", encoder_args={}, hidden_dim=256, heads=16, n_attn_blocks=2,
                  n_hi_layers=6, mlp_hidden=256),
     # LIT: CLIT's first stage (the released code's defaults; num_stages 1 serves scales up to x4 and is

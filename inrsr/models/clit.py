@@ -179,32 +179,6 @@ def neighbour_table(n: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
   return coords, idx, (idx >= 0) & (idx < n)
 
 
-def _gather(fmap: jax.Array, iy: jax.Array, ix: jax.Array, valid: jax.Array) -> jax.Array:
-  """fmap[b, iy, ix] with zeros where not valid. fmap (B, H, W, C); indices (B, ...) -> (B, ..., C)."""
-  b, h, w, c = fmap.shape
-  flat = (jnp.clip(iy, 0, h - 1) * w + jnp.clip(ix, 0, w - 1)).reshape(b, -1)
-  got = jax.vmap(lambda f, i: f[i])(fmap.reshape(b, h * w, c), flat).reshape(*iy.shape, c)
-  return jnp.where(valid[..., None], got, 0.0)
-
-
-def _bilinear(fmap: jax.Array, cy: jax.Array, cx: jax.Array, border: bool) -> jax.Array:
-  """PyTorch grid_sample bilinear (align_corners=False) at (cy, cx) (B, Q): zero or border padding."""
-  _, h, w, _ = fmap.shape
-  uy, ux = sampling.unnormalize(cy, h), sampling.unnormalize(cx, w)
-  if border:
-    uy, ux = jnp.clip(uy, 0.0, h - 1.0), jnp.clip(ux, 0.0, w - 1.0)
-  y0, x0 = jnp.floor(uy), jnp.floor(ux)
-  wn, ww = uy - y0, ux - x0  # distance to the north row / west column
-  ws, we = 1.0 - wn, 1.0 - ww
-  y0, x0 = y0.astype(jnp.int32), x0.astype(jnp.int32)
-  out = 0.0
-  for dy, dx, wt in ((0, 0, ws * we), (0, 1, ws * ww), (1, 0, wn * we), (1, 1, wn * ww)):
-    iy, ix = y0 + dy, x0 + dx
-    valid = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
-    out = out + _gather(fmap, iy, ix, valid) * wt[..., None]
-  return out
-
-
 def _resample_axis(n_in: int, n_out: int) -> tuple[np.ndarray, ...]:
   """Static bilinear taps (zero padding) from an n_in axis to the n_out `make_coord` grid."""
   u = _np_unnormalize(make_coord_f32(n_out), n_in)
@@ -407,7 +381,7 @@ class CLIT(nn.Module):
   def _frequency(self, fmap, iy, ix, valid, rel, k: int) -> jax.Array:
     """lit.py's local frequency encoding: (B, Q, N, freq_dims)."""
     bsz, q = iy.shape[:2]
-    f = _gather(fmap, iy, ix, valid).reshape(bsz, q, k, k, -1)
+    f = sampling.gather(fmap, iy, ix, valid).reshape(bsz, q, k, k, -1)
     spec = jnp.fft.fft2(f, axes=(2, 3), norm="ortho").reshape(bsz, q, k * k, -1)
     b = posenc_freqs(self.freq_scale, self.freq_dims)
     args = jnp.concatenate([rel[..., :1] * b, rel[..., 1:] * b], -1)
@@ -436,12 +410,12 @@ class CLIT(nn.Module):
     niy = jnp.broadcast_to(ny_i[..., :, None], shape).reshape(bsz, q, k * k)
     nix = jnp.broadcast_to(nx_i[..., None, :], shape).reshape(bsz, q, k * k)
     nvalid = (ny_v[..., :, None] & nx_v[..., None, :]).reshape(bsz, q, k * k)
-    v = _gather(maps["v"], niy, nix, nvalid)  # (B, Q, N, C)
+    v = sampling.gather(maps["v"], niy, nix, nvalid)  # (B, Q, N, C)
     dim = v.shape[-1]
     if self.local_attn:
       c = dim // self.head
-      qv = _bilinear(maps["q"], cy, cx, border=False).reshape(bsz, q, self.head, c)
-      kv = _gather(maps["k"], niy, nix, nvalid).reshape(bsz, q, k * k, self.head, c)
+      qv = sampling.bilinear(maps["q"], cy, cx, border=False).reshape(bsz, q, self.head, c)
+      kv = sampling.gather(maps["k"], niy, nix, nvalid).reshape(bsz, q, k * k, self.head, c)
       logits = jnp.einsum("bqhc,bqnhc->bqnh", qv, kv, precision=PRECISION) / np.float32(np.sqrt(c))
       if self.pos_bias:
         logits = logits + self._position_bias(rel)
@@ -497,7 +471,7 @@ class CLIT(nn.Module):
     if self.is_initializing():  # create every stage's MLP
       for i in range(len(sizes), self.num_stages):
         self.imnets[i](jnp.zeros((1, self._mlp_in_dim()), jnp.float32))
-    skip = _bilinear(inp, cy, cx, border=True)
+    skip = sampling.bilinear(inp, cy, cx, border=True)
     if return_stages:
       return jnp.stack([p + skip for p in preds]) * 0.5 + 0.5
     return (preds[-1] + skip) * 0.5 + 0.5

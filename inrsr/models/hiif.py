@@ -90,30 +90,6 @@ def compute_hi_coord(local: jax.Array, n: int) -> jax.Array:
   return jnp.mod(jnp.floor(c * jnp.float32(2.0 ** (n + 1))), 2.0)
 
 
-def _gather(feat: jax.Array, iy: jax.Array, ix: jax.Array) -> jax.Array:
-  """feat (B, h, w, C) at integer (iy, ix) of shape (B, Q); zeros outside (grid_sample's zero padding)."""
-  b, h, w, c = feat.shape
-  valid = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
-  idx = jnp.clip(iy, 0, h - 1) * w + jnp.clip(ix, 0, w - 1)
-  out = jnp.take_along_axis(feat.reshape(b, h * w, c), idx[..., None], axis=1)
-  return jnp.where(valid[..., None], out, 0.0)
-
-
-def _bilinear_border(img: jax.Array, cy: jax.Array, cx: jax.Array) -> jax.Array:
-  """grid_sample(img, (x, y), bilinear, padding_mode='border', align_corners=False); img (B,h,w,C), c (B,Q)."""
-  _, h, w, _ = img.shape
-  fy = jnp.clip((cy + 1.0) * jnp.float32(h / 2) - 0.5, 0.0, h - 1.0)
-  fx = jnp.clip((cx + 1.0) * jnp.float32(w / 2) - 0.5, 0.0, w - 1.0)
-  y0, x0 = jnp.floor(fy), jnp.floor(fx)
-  wy1, wx1 = fy - y0, fx - x0
-  wy0, wx0 = 1.0 - wy1, 1.0 - wx1
-  y0i, x0i = y0.astype(jnp.int32), x0.astype(jnp.int32)
-  y1i, x1i = jnp.minimum(y0i + 1, h - 1), jnp.minimum(x0i + 1, w - 1)
-  out = (_gather(img, y0i, x0i) * (wy0 * wx0)[..., None] + _gather(img, y0i, x1i) * (wy0 * wx1)[..., None]
-         + _gather(img, y1i, x0i) * (wy1 * wx0)[..., None] + _gather(img, y1i, x1i) * (wy1 * wx1)[..., None])
-  return out
-
-
 def _layer_norm(name: str | None = None) -> nn.LayerNorm:
   return nn.LayerNorm(epsilon=LN_EPS, use_fast_variance=False, name=name)
 
@@ -260,8 +236,8 @@ class HIIF(nn.Module):
       for vy in (-1, 1):
         sy = jnp.clip(cy + np.float32(vx * rx + eps_shift), lo, hi)
         sx = jnp.clip(cx + np.float32(vy * ry + eps_shift), lo, hi)
-        iy, ix = sampling.nearest_index(sy, h)[0], sampling.nearest_index(sx, w)[0]
-        samples.append(_gather(feat, iy, ix))
+        (iy, in_y), (ix, in_x) = sampling.nearest_index(sy, h), sampling.nearest_index(sx, w)
+        samples.append(sampling.gather(feat, iy, ix, in_y & in_x))
         # nearest sample of the LR centres (zero outside, as grid_sample of the official pos_lr)
         vy_ok = (iy >= 0) & (iy < h)
         vx_ok = (ix >= 0) & (ix < w)
@@ -318,7 +294,8 @@ class HIIF(nn.Module):
       x = block(x, query_mask, None if kv_means is None else kv_means[i])
     for n in range(1, self.n_hi_layers):
       x = self.fc_layers[n](jnp.concatenate([x, compute_hi_coord(local, n)], axis=-1))
-    skip = _bilinear_border(feats["inp"], coords[..., 1].astype(jnp.float32), coords[..., 0].astype(jnp.float32))
+    skip = sampling.bilinear(feats["inp"], coords[..., 1].astype(jnp.float32), coords[..., 0].astype(jnp.float32),
+                             border=True)
     return (x + skip) * 0.5 + 0.5
 
   def attention_sums(self, feats: dict, coords: jax.Array, cells: jax.Array, kv_means=(),

@@ -16,6 +16,11 @@ Follows the official code (yinboc/liif, `../shared/baselines.md` §1) where it i
     map's (h, w), so one LR pixel is 2 units. Done here.
   * Ensemble weights: `area = |rel_y * rel_x| + 1e-9`, normalised by their sum and swapped diagonally
     (0 <-> 3, 1 <-> 2), the code's form of the paper's "opposite rectangle" weights.
+
+One addition that is not in LIIF: `skip="bilinear"` adds the border-padded bilinear upsampling of the normalised
+LR to the decoded value, as HIIF's and CLIT's official code do, so the network learns a residual over bilinear
+upsampling. Off by default (the official LIIF, which the fixtures check); `liif_train291` turns it on because on
+a CPU budget the residual form gains over bicubic much sooner (RESULTS.md).
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ from inrsr.models import edsr, rdn, sampling
 
 PRECISION = jax.lax.Precision.HIGHEST
 ENCODERS = ("edsr-baseline", "rdn")
-MODEL_FIELDS = ("encoder", "encoder_args", "hidden_list", "local_ensemble", "feat_unfold", "cell_decode")
+MODEL_FIELDS = ("encoder", "encoder_args", "hidden_list", "local_ensemble", "feat_unfold", "cell_decode", "skip")
+SKIPS = ("none", "bilinear")
 
 
 def make_encoder(name: str, args: Mapping[str, Any]) -> nn.Module:
@@ -64,6 +70,7 @@ class LIIF(nn.Module):
     local_ensemble: blend the 4 nearest latents by area (paper ablation "-e" when False).
     feat_unfold: feed the 3x3 neighbourhood of each latent (ablation "-u").
     cell_decode: feed the query cell (ablation "-c").
+    skip: "none" (official LIIF) or "bilinear" (add the bilinear upsampling of the LR, as HIIF and CLIT do).
   """
 
   encoder: str = "edsr-baseline"
@@ -72,6 +79,7 @@ class LIIF(nn.Module):
   local_ensemble: bool = True
   feat_unfold: bool = True
   cell_decode: bool = True
+  skip: str = "none"
 
   batch_keys: ClassVar[tuple] = ("lr", "coords", "cells")
 
@@ -79,6 +87,8 @@ class LIIF(nn.Module):
     # A FrozenDict and a tuple keep the module hashable (jit static arguments, flax's module caches).
     object.__setattr__(self, "encoder_args", FrozenDict(self.encoder_args or {}))
     object.__setattr__(self, "hidden_list", tuple(int(h) for h in self.hidden_list))
+    if self.skip not in SKIPS:
+      raise ValueError(f"skip={self.skip!r} must be one of {SKIPS}")
     super().__post_init__()
 
   def setup(self):
@@ -93,11 +103,16 @@ class LIIF(nn.Module):
       lr: (B, h, w, 3) LR in [0, 1].
 
     Returns:
-      {"feat": (B, h, w, C) float32 features of the normalised LR}.
+      {"feat": (B, h, w, C) float32 features of the normalised LR}, plus "inp" (the normalised LR) when
+      `skip` is "bilinear".
     """
     if lr.ndim != 4 or lr.shape[-1] != 3:
       raise ValueError(f"expected lr of shape (B, h, w, 3), got {lr.shape}")
-    return {"feat": self.encoder_net((lr.astype(jnp.float32) - 0.5) / 0.5)}
+    inp = (lr.astype(jnp.float32) - 0.5) / 0.5
+    feats = {"feat": self.encoder_net(inp)}
+    if self.skip == "bilinear":
+      feats["inp"] = inp
+    return feats
 
   def _mlp(self, x: jax.Array) -> jax.Array:
     for layer in self.imnet[:-1]:
@@ -168,6 +183,8 @@ class LIIF(nn.Module):
     ret = 0.0
     for pred, area in zip(preds, areas):
       ret = ret + pred * (area / tot_area)[..., None]
+    if self.skip == "bilinear":
+      ret = ret + sampling.bilinear(feats["inp"], cy, cx, border=True)
     return ret * 0.5 + 0.5
 
   def __call__(self, lr: jax.Array, coords: jax.Array, cells: jax.Array | None) -> jax.Array:

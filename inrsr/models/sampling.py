@@ -1,4 +1,4 @@
-"""PyTorch `grid_sample` nearest-neighbour indexing, bit-exact, shared by the LIIF-family decoders."""
+"""PyTorch `grid_sample` sampling (nearest indices bit-exact, bilinear), shared by the LIIF-family decoders."""
 
 from __future__ import annotations
 
@@ -30,3 +30,47 @@ def nearest_index(c: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
   """
   idx = jnp.round(unnormalize(c, n)).astype(jnp.int32)  # jnp.round rounds half to even
   return idx, (idx >= 0) & (idx < n)
+
+
+def gather(fmap: jax.Array, iy: jax.Array, ix: jax.Array, valid: jax.Array) -> jax.Array:
+  """fmap[b, iy, ix] with zeros where not valid (grid_sample's zero padding).
+
+  Args:
+    fmap: (B, H, W, C) map.
+    iy, ix: int32 indices of shape (B, ...); out-of-range values are clipped before the read.
+    valid: bool mask of the indices' shape.
+
+  Returns:
+    (B, ..., C) samples.
+  """
+  b, h, w, c = fmap.shape
+  flat = (jnp.clip(iy, 0, h - 1) * w + jnp.clip(ix, 0, w - 1)).reshape(b, -1)
+  got = jax.vmap(lambda f, i: f[i])(fmap.reshape(b, h * w, c), flat).reshape(*iy.shape, c)
+  return jnp.where(valid[..., None], got, 0.0)
+
+
+def bilinear(fmap: jax.Array, cy: jax.Array, cx: jax.Array, border: bool) -> jax.Array:
+  """PyTorch `grid_sample(mode='bilinear', align_corners=False)` at normalised (cy, cx).
+
+  Args:
+    fmap: (B, h, w, C) map.
+    cy, cx: (B, ...) float32 coordinates in [-1, 1] (pixel centres at `make_coord`).
+    border: `padding_mode='border'` (clamp to the edge) when True, 'zeros' when False.
+
+  Returns:
+    (B, ..., C) samples.
+  """
+  _, h, w, _ = fmap.shape
+  uy, ux = unnormalize(cy, h), unnormalize(cx, w)
+  if border:
+    uy, ux = jnp.clip(uy, 0.0, h - 1.0), jnp.clip(ux, 0.0, w - 1.0)
+  y0, x0 = jnp.floor(uy), jnp.floor(ux)
+  wn, ww = uy - y0, ux - x0  # distance to the north row / west column
+  ws, we = 1.0 - wn, 1.0 - ww
+  y0, x0 = y0.astype(jnp.int32), x0.astype(jnp.int32)
+  out = 0.0
+  for dy, dx, wt in ((0, 0, ws * we), (0, 1, ws * ww), (1, 0, wn * we), (1, 1, wn * ww)):
+    iy, ix = y0 + dy, x0 + dx
+    valid = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+    out = out + gather(fmap, iy, ix, valid) * wt[..., None]
+  return out
