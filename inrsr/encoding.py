@@ -10,6 +10,10 @@ Choices DESIGN.md leaves open, made here:
     patch is sampled at spacing 2 / N_l, the LR is blurred with a Gaussian of sigma max(0, (r - 1) / 2) LR
     pixels per axis, r = (LR pixels) / N_l (skimage's antialiasing rule), so a level sees the LR band-limited to
     its own sampling rate whatever the LR's scale. Only LR-sized arrays are formed (one per level).
+  * `TextureEncoder.spacing="lr_pixels"` (not in the papers, whose spacing is 2 / N_l of the frame): level l's
+    patch samples are N_max / N_l LR pixels apart (the finest level 1 pixel), so a code describes the LR
+    around the query in the LR's own pixels, whatever the LR's size: the relation between an LR and its HR is
+    then the same at every resolution (the self-similarity zero-shot SR relies on).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from kernels import hashgrid
 
 WEIGHT_NORMS = ("none", "softmax", "multilinear")
 PREFILTERS = ("none", "gaussian")
+SPACINGS = ("level", "lr_pixels")
 
 
 def level_resolutions(num_levels: int, n_min: int, n_max: int) -> tuple[int, ...]:
@@ -176,6 +181,7 @@ class TextureEncoder(nn.Module):
     hidden: MLP hidden width.
     prefilter: "none" (the papers': patches of the LR as it is) or "gaussian" (level l's patch from the LR
       blurred to its sampling rate, `level_prefilter`).
+    spacing: "level" (the papers': 2 / N_l in [-1, 1] units) or "lr_pixels" (N_max / N_l LR pixels).
   """
 
   resolutions: Sequence[int]
@@ -183,6 +189,7 @@ class TextureEncoder(nn.Module):
   code_dim: int = 3
   hidden: int = 64
   prefilter: str = "none"
+  spacing: str = "level"
 
   @nn.compact
   def __call__(self, lr: jax.Array, xy: jax.Array, lr_size=None) -> jax.Array:
@@ -198,8 +205,23 @@ class TextureEncoder(nn.Module):
     """
     if self.prefilter not in PREFILTERS:
       raise ValueError(f"texture_prefilter={self.prefilter!r} must be one of {PREFILTERS}")
-    spacings = 2.0 / np.asarray(self.resolutions, np.float32)
+    if self.spacing not in SPACINGS:
+      raise ValueError(f"texture_spacing={self.spacing!r} must be one of {SPACINGS}")
     k = self.patch_size
+    if self.spacing == "lr_pixels":
+      if self.prefilter != "none":
+        raise ValueError(f"texture_prefilter={self.prefilter!r} needs texture_spacing='level'")
+      pixels = max(self.resolutions) / np.asarray(self.resolutions, np.float32)  # (L,) LR pixels per step
+      def one_px(im, p, s):  # s: valid (h, w) of the frame
+        hw = jnp.asarray(s, jnp.float32)
+        spacing = jnp.stack([2.0 * pixels / hw[1], 2.0 * pixels / hw[0]], axis=-1)  # (L, 2) along (x, y)
+        return resize.sample_patches(im, p, spacing, k, size=s)
+      if lr_size is None:
+        patches = jax.vmap(lambda im, p: one_px(im, p, lr.shape[1:3]))(lr, xy)
+      else:
+        patches = jax.vmap(lambda im, p, s: one_px(im, p, (s[0], s[1])))(lr, xy, lr_size)
+      return self._codes(patches)
+    spacings = 2.0 / np.asarray(self.resolutions, np.float32)
     if self.prefilter == "gaussian":
       def one(im, p, s=None):
         levels = level_prefilter(im, self.resolutions, s)
@@ -214,10 +236,14 @@ class TextureEncoder(nn.Module):
     else:
       patches = jax.vmap(lambda im, p, s: resize.sample_patches(im, p, spacings, k, size=(s[0], s[1])))(
           lr, xy, lr_size)
+    return self._codes(patches)
+
+  def _codes(self, patches: jax.Array) -> jax.Array:
+    """(B, Q, L, k, k, C) patches -> (B, Q, L, code_dim) codes."""
     patches = jax.lax.stop_gradient(patches)
     flat = patches.reshape(*patches.shape[:3], -1)
     return jnp.tanh(StackedMLP(len(self.resolutions), flat.shape[-1], self.hidden, self.code_dim,
-                                 name="mlp")(flat))
+                               name="mlp")(flat))
 
 
 class HashEncoding(nn.Module):

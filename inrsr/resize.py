@@ -159,13 +159,13 @@ def sample_patches(image: jax.Array, xy: jax.Array, spacings, k: int, size=None)
   """k x k bicubic patches of one image centred on each point, one patch per spacing (level).
 
   Patch sample (a, b) of level l sits at (x + (b - (k-1)/2) * s_l, y + (a - (k-1)/2) * s_l), with s_l the
-  level's spacing in [-1, 1] units. The k x k grid is separable, so the 4 x 4 bicubic taps are built per row
+  level's spacing in [-1, 1] units (or a spacing per axis). The k x k grid is separable, so the 4 x 4 bicubic taps are built per row
   and per column and only the taps are gathered: no HR-sized image is formed.
 
   Args:
     image: (h, w, C) LR image (possibly padded, see `size`).
     xy: (N, 2) centres (x, y) in [-1, 1].
-    spacings: (L,) sample spacing per level in [-1, 1] units.
+    spacings: (L,) sample spacing per level in [-1, 1] units, or (L, 2) spacings along (x, y).
     k: patch size.
     size: optional (h_valid, w_valid) of a padded image.
 
@@ -178,9 +178,11 @@ def sample_patches(image: jax.Array, xy: jax.Array, spacings, k: int, size=None)
   w = jnp.asarray(w, jnp.float32)
   offsets = jnp.arange(k, dtype=jnp.float32) - (k - 1) / 2.0
   spacings = jnp.asarray(spacings, jnp.float32)
-  step = spacings[:, None] * offsets  # (L, k)
-  px = ((xy[:, 0, None, None] + step) + 1.0) * 0.5 * w - 0.5  # (N, L, k)
-  py = ((xy[:, 1, None, None] + step) + 1.0) * 0.5 * h - 0.5
+  if spacings.ndim == 1:
+    spacings = jnp.stack([spacings, spacings], axis=-1)
+  step_x, step_y = spacings[:, 0, None] * offsets, spacings[:, 1, None] * offsets  # (L, k)
+  px = ((xy[:, 0, None, None] + step_x) + 1.0) * 0.5 * w - 0.5  # (N, L, k)
+  py = ((xy[:, 1, None, None] + step_y) + 1.0) * 0.5 * h - 0.5
   ix, wx = _taps(px, w)  # (N, L, k, 4)
   iy, wy = _taps(py, h)
   flat = image.reshape(h_pad * w_pad, -1)

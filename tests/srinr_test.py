@@ -10,6 +10,7 @@ import fitting
 from hashgrid_reference_test import brute_force_indices
 from inrsr import coords, encoding, metrics, resize
 from inrsr.models import srinr
+from kernels import hashgrid
 
 SMALL = dict(num_levels=3, log2_table_size=10, n_min=4, n_max=16)
 
@@ -60,10 +61,11 @@ def _mlp(x, p, level=None):
   return np.maximum(x @ get("w1") + get("b1"), 0) @ get("w2") + get("b2")
 
 
-@pytest.mark.parametrize("weight_norm", ["none", "softmax"])
-def test_forward_matches_numpy_recomputation(weight_norm):
+@pytest.mark.parametrize("weight_norm,spacing,position_cells", [("none", "level", 0), ("softmax", "level", 0),
+                                                                 ("none", "lr_pixels", 2)])
+def test_forward_matches_numpy_recomputation(weight_norm, spacing, position_cells):
   rng = np.random.default_rng(0)
-  model = srinr.SRINR(**SMALL, weight_norm=weight_norm)
+  model = srinr.SRINR(**SMALL, weight_norm=weight_norm, texture_spacing=spacing, position_resolution=position_cells)
   lr = skimage.data.rocket()[::40, ::40][:10, :14] / 255.0
   q = np.concatenate([rng.uniform(-1, 1, (6, 2)), np.zeros((6, 1))], -1).astype(np.float32)
   params = model.init(jax.random.key(1), jnp.asarray(lr, jnp.float32), jnp.asarray(q))
@@ -79,12 +81,16 @@ def test_forward_matches_numpy_recomputation(weight_norm):
   off = np.arange(k) - (k - 1) / 2
   feats = []
   for l, n_l in enumerate(res):
-    s = 2.0 / n_l
-    pts = np.stack(np.broadcast_arrays(q[:, None, None, 0] + off[None, None, :] * s,
-                                       q[:, None, None, 1] + off[None, :, None] * s), -1)
+    if spacing == "level":
+      sx = sy = 2.0 / n_l
+    else:  # max(res) / n_l LR pixels between samples
+      sx, sy = 2.0 * (max(res) / n_l) / lr.shape[1], 2.0 * (max(res) / n_l) / lr.shape[0]
+    pts = np.stack(np.broadcast_arrays(q[:, None, None, 0] + off[None, None, :] * sx,
+                                       q[:, None, None, 1] + off[None, :, None] * sy), -1)
     patch = np.asarray(resize.sample_bicubic(jnp.asarray(lr, jnp.float32), jnp.asarray(pts, jnp.float32)))
     code = np.tanh(_mlp(patch.reshape(len(q), -1), p["texture"]["mlp"], l))
-    stt = np.concatenate([q, code], -1).astype(np.float32)
+    xyt = q if not position_cells else (q + 1) * min(position_cells, n_l) / n_l - 1  # min(c, N_l) cells
+    stt = np.concatenate([xyt, code], -1).astype(np.float32)
     u = (stt + np.float32(1)) * np.float32(0.5) * np.float32(n_l)
     frac = u - np.floor(u)
     w = _mlp(np.concatenate([stt, frac, 1 - frac], -1), p["hash"]["weight_mlp"], l)
@@ -116,3 +122,41 @@ def test_fit_beats_bicubic_on_real_photo():
   fitted = metrics.psnr(pred, hr)
   print(f"fit PSNR {fitted:.2f} dB vs bicubic {bicubic:.2f} dB")
   assert fitted > bicubic + 5.0
+
+
+def _pixel_centre(row, col, h, w):
+  return np.array([[-1 + (2 * col + 1) / w, -1 + (2 * row + 1) / h]], np.float32)
+
+
+@pytest.mark.parametrize("spacing", ["level", "lr_pixels"])
+def test_lr_pixel_codes_see_the_same_neighbourhood_in_a_larger_frame(spacing):
+  """With texture_spacing="lr_pixels" a code depends on the LR pixels around the query, not on the frame's size."""
+  big = skimage.data.astronaut()[100:160, 200:260].astype(np.float32) / 255.0  # 60 x 60
+  small = big[10:50, 15:55]  # 40 x 40; its pixel (20, 20) is pixel (30, 35) of `big`
+  enc = encoding.TextureEncoder((4, 8, 16), spacing=spacing)
+  params = enc.init(jax.random.key(0), jnp.asarray(small[None]), jnp.zeros((1, 1, 2)))
+  codes = [np.asarray(enc.apply(params, jnp.asarray(im[None]), jnp.asarray(_pixel_centre(r, c, *im.shape[:2])[None])))
+           for im, (r, c) in ((small, (20, 20)), (big, (30, 35)))]
+  if spacing == "lr_pixels":  # coarsest samples 4 px apart: +-8 px plus the bicubic taps stay inside `small`
+    np.testing.assert_allclose(codes[0], codes[1], atol=1e-5)
+  else:  # 2 / N_l of the frame: another region of pixels in a larger frame
+    assert np.abs(codes[0] - codes[1]).max() > 1e-2
+
+
+def test_patches_with_one_pixel_spacing_are_the_pixels():
+  """Hand-worked: bicubic samples 1 px apart (a spacing per axis) around a pixel centre are the pixels themselves."""
+  image = skimage.data.coffee()[::20, ::20][:7, :9].astype(np.float32) / 255.0
+  xy = _pixel_centre(3, 4, 7, 9)
+  patch = np.asarray(resize.sample_patches(jnp.asarray(image), jnp.asarray(xy), [[2 / 9, 2 / 7]], 3))
+  np.testing.assert_allclose(patch[0, 0], image[2:5, 3:6], atol=1e-6)
+
+
+def test_position_resolution_puts_the_frame_on_fewer_cells():
+  """Hand-worked: 2 cells on a level of N = 16 put x = -1, -0.5, 0, 0.5, 1 in cells 0, 0, 1, 1, 2 (the far edge)."""
+  x = jnp.asarray([-1.0, -0.5, 0.0, 0.49, 1.0])[:, None, None]  # (N, L=1, D=1)
+  coarse = srinr._coarsen(x, 2, (16,), "position_resolution")  # pylint: disable=protected-access
+  v0, _ = hashgrid.lattice_position(coarse[:, 0], 16)
+  np.testing.assert_array_equal(np.asarray(v0)[:, 0], [0, 0, 1, 1, 2])
+  np.testing.assert_array_equal(np.asarray(srinr._coarsen(x, 0, (16,), "p")), np.asarray(x))  # 0: N_l cells
+  with pytest.raises(ValueError, match="position_resolution=-1 must be >= 0"):
+    srinr._coarsen(x, -1, (16,), "position_resolution")

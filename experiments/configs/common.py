@@ -11,7 +11,9 @@ def base() -> ml_collections.ConfigDict:
       weight_norm="none", top_down_attention=True, output_activation="none", kernel_impl="auto",
       bicubic_residual=False,  # True: predict bicubic(LR) + the MLP's output (not in the papers).
       code_resolution=0,  # > 0: min(code_resolution, N_l) lattice cells on the code axes (0: N_l, the papers').
-      texture_prefilter="none"))  # "gaussian": texture patches of the LR blurred to each level's rate.
+      texture_prefilter="none",  # "gaussian": texture patches of the LR blurred to each level's rate.
+      texture_spacing="level",  # "lr_pixels": patch samples N_max / N_l LR pixels apart (2 / N_l: the papers').
+      position_resolution=0))  # > 0: min(position_resolution, N_l) lattice cells on the (x, y, t) axes.
   c.data = ml_collections.ConfigDict(dict(
       source="folder",  # "bundled", "folder", or a clip: "frames", "video", "bundled_clip".
       names=(),  # bundled photograph names.

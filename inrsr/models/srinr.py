@@ -14,6 +14,11 @@ Choices DESIGN.md leaves open, made here (each a field of `SRINR`):
   * `code_resolution` (not in the papers, 0 in their literal reading): the lattice on the code axes has
     min(code_resolution, N_l) cells instead of N_l, so the small shift of a code between LR inputs of other
     scales stays in the same cell and reads the same rows.
+  * `position_resolution` (not in the papers, 0 in their literal reading): likewise min(position_resolution,
+    N_l) cells on the (x, y, t) axes. With 1 the table no longer stores what the frame holds where (the
+    papers' fitting), only what texture codes map to; zero-shot fitting needs that, since a table that learned
+    the input's own detail at (x, y) adds it again when the input is upscaled.
+  * `texture_spacing` (`encoding.TextureEncoder.spacing`): "level" (the papers', 2 / N_l) or "lr_pixels".
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ class SRINR(nn.Module):
     code_resolution: cells of the lattice on the code axes, min(code_resolution, N_l) (0: N_l, the papers').
     texture_prefilter: "none" (the papers') or "gaussian": each level's texture patch from the LR blurred to
       that level's sampling rate (`encoding.level_prefilter`).
+    texture_spacing: "level" (the papers': patch samples 2 / N_l apart) or "lr_pixels" (N_max / N_l LR pixels).
+    position_resolution: cells of the lattice on the (x, y, t) axes, min(position_resolution, N_l) (0: N_l).
   """
 
   num_levels: int = 12
@@ -65,6 +72,8 @@ class SRINR(nn.Module):
   bicubic_residual: bool = False
   code_resolution: int = 0
   texture_prefilter: str = "none"
+  texture_spacing: str = "level"
+  position_resolution: int = 0
 
   batch_keys: ClassVar[tuple[str, ...]] = ("lr", "coords", "lr_size")
 
@@ -98,15 +107,11 @@ class SRINR(nn.Module):
     coords = jnp.clip(coords.astype(jnp.float32), -1.0, 1.0)
     resolutions = self.resolutions
     codes = encoding.TextureEncoder(resolutions, self.patch_size, self.code_dim, self.hidden,
-                                    self.texture_prefilter, name="texture")(
+                                    self.texture_prefilter, self.texture_spacing, name="texture")(
                                         lr.astype(jnp.float32), coords[..., :2], lr_size)
-    if self.code_resolution < 0:
-      raise ValueError(f"code_resolution={self.code_resolution} must be >= 0 (0: the level's resolution)")
-    if self.code_resolution:
-      # u = (code' + 1) / 2 * N_l = (code + 1) / 2 * min(c, N_l): a lattice of min(c, N_l) cells on the code axes.
-      ratio = jnp.asarray([min(self.code_resolution, r) / r for r in resolutions], jnp.float32)[:, None]
-      codes = (codes + 1.0) * ratio - 1.0
+    codes = _coarsen(codes, self.code_resolution, resolutions, "code_resolution")
     xyt = jnp.broadcast_to(coords[:, :, None, :], (batch, queries, self.num_levels, 3))
+    xyt = _coarsen(xyt, self.position_resolution, resolutions, "position_resolution")
     points = jnp.concatenate([xyt, codes], axis=-1).reshape(batch * queries, self.num_levels, -1)
     v = encoding.HashEncoding(resolutions, self.log2_table_size, self.features, self.weight_norm,
                               self.hidden, self.kernel_impl, name="hash")(points)  # (N, L, F)
@@ -130,6 +135,19 @@ class SRINR(nn.Module):
     return rgb[0] if single else rgb
 
 
+def _coarsen(values: jax.Array, cells: int, resolutions: Sequence[int], field: str) -> jax.Array:
+  """Values (..., L, D) in [-1, 1] rescaled so that level l's lattice has min(cells, N_l) cells on them (0: N_l).
+
+  u = (v' + 1) / 2 * N_l = (v + 1) / 2 * min(cells, N_l).
+  """
+  if cells < 0:
+    raise ValueError(f"{field}={cells} must be >= 0 (0: the level's resolution)")
+  if not cells:
+    return values
+  ratio = jnp.asarray([min(cells, r) / r for r in resolutions], jnp.float32)[:, None]
+  return (values + 1.0) * ratio - 1.0
+
+
 def bicubic_at(lr: jax.Array, xy: jax.Array, lr_size=None) -> jax.Array:
   """Bicubic upsampling of each LR frame at its query points, read from the LR alone (no HR-sized array).
 
@@ -149,7 +167,7 @@ def bicubic_at(lr: jax.Array, xy: jax.Array, lr_size=None) -> jax.Array:
 
 MODEL_FIELDS = ("num_levels", "features", "log2_table_size", "n_min", "n_max", "patch_size", "code_dim",
                 "hidden", "weight_norm", "top_down_attention", "output_activation", "kernel_impl",
-                "bicubic_residual", "code_resolution", "texture_prefilter")
+                "bicubic_residual", "code_resolution", "texture_prefilter", "texture_spacing", "position_resolution")
 
 
 def from_config(config: ml_collections.ConfigDict) -> SRINR:
