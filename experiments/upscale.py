@@ -5,14 +5,25 @@ Video: --input=clip.mp4 (or a GIF, or a frame folder with --clip) and --output=o
 frame k of T is queried at t = -1 + (2k + 1) / T, as in training.
 A PNG is written band by band as inference produces its rows (--chunk query points at a time) and a clip one
 frame at a time, so memory does not grow with the output size; an output its format cannot hold is refused.
+
+Zero-shot, with no trained run and no dataset: without --workdir (or with --zero_shot) SR-INR is fitted on the
+input itself (VR-INR for a clip), then applied to it (`inrsr.zero_shot`):
+  python -m experiments.upscale --input=photo.png --scale=4 --output=big.png [--budget=120s] [--workdir=KEEP]
+--budget is steps (800) or seconds (120s); --workdir keeps the fit (the same command again resumes it; with
+--workdir, --budget or --zero_shot asks for a fit, since a --workdir alone names a trained run);
+--config (default srinr_zeroshot) and --config.a.b=v choose the zero-shot model.
 """
+
+import sys
 
 from absl import app
 from absl import flags
+from ml_collections import config_flags
 
-from inrsr import upscaling
+from experiments import configs
+from inrsr import upscaling, zero_shot
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Folder of a training run.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder of a training run (or, zero-shot, where to keep the fit).")
 _INPUT = flags.DEFINE_string("input", None, "Image file or folder of images.")
 _OUTPUT = flags.DEFINE_string("output", None, "Output file (or folder for a folder input).")
 _SCALE = flags.DEFINE_float("scale", None, "Output size = input size x scale.")
@@ -20,16 +31,34 @@ _SIZE = flags.DEFINE_string("size", None, "Output size WIDTHxHEIGHT (instead of 
 _CLIP = flags.DEFINE_bool("clip", False, "Treat an input folder as the frames of one clip.")
 _CHUNK = flags.DEFINE_integer("chunk", 65536, "Query points per inference call (bounds memory).")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
+_ZERO_SHOT = flags.DEFINE_bool("zero_shot", None, "Fit the model on the input itself (default: without --workdir, "
+                               "with --budget, or when --workdir holds a zero-shot fit).")
+_BUDGET = flags.DEFINE_string("budget", "", "Zero-shot fitting budget: steps (800) or seconds (120s); default: the "
+                              "config's train.steps.")
+_CONFIG = config_flags.DEFINE_config_file("config", str(configs.CONFIG_DIR / "srinr_zeroshot.py"),
+                                          "Zero-shot model config NAME (experiments/configs/NAME.py) or path.",
+                                          lock_config=True)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  for path in upscaling.upscale_paths(_WORKDIR.value, _INPUT.value, _OUTPUT.value, scale=_SCALE.value,
-                                      size=_SIZE.value, clip=_CLIP.value, chunk=_CHUNK.value, progress=_PROGRESS.value):
+  fitting = _ZERO_SHOT.value
+  if fitting is None:  # zero-shot unless --workdir names a trained run and no budget is given
+    fitting = _WORKDIR.value is None or bool(_BUDGET.value) or zero_shot.holds_fit(_WORKDIR.value)
+  if fitting:
+    paths = zero_shot.upscale(_CONFIG.value, _INPUT.value, _OUTPUT.value, scale=_SCALE.value, size=_SIZE.value,
+                              clip=_CLIP.value, budget=_BUDGET.value, workdir=_WORKDIR.value, chunk=_CHUNK.value,
+                              progress=_PROGRESS.value)
+  else:
+    if _BUDGET.value:
+      raise app.UsageError("--budget is for zero-shot fitting (no --workdir, or --zero_shot)")
+    paths = upscaling.upscale_paths(_WORKDIR.value, _INPUT.value, _OUTPUT.value, scale=_SCALE.value,
+                                    size=_SIZE.value, clip=_CLIP.value, chunk=_CHUNK.value, progress=_PROGRESS.value)
+  for path in paths:
     print(path)
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["workdir", "input", "output"])
-  app.run(main)
+  flags.mark_flags_as_required(["input", "output"])
+  app.run(main, argv=configs.resolve_argv(sys.argv))

@@ -307,7 +307,7 @@ def upscale_paths(workdir, input_path, output_path, *, scale: float | None = Non
     pairs = [(src, dst)]
   sizes = []
   for inp, out in pairs:  # every output checked before any work
-    sizes.append(output_size(_image_shape(inp), scale, size))
+    sizes.append(output_size(image_shape(inp), scale, size))
     check_output(out, *sizes[-1])
   model, params, _, _ = checkpoints.restore_model(workdir)
   written = []
@@ -318,7 +318,7 @@ def upscale_paths(workdir, input_path, output_path, *, scale: float | None = Non
   return written
 
 
-def _image_shape(path) -> tuple[int, ...]:
+def image_shape(path) -> tuple[int, ...]:
   """An image file's shape from its header (the pixels are read later, one image at a time)."""
   try:
     return iio.improps(path).shape

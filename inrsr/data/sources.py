@@ -20,7 +20,7 @@ def data_root() -> pathlib.Path:
   return pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
-SOURCES = ("bundled", "folder", "frames", "video", "bundled_clip")
+SOURCES = ("bundled", "folder", "file", "frames", "video", "bundled_clip")
 
 
 def load_images(source: str, *, names: Sequence[str] = (), root: str = "", limit: int = 0,
@@ -29,7 +29,8 @@ def load_images(source: str, *, names: Sequence[str] = (), root: str = "", limit
   """Load and prepare a whole image set, or the frames of one clip, in memory.
 
   Args:
-    source: "bundled" (scikit-image photographs `names`), "folder" (all images in `root`), or a clip:
+    source: "bundled" (scikit-image photographs `names`), "folder" (all images in `root`), "file" (the one
+      image file `root`), or a clip:
       "frames" (a frame folder `root`), "video" (a video file `root`), "bundled_clip" (a pan over the
       photograph names[0], see `inrsr.data.video.bundled_clip`; `limit` frames, default 8).
     names: bundled photograph names.
@@ -48,9 +49,9 @@ def load_images(source: str, *, names: Sequence[str] = (), root: str = "", limit
     raise ValueError(f"{setting}.source={source!r} must be one of {SOURCES}")
   if source in ("bundled", "bundled_clip") and not names:
     raise ValueError(f"{setting}.names is empty: name at least one of {images.BUNDLED}")
-  if source in ("folder", "frames", "video"):
+  if source in ("folder", "file", "frames", "video"):
     if not root:
-      raise ValueError(f"{setting}.root is empty: set it to a {'file' if source == 'video' else 'folder'}")
+      raise ValueError(f"{setting}.root is empty: set it to a {'file' if source in ('file', 'video') else 'folder'}")
     if "$INRSR_DATA_DIR" in root:
       root = root.replace("$INRSR_DATA_DIR", os.fspath(data_root()))
   if source == "bundled":
@@ -59,6 +60,11 @@ def load_images(source: str, *, names: Sequence[str] = (), root: str = "", limit
     files = images.list_images(root, f"{setting}.root", recursive)
     base = pathlib.Path(os.path.expandvars(root)).expanduser()
     items = [(p.relative_to(base).as_posix() if recursive else p.name, images.load_image(p)) for p in files]
+  elif source == "file":
+    path = pathlib.Path(os.path.expandvars(root)).expanduser()
+    if not path.is_file():
+      raise ValueError(f"{setting}.root={root!r} is not an image file")
+    items = [(path.name, images.load_image(path))]
   else:
     if source == "frames":
       frames, frame_names = video.load_frame_folder(root, start=start, num_frames=limit, setting=f"{setting}.root")

@@ -1,0 +1,48 @@
+r"""Zero-shot upscaling scored on benchmark images it never sees (protocol `internal`): per image, the LR (8-bit
+bicubic of the HR) is the only input; the model is fitted on it alone and upscales it (`inrsr.zero_shot`).
+
+  python -m experiments.evaluate_zeroshot --sets=Set5,Set14 --scales=2,4 --budget=240s --workdir=workdirs/zs
+Writes WORKDIR/results.json and WORKDIR/results.md (per image: PSNR/SSIM, bicubic, seconds), WORKDIR/lr and
+WORKDIR/sr (inputs and outputs) and WORKDIR/fits (each fitted run).
+"""
+
+import json
+import pathlib
+import sys
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from experiments import configs
+from inrsr import zero_shot
+from inrsr.data import sources
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder.")
+_SETS = flags.DEFINE_list("sets", ["Set5", "Set14"], "Image folders under $INRSR_DATA_DIR.")
+_SCALES = flags.DEFINE_list("scales", ["2", "4"], "SR scales.")
+_BUDGET = flags.DEFINE_string("budget", "240s", "Fitting budget per image: steps (800) or seconds (240s).")
+_LIMIT = flags.DEFINE_integer("limit", 0, "First N images of each set (0: all).")
+_METRIC = flags.DEFINE_string("metric", "benchmark", "inrsr.metrics protocol.")
+_CONFIG = config_flags.DEFINE_config_file("config", str(configs.CONFIG_DIR / "srinr_zeroshot.py"),
+                                          "Zero-shot model config.", lock_config=True)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  root = pathlib.Path(_WORKDIR.value)
+  results = {}
+  for name in _SETS.value:
+    items = sources.load_images("folder", root=f"$INRSR_DATA_DIR/{name}", limit=_LIMIT.value, setting=name)
+    results[name] = zero_shot.evaluate(_CONFIG.value, items, [float(s) for s in _SCALES.value], root / name,
+                                       budget=_BUDGET.value, metric=_METRIC.value)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "results.json").write_text(json.dumps(results, indent=2))
+    (root / "results.md").write_text(zero_shot.markdown_table(results, _METRIC.value))
+  print(zero_shot.markdown_table(results, _METRIC.value))
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["workdir"])
+  app.run(main, argv=configs.resolve_argv(sys.argv))

@@ -1,0 +1,252 @@
+"""Zero-shot upscaling: SR-INR / VR-INR fitted on the input itself (no dataset, no HR), then applied to it.
+
+The one way a fitting model serves a user who has one photograph or one clip and nothing else. The input plays
+the HR of the training pairs: each step draws a scale s' ~ U(s / spread, s * spread) (at least 1) around the
+requested s, downscales the input by s' (antialiased bicubic, the whole frame) and fits the model to map that
+LR to the input (`training.train` with protocol `fit` on the input, so checkpoints, exact resume, the time
+budget and the progress bar are the training loop's own). Then the fitted model upscales the input by s. With
+respect to the unknown HR this is protocol `internal` (DESIGN.md): no HR pixel is ever seen.
+
+A run kept in a workdir records its input (`data.root`); the same command again resumes it (or, when it is
+finished, only upscales), and a workdir that holds another input's fit or a trained run is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import pathlib
+import re
+import tempfile
+import time
+
+import imageio.v3 as iio
+import ml_collections
+import numpy as np
+
+from inrsr import checkpoints, metrics, resize, training, upscaling
+from inrsr.data import images, video
+
+
+def parse_budget(budget: str) -> tuple[int, float]:
+  """A fitting budget: "800" (steps) or "90s" (seconds of training).
+
+  Args:
+    budget: the text of `--budget`.
+
+  Returns:
+    (steps, seconds): one of them > 0, the other 0.
+
+  Raises:
+    ValueError: not a positive whole number of steps or a positive number of seconds followed by "s".
+  """
+  text = str(budget).strip().lower()
+  match = re.fullmatch(r"(\d+)|(\d+(?:\.\d*)?|\.\d+)\s*s", text)
+  value = float(match.group(1) or match.group(2)) if match else 0.0
+  if not match or not math.isfinite(value) or value <= 0:
+    raise ValueError(f"--budget={budget!r} must be a number of steps (e.g. 800) or of seconds (e.g. 90s), > 0")
+  return (int(value), 0.0) if match.group(1) else (0, value)
+
+
+def _input_kind(input_path, clip: bool) -> tuple[str, list[np.ndarray] | None]:
+  """("file" | "frames" | "video", frames) of a zero-shot input, or an error naming it."""
+  src = pathlib.Path(input_path)
+  if not src.exists():
+    raise ValueError(f"--input={src} does not exist")
+  if src.is_file() and src.suffix.lower() in video.VIDEO_EXTENSIONS:
+    return "video", None
+  if src.is_dir():
+    if not clip:
+      raise ValueError(f"--input={src} is a folder: zero-shot fitting takes one image, or one clip (a video file, "
+                       "or a frame folder with --clip); for a folder of images give --workdir of a trained run")
+    return "frames", None
+  if clip:
+    raise ValueError(f"--input={src}: --clip needs a frame folder or a video file, not an image")
+  return "file", None
+
+
+def prepare_config(config: ml_collections.ConfigDict, input_path, scale: float, *, clip: bool = False,
+                   budget: str = "", input_shape=None) -> ml_collections.ConfigDict:
+  """The zero-shot training config for an input: `config` (e.g. `srinr_zeroshot`) with the input filled in.
+
+  Args:
+    config: a zero-shot config (a `zero_shot` section with scale_spread, min_lr_side, max_steps).
+    input_path: an image file, a video file, or (with `clip`) a frame folder.
+    scale: the requested SR scale (> 1).
+    clip: the input is a clip (VR-INR: frame k of T at t = -1 + (2k + 1) / T).
+    budget: `parse_budget` text; "" keeps the config's `train.steps`.
+    input_shape: (H, W, ...) of the input (of its frames); read from the file when None.
+
+  Returns:
+    A new config: data.source/root set to the input, data.scale / scale_max the training scale range,
+    train.steps / budget_s from the budget.
+
+  Raises:
+    ValueError: a scale <= 1 or not finite, an input too small for the scale range, a bad budget.
+  """
+  if "zero_shot" not in config:
+    raise ValueError("the zero-shot config needs a `zero_shot` section (see experiments/configs/srinr_zeroshot.py)")
+  if not np.isfinite(scale) or scale <= 1.0:
+    raise ValueError(f"{scale=} must be a finite number > 1 for zero-shot upscaling")
+  kind, _ = _input_kind(input_path, clip)
+  c = ml_collections.ConfigDict(config.to_dict())
+  z = c.zero_shot
+  lo, hi = max(1.0, scale / z.scale_spread), scale * z.scale_spread
+  if input_shape is None:
+    input_shape = _shape_of(input_path, kind)
+  h, w = input_shape[:2]
+  if min(h, w) / hi < z.min_lr_side:
+    raise ValueError(f"--input={input_path}: {w}x{h} is too small to fit at x{hi:g} (the largest training scale, "
+                     f"{scale:g} x zero_shot.scale_spread={z.scale_spread:g}): the input downscaled by it must keep "
+                     f"zero_shot.min_lr_side={z.min_lr_side} pixels a side")
+  c.data.update(source=kind, root=str(pathlib.Path(input_path).resolve()), protocol="fit", scale=lo,
+                scale_max=hi if hi > lo else 0.0, crop=0, limit=0, center_crop=0, hr_size=0,
+                image_time="index" if kind != "file" else "zero",
+                pixels_per_frame=min(int(c.data.pixels_per_frame), h * w))
+  if budget:
+    steps, seconds = parse_budget(budget)
+    c.train.update(steps=steps or int(z.max_steps), budget_s=seconds)
+  c.zero_shot.scale = float(scale)
+  return c
+
+
+def _shape_of(input_path, kind: str) -> tuple[int, ...]:
+  if kind == "file":
+    return upscaling.image_shape(input_path)
+  frames, _ = (video.load_video_file(input_path, num_frames=1) if kind == "video"
+               else video.load_frame_folder(input_path, num_frames=1, setting="--input"))
+  return frames[0].shape
+
+
+_INPUT_FIELDS = ("source", "root", "scale", "scale_max")
+
+
+def holds_fit(workdir) -> bool:
+  """Whether `workdir` holds a zero-shot fit (its config has a `zero_shot` section)."""
+  path = pathlib.Path(workdir) / checkpoints.CONFIG_FILE
+  return path.exists() and "zero_shot" in checkpoints.load_config(workdir)
+
+
+def check_workdir(workdir, config: ml_collections.ConfigDict) -> None:
+  """Refuse a workdir that holds a trained run, or the zero-shot fit of another input or scale range.
+
+  Raises:
+    ValueError: naming the workdir and what it holds.
+  """
+  if not (pathlib.Path(workdir) / checkpoints.CONFIG_FILE).exists():
+    return
+  stored = checkpoints.load_config(workdir)
+  if "zero_shot" not in stored:
+    raise ValueError(f"--workdir={workdir} holds a trained run, not a zero-shot fit: drop --zero_shot to upscale "
+                     "with it, or give a new folder to keep the fit in")
+  changed = [f"data.{k}: {stored.data.get(k)!r} -> {config.data.get(k)!r}" for k in _INPUT_FIELDS
+             if stored.data.get(k) != config.data.get(k)]
+  if changed:
+    raise ValueError(f"--workdir={workdir} holds the zero-shot fit of another input or scale ({'; '.join(changed)}): "
+                     "give a new folder, or the same input and scale to resume it")
+
+
+def fit(config: ml_collections.ConfigDict, workdir, *, progress: bool = True) -> None:
+  """Fit (or resume fitting) the zero-shot model of a `prepare_config` config in `workdir`."""
+  check_workdir(workdir, config)
+  training.train(config, workdir, progress=progress)
+
+
+def upscale(config: ml_collections.ConfigDict, input_path, output_path, *, scale: float | None = None,
+            size: str | None = None, clip: bool = False, budget: str = "", workdir=None, chunk: int = 65536,
+            progress: bool = True) -> list[str]:
+  """Fit the model on the input itself, then upscale the input with it (`upscaling.upscale_paths`).
+
+  Args:
+    config: the zero-shot config (`experiments/configs/srinr_zeroshot.py`).
+    input_path: an image file, a video file, or (with `clip`) a frame folder.
+    output_path: the output file (or, for a clip, a video file or a frame folder).
+    scale: output = round(input size * scale); or
+    size: 'WxH' output size (the fitted scale is then the larger of the two axes' ratios).
+    clip: treat a folder as the frames of one clip.
+    budget: `parse_budget` text ("" keeps the config's steps).
+    workdir: keep the fitted run here (resumed if it holds this input's fit); None fits in a temporary folder.
+    chunk: query points per inference call.
+    progress: progress bars.
+
+  Returns:
+    The paths written.
+  """
+  kind, _ = _input_kind(input_path, clip)
+  shape = _shape_of(input_path, kind)
+  out_h, out_w = upscaling.output_size(shape, scale, size)
+  upscaling.check_output(output_path if kind == "file" or pathlib.Path(output_path).suffix.lower() in
+                         video.VIDEO_EXTENSIONS else pathlib.Path(output_path) / "00000000.png", out_h, out_w)
+  fit_scale = scale if scale is not None else max(out_h / shape[0], out_w / shape[1])
+  c = prepare_config(config, input_path, fit_scale, clip=clip, budget=budget, input_shape=shape)
+  with contextlib.ExitStack() as stack:
+    if workdir is None:
+      workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="inrsr_zero_shot_"))
+    fit(c, workdir, progress=progress)
+    return upscaling.upscale_paths(workdir, input_path, output_path, scale=scale, size=size, clip=clip,
+                                   chunk=chunk, progress=progress)
+
+
+def evaluate(config: ml_collections.ConfigDict, items, scales, workdir, *, budget: str = "",
+             metric: str = "benchmark", progress: bool = False) -> dict:
+  """Zero-shot upscaling scored against HR images it never sees (protocol `internal`).
+
+  For each HR image and scale: the LR is the HR mod-cropped and downscaled by antialiased bicubic and rounded
+  to 8 bits, written as a PNG; `upscale` fits the model on that file alone and upscales it to the HR's size;
+  the output PNG is scored against the HR next to bicubic. Each fit is kept in `workdir/fits/NAME_xS`.
+
+  Args:
+    config: the zero-shot config.
+    items: (name, HR image) pairs.
+    scales: SR scales.
+    workdir: output folder (LR inputs, outputs, fits).
+    budget: the fitting budget of each image (`parse_budget` text).
+    metric: an `inrsr.metrics` protocol.
+    progress: progress bars.
+
+  Returns:
+    {str(scale): {"per_image": {name: {"model", "bicubic", "seconds"}}, "model": mean PSNR/SSIM,
+     "bicubic": mean}}.
+  """
+  root = pathlib.Path(workdir)
+  out = {}
+  for s in scales:
+    per_image = {}
+    for name, hr in items:
+      stem = f"{pathlib.Path(name).stem}_x{s:g}"
+      lr, hr_c = resize.downsample(hr, s, modcrop=True)
+      lr8 = upscaling.to_uint8(lr)
+      (root / "lr").mkdir(parents=True, exist_ok=True)
+      lr_path, out_path = root / "lr" / f"{stem}.png", root / "sr" / f"{stem}.png"
+      out_path.parent.mkdir(parents=True, exist_ok=True)
+      iio.imwrite(lr_path, lr8)
+      tic = time.perf_counter()
+      upscale(config, lr_path, out_path, size=f"{hr_c.shape[1]}x{hr_c.shape[0]}", budget=budget,
+              workdir=root / "fits" / stem, progress=progress)
+      seconds = time.perf_counter() - tic
+      pred = images.load_image(out_path)
+      bic = np.clip(resize.resize(lr8.astype(np.float32) / 255.0, hr_c.shape[0], hr_c.shape[1]), 0, 1)
+      kw = metrics.protocol_kwargs(metric, s)
+      per_image[name] = {m: {"psnr": metrics.psnr(x, hr_c, **kw), "ssim": metrics.ssim(x, hr_c, **kw)}
+                         for m, x in (("model", pred), ("bicubic", bic))}
+      per_image[name]["seconds"] = seconds
+    cell = {"per_image": per_image}
+    for m in ("model", "bicubic"):
+      cell[m] = {k: float(np.mean([r[m][k] for r in per_image.values()])) for k in ("psnr", "ssim")}
+    out[f"{s:g}"] = cell
+  return out
+
+
+def markdown_table(results: dict, metric: str = "benchmark") -> str:
+  """Per-image PSNR (dB) of zero-shot upscaling and bicubic, {set: `evaluate` result}, as a Markdown table."""
+  lines = [f"Zero-shot upscaling (protocol `internal`), `{metric}` PSNR (dB) / SSIM, seconds per image", "",
+           "| set | image | scale | zero-shot | bicubic | gain (dB) | seconds |", "|---|---|---|---|---|---|---|"]
+  for set_name, by_scale in results.items():
+    for s, cell in by_scale.items():
+      rows = list(cell["per_image"].items()) + [("**mean**", cell)]
+      for name, r in rows:
+        seconds = f"{r['seconds']:.0f}" if "seconds" in r else ""
+        lines.append(f"| {set_name} | {name} | x{s} | {r['model']['psnr']:.2f} / {r['model']['ssim']:.4f} | "
+                     f"{r['bicubic']['psnr']:.2f} / {r['bicubic']['ssim']:.4f} | "
+                     f"{r['model']['psnr'] - r['bicubic']['psnr']:+.2f} | {seconds} |")
+  return "\n".join(lines) + "\n"

@@ -1,0 +1,142 @@
+"""Tests for zero-shot upscaling: SR-INR / VR-INR fitted on the input alone (`inrsr.zero_shot`, `experiments.upscale`)."""
+
+import glob
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import skimage.data
+
+from experiments.configs import srinr_demo, srinr_zeroshot
+from inrsr import checkpoints, inference, training, zero_shot
+from inrsr.data import images, video
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("text,expected", [("800", (800, 0.0)), (" 90s", (0, 90.0)), ("1.5S", (0, 1.5)),
+                                           (".5s", (0, 0.5))])
+def test_parse_budget(text, expected):
+  assert zero_shot.parse_budget(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "abc", "0", "0s", "-5", "5m", "1e3", "inf s", "12.5"])
+def test_parse_budget_refuses_what_is_not_steps_or_seconds(text):
+  with pytest.raises(ValueError, match="--budget="):
+    zero_shot.parse_budget(text)
+
+
+@pytest.fixture
+def photo(tmp_path):
+  path = tmp_path / "photo.png"
+  iio.imwrite(path, skimage.data.astronaut()[100:164, 200:260])  # 60 x 64 real photograph
+  return path
+
+
+def test_prepare_config_trains_on_the_input_alone(photo):
+  c = zero_shot.prepare_config(srinr_zeroshot.get_config(), photo, 3.0, budget="120s")
+  assert (c.data.source, c.data.root, c.data.protocol) == ("file", str(photo.resolve()), "fit")
+  assert c.data.scale == pytest.approx(3.0 / 1.25) and c.data.scale_max == pytest.approx(3.0 * 1.25)
+  assert (c.train.steps, c.train.budget_s) == (100_000, 120.0)
+  frames, times, names = training.load_training_frames(c)
+  # The training frames are the input itself, whose downscaled copies are the LR of the pairs: nothing else.
+  assert names == ["photo.png"] and times == [0.0] and len(frames) == 1
+  np.testing.assert_array_equal(frames[0], images.load_image(photo))
+  # A scale near 1 keeps training scales >= 1.
+  assert zero_shot.prepare_config(srinr_zeroshot.get_config(), photo, 1.1).data.scale == 1.0
+
+
+def test_prepare_config_refuses_bad_inputs(photo, tmp_path):
+  c = srinr_zeroshot.get_config()
+  for scale in (1.0, 0.5, float("nan")):
+    with pytest.raises(ValueError, match="scale="):
+      zero_shot.prepare_config(c, photo, scale)
+  with pytest.raises(ValueError, match="too small to fit at x10"):  # 60 px / (8 x 1.25) < 8 px
+    zero_shot.prepare_config(c, photo, 8.0)
+  with pytest.raises(ValueError, match="is a folder"):
+    zero_shot.prepare_config(c, tmp_path, 2.0)
+  with pytest.raises(ValueError, match="--clip needs a frame folder"):
+    zero_shot.prepare_config(c, photo, 2.0, clip=True)
+  with pytest.raises(ValueError, match="does not exist"):
+    zero_shot.prepare_config(c, tmp_path / "nothing.png", 2.0)
+  with pytest.raises(ValueError, match="zero_shot` section"):
+    zero_shot.prepare_config(srinr_demo.get_config(), photo, 2.0)
+
+
+def _expected_png(workdir, lr_path, height, width, t=0.0):
+  """The fitted run's output (`inference.upscale` of the restored parameters) rounded to 8 bits."""
+  model, params, _, _ = checkpoints.restore_model(workdir)
+  hr = inference.upscale(model, params, images.load_image(lr_path), height, width, t=t)
+  return np.round(np.clip(hr, 0, 1) * 255.0)
+
+
+def test_cli_fits_the_input_keeps_the_run_and_resumes_it(photo, tmp_path):
+  out, run = tmp_path / "big.png", tmp_path / "fit"
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  cmd = [sys.executable, "-m", "experiments.upscale", f"--input={photo}", "--scale=2", f"--output={out}",
+         "--config=srinr_zeroshot:small", "--budget=12", f"--workdir={run}", "--progress=false"]
+  subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True)
+  got = iio.imread(out)
+  want = _expected_png(run, photo, 128, 120)
+  assert got.shape == (128, 120, 3)
+  diff = np.abs(got.astype(np.float64) - want)
+  assert diff.max() <= 1 and (diff == 0).mean() > 0.999  # a value within float error of a .5 may round apart
+  stored = checkpoints.load_config(run)
+  assert stored.data.root == str(photo.resolve()) and stored.zero_shot.scale == 2.0
+  steps = [int(p.name) for p in (run / checkpoints.CHECKPOINT_DIR).iterdir() if p.name.isdigit()]
+  assert max(steps) == 12
+  metrics_before = (run / training.METRICS_FILE).read_text()
+  # The same command again finds the fit finished: no step is trained, the output is the same.
+  out.unlink()
+  subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True)
+  np.testing.assert_array_equal(iio.imread(out), got)
+  assert (run / training.METRICS_FILE).read_text() == metrics_before
+  # Another input in the same folder is refused before any work, naming the folder and the field.
+  other = tmp_path / "other.png"
+  iio.imwrite(other, skimage.data.coffee()[:64, :64])
+  bad = subprocess.run([*cmd[:3], f"--input={other}", *cmd[4:]], cwd=REPO, env=env, capture_output=True, text=True)
+  assert bad.returncode != 0 and f"--workdir={run} holds the zero-shot fit of another input" in bad.stderr
+  assert "data.root" in bad.stderr
+
+
+def test_workdir_of_a_trained_run_is_refused_for_a_fit(photo, tmp_path):
+  run = tmp_path / "trained"
+  run.mkdir()
+  checkpoints.save_config(srinr_demo.get_config("small"), run)
+  with pytest.raises(ValueError, match="holds a trained run, not a zero-shot fit"):
+    zero_shot.upscale(srinr_zeroshot.get_config("small"), photo, tmp_path / "o.png", scale=2, workdir=run)
+  assert not zero_shot.holds_fit(run)
+
+
+def test_without_workdir_the_fit_is_temporary_and_outputs_are_checked_first(photo, tmp_path):
+  pattern = os.path.join(tempfile.gettempdir(), "inrsr_zero_shot_*")
+  before = set(glob.glob(pattern))
+  with pytest.raises(ValueError, match="does not fit a .gif"):  # refused before any fitting
+    zero_shot.upscale(srinr_zeroshot.get_config("small"), photo, tmp_path / "o.gif", size="70000x10")
+  written = zero_shot.upscale(srinr_zeroshot.get_config("small"), photo, tmp_path / "o.png", size="150x100",
+                              budget="3", progress=False)
+  assert written == [str(tmp_path / "o.png")] and iio.imread(tmp_path / "o.png").shape == (100, 150, 3)
+  assert set(glob.glob(pattern)) == before
+
+
+def test_clip_fits_vrinr_on_its_frames(tmp_path):
+  frames, _ = video.bundled_clip("astronaut", num_frames=3, size=48)
+  folder = tmp_path / "frames"
+  folder.mkdir()
+  for k, f in enumerate(frames):
+    iio.imwrite(folder / f"{k:08d}.png", np.round(f * 255).astype(np.uint8))
+  run = tmp_path / "fit"
+  written = zero_shot.upscale(srinr_zeroshot.get_config("small"), folder, tmp_path / "out", scale=2, clip=True,
+                              budget="4", workdir=run, progress=False)
+  assert len(written) == 3
+  c = checkpoints.load_config(run)
+  assert (c.data.source, c.data.image_time) == ("frames", "index")
+  times = [-2 / 3, 0.0, 2 / 3]  # frame k of 3 at t = -1 + (2k + 1) / 3, in training and in upscaling alike
+  for k, path in enumerate(written):
+    want = _expected_png(run, folder / f"{k:08d}.png", 96, 96, t=times[k])
+    assert np.abs(iio.imread(path).astype(np.float64) - want).max() <= 1
