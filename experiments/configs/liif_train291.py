@@ -20,7 +20,7 @@ def get_config(arg=None):
   # official batch 16 at a constant 1e-4 (measured: 2e-4 constant, batch 8 was 2-6 dB below bicubic at 300 steps).
   c.model.skip = "bilinear"  # a residual over bilinear upsampling (HIIF's and CLIT's skip): see RESULTS.md
   c.data.update(batch_size=4, repeat=1)
-  c.train.update(steps=2600, learning_rate=5e-4, schedule="cosine", decay_epochs=0, log_every=20,
+  c.train.update(steps=4000, learning_rate=5e-4, schedule="cosine", decay_epochs=0, log_every=20,
                  checkpoint_every=100, budget_s=90 * 60.0)
   flags, choice = common.parse_arg(arg, "liif_train291", choices=("rdn",), flags=("small",))
   if choice == "rdn":
