@@ -48,21 +48,21 @@ def parse_budget(budget: str) -> tuple[int, float]:
   return (int(value), 0.0) if match.group(1) else (0, value)
 
 
-def _input_kind(input_path, clip: bool) -> tuple[str, list[np.ndarray] | None]:
-  """("file" | "frames" | "video", frames) of a zero-shot input, or an error naming it."""
+def _input_kind(input_path, clip: bool) -> str:
+  """"file", "frames" or "video": the data source of a zero-shot input, or an error naming it."""
   src = pathlib.Path(input_path)
   if not src.exists():
     raise ValueError(f"--input={src} does not exist")
   if src.is_file() and src.suffix.lower() in video.VIDEO_EXTENSIONS:
-    return "video", None
+    return "video"
   if src.is_dir():
     if not clip:
       raise ValueError(f"--input={src} is a folder: zero-shot fitting takes one image, or one clip (a video file, "
                        "or a frame folder with --clip); for a folder of images give --workdir of a trained run")
-    return "frames", None
+    return "frames"
   if clip:
     raise ValueError(f"--input={src}: --clip needs a frame folder or a video file, not an image")
-  return "file", None
+  return "file"
 
 
 def prepare_config(config: ml_collections.ConfigDict, input_path, scale: float, *, clip: bool = False,
@@ -88,7 +88,7 @@ def prepare_config(config: ml_collections.ConfigDict, input_path, scale: float, 
     raise ValueError("the zero-shot config needs a `zero_shot` section (see experiments/configs/srinr_zeroshot.py)")
   if not np.isfinite(scale) or scale <= 1.0:
     raise ValueError(f"{scale=} must be a finite number > 1 for zero-shot upscaling")
-  kind, _ = _input_kind(input_path, clip)
+  kind = _input_kind(input_path, clip)
   c = ml_collections.ConfigDict(config.to_dict())
   z = c.zero_shot
   lo, hi = max(1.0, scale / z.scale_spread), scale * z.scale_spread
@@ -172,7 +172,7 @@ def upscale(config: ml_collections.ConfigDict, input_path, output_path, *, scale
   Returns:
     The paths written.
   """
-  kind, _ = _input_kind(input_path, clip)
+  kind = _input_kind(input_path, clip)
   shape = _shape_of(input_path, kind)
   out_h, out_w = upscaling.output_size(shape, scale, size)
   upscaling.check_output(output_path if kind == "file" or pathlib.Path(output_path).suffix.lower() in
