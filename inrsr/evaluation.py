@@ -78,7 +78,8 @@ def evaluation_sets(config: ml_collections.ConfigDict) -> dict[str, list[tuple[s
   return sets
 
 
-def _cell(pred, bic, hr, metric, scale):
+def score_against_bicubic(pred, bic, hr, metric: str, scale: float) -> dict:
+  """{"model": {"psnr", "ssim"}, "bicubic": {...}} of a prediction and the bicubic upsampling against the HR."""
   kw = metrics.protocol_kwargs(metric, scale)
   return {"model": {"psnr": metrics.psnr(pred, hr, **kw), "ssim": metrics.ssim(pred, hr, **kw)},
           "bicubic": {"psnr": metrics.psnr(bic, hr, **kw), "ssim": metrics.ssim(bic, hr, **kw)}}
@@ -123,7 +124,7 @@ def evaluate_images(model, params, items, scales, metric_names, *, noise=None, t
                                progress=progress, cell_scale=cell_scale)
       bic = np.clip(resize.resize(lr, hr_c.shape[0], hr_c.shape[1]), 0, 1)
       for m in metric_names:
-        per_scale[m]["per_image"][name] = _cell(pred, bic, hr_c, m, scale)
+        per_scale[m]["per_image"][name] = score_against_bicubic(pred, bic, hr_c, m, scale)
       if temporal:
         preds.append(pred)
         bics.append(bic)

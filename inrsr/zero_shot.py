@@ -24,7 +24,7 @@ import imageio.v3 as iio
 import ml_collections
 import numpy as np
 
-from inrsr import checkpoints, metrics, resize, training, upscaling
+from inrsr import checkpoints, evaluation, resize, training, upscaling
 from inrsr.data import images, video
 
 
@@ -226,10 +226,7 @@ def evaluate(config: ml_collections.ConfigDict, items, scales, workdir, *, budge
       seconds = time.perf_counter() - tic
       pred = images.load_image(out_path)
       bic = np.clip(resize.resize(lr8.astype(np.float32) / 255.0, hr_c.shape[0], hr_c.shape[1]), 0, 1)
-      kw = metrics.protocol_kwargs(metric, s)
-      per_image[name] = {m: {"psnr": metrics.psnr(x, hr_c, **kw), "ssim": metrics.ssim(x, hr_c, **kw)}
-                         for m, x in (("model", pred), ("bicubic", bic))}
-      per_image[name]["seconds"] = seconds
+      per_image[name] = {**evaluation.score_against_bicubic(pred, bic, hr_c, metric, s), "seconds": seconds}
     cell = {"per_image": per_image}
     for m in ("model", "bicubic"):
       cell[m] = {k: float(np.mean([r[m][k] for r in per_image.values()])) for k in ("psnr", "ssim")}
