@@ -57,6 +57,18 @@ def check_output(path, height: int, width: int) -> None:
                      "encoded from the whole frame in memory; write a .png, which is streamed row by row")
 
 
+def frame_path(output_path, k: int) -> pathlib.Path:
+  """Frame k of a clip written as PNG frames into the folder `output_path`."""
+  return pathlib.Path(output_path) / f"{k:08d}.png"
+
+
+def first_output(output_path, frames: bool) -> pathlib.Path:
+  """The first file an upscale writes: `output_path` itself for an image or a video file, else (`frames`, into
+  a folder) its frame 0; `check_output` checks this path before any work."""
+  dst = pathlib.Path(output_path)
+  return frame_path(dst, 0) if frames and dst.suffix.lower() not in video.VIDEO_EXTENSIONS else dst
+
+
 def to_uint8(x: np.ndarray) -> np.ndarray:
   """[0, 1] floats to 8 bits, rounding to nearest."""
   return np.round(x * 255.0).astype(np.uint8)
@@ -260,7 +272,7 @@ def upscale_paths(workdir, input_path, output_path, *, scale: float | None = Non
     frames, _ = video.load_video_file(src) if is_video else video.load_frame_folder(src, setting="--input")
     h, w = output_size(frames[0].shape, scale, size)
     to_file = dst.suffix.lower() in video.VIDEO_EXTENSIONS
-    check_output(dst if to_file else dst / "00000000.png", h, w)
+    check_output(first_output(dst, frames=True), h, w)
     model, params, _, _ = checkpoints.restore_model(workdir)
     if inference.is_clip_model(model):  # BVSR-IK: the whole clip in one call, at the model's own scale
       expected = (frames[0].shape[0] * model.scale, frames[0].shape[1] * model.scale)
@@ -298,8 +310,8 @@ def upscale_paths(workdir, input_path, output_path, *, scale: float | None = Non
     dst.mkdir(parents=True, exist_ok=True)
     written = []
     for k in seq:
-      write_png(dst / f"{k:08d}.png", bands(k), h, w)
-      written.append(str(dst / f"{k:08d}.png"))
+      write_png(frame_path(dst, k), bands(k), h, w)
+      written.append(str(frame_path(dst, k)))
     return written
   if src.is_dir():
     pairs = [(p, dst / (p.stem + ".png")) for p in images.list_images(src, "--input")]

@@ -175,8 +175,7 @@ def upscale(config: ml_collections.ConfigDict, input_path, output_path, *, scale
   kind = _input_kind(input_path, clip)
   shape = _shape_of(input_path, kind)
   out_h, out_w = upscaling.output_size(shape, scale, size)
-  upscaling.check_output(output_path if kind == "file" or pathlib.Path(output_path).suffix.lower() in
-                         video.VIDEO_EXTENSIONS else pathlib.Path(output_path) / "00000000.png", out_h, out_w)
+  upscaling.check_output(upscaling.first_output(output_path, frames=kind != "file"), out_h, out_w)
   fit_scale = scale if scale is not None else max(out_h / shape[0], out_w / shape[1])
   c = prepare_config(config, input_path, fit_scale, clip=clip, budget=budget, input_shape=shape)
   with contextlib.ExitStack() as stack:
