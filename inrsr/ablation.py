@@ -28,7 +28,7 @@ TABLES = {
     "n_min": ("Initial grid resolution N_min (SR-INR Table 4)", "model.n_min", (2, 8, 16, 32)),
     "features": ("Features per level F (SR-INR Table 5)", "model.features", (2, 4)),
     "table_size": ("Hash table size log2 T (SR-INR Table 6; the capacity curve)", "model.log2_table_size",
-                   (14, 15, 16, 17, 18, 19, 20)),
+                   (14, 16, 18, 20)),
     "levels": ("Levels L (SR-INR Table 7, 'res-layers')", "model.num_levels", (4, 8, 12)),
     "n_max": ("Finest grid resolution N_max (SR-INR Table 8)", "model.n_max", (64, 128)),
 }
