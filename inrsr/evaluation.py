@@ -145,7 +145,13 @@ def _metric_names(by_scale) -> list[str]:
   return [m for m in next(iter(by_scale.values())) if m != "temporal"]
 
 
-MODEL_LABELS = {"srinr": "SR-INR", "liif": "LIIF", "hiif": "HIIF", "clit": "CLIT", "bvsr_ik": "BVSR-IK"}
+MODEL_LABELS = {"srinr": "SR-INR", "liif": "LIIF", "hiif": "HIIF", "lit": "LIT", "clit": "CLIT", "bvsr_ik": "BVSR-IK"}
+
+
+def model_key(model_config) -> str:
+  """The model name results carry: `lit` for a one-stage CLIT (LIT, the cascade's first stage), else model.name."""
+  name = model_config.get("name", "srinr")
+  return "lit" if name == "clit" and int(model_config.get("num_stages", 1)) == 1 else name
 
 
 def _method_name(method: str, model_name: str = "srinr") -> str:
@@ -241,7 +247,7 @@ def evaluate_run(workdir, *, scales=None, progress: bool = True, compare=()) -> 
                      f"{config.model.get('name', 'srinr')} model")
   scales = tuple(float(s) for s in (scales or config.eval.scales))
   sets = evaluation_sets(config)
-  results = {"model": config.model.get("name", "srinr"), "step": step, "scales": list(scales), "metrics": list(config.eval.metrics),
+  results = {"model": model_key(config.model), "step": step, "scales": list(scales), "metrics": list(config.eval.metrics),
              "num_images": {p: len(v) for p, v in sets.items()}, "protocols": {}}
   e = config.eval
   metric_names = tuple(e.metrics)

@@ -105,6 +105,16 @@ def test_liif_trains_resumes_exactly_and_evaluates(tmp_path):
   assert "| benchmark | LIIF |" in (straight / evaluation.RESULTS_MD).read_text()
 
 
+def test_results_name_a_one_stage_clit_lit():
+  base = common.GENERALISING_MODELS["clit"]
+  assert evaluation.model_key(ml_collections.ConfigDict(base)) == "lit"
+  assert evaluation.model_key(ml_collections.ConfigDict({**base, "num_stages": 3})) == "clit"
+  assert evaluation.model_key(ml_collections.ConfigDict(common.GENERALISING_MODELS["liif"])) == "liif"
+  assert evaluation.markdown_table({"model": "lit", "step": 1, "num_images": {"p": 1}, "protocols": {"p": {
+      "2": {"benchmark": {"model": {"psnr": 30.0, "ssim": 0.9}, "bicubic": {"psnr": 29.0, "ssim": 0.8}}}}}}
+  ).count("| benchmark | LIT | 30.00 / 0.9000 |") == 1
+
+
 def test_cosine_schedule_decays_to_zero_over_the_run():
   c = small_config(steps=10)
   tx = training.make_optimizer(c, 1, 10)
