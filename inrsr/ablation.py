@@ -17,7 +17,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from inrsr import checkpoints, evaluation, training
+from inrsr import evaluation, plotting, training
 
 # table -> (title, the field it varies, the values).
 TABLES = {
@@ -96,22 +96,22 @@ def score_run(config: ml_collections.ConfigDict, run_dir, *, progress: bool = Fa
 
   Returns:
     {"psnr", "ssim", "bicubic_psnr", "bicubic_ssim", "params", "train_s", "step", "metric", "scale"}; train_s is
-    the wall-clock training time of the process that finished the run (0 when it resumed a finished run).
+    the wall-clock training time of the process that finished the run (about 0 when it resumed a finished run).
   """
   run_dir = pathlib.Path(run_dir)
   row_file = run_dir / ROW_JSON
   if row_file.exists():
     return json.loads(row_file.read_text())
   tic = time.perf_counter()
-  training.train(config, str(run_dir), progress=progress)
+  state = training.train(config, str(run_dir), progress=progress)
   train_s = time.perf_counter() - tic
   scale = float(config.data.scale)
   results = evaluation.evaluate_run(run_dir, scales=(scale,), progress=False)
   metric = results["metrics"][0]
   cell = results["protocols"]["fit"][f"{scale:g}"][metric]
-  _, params, _, step = checkpoints.restore_model(run_dir)
   row = {"psnr": cell["model"]["psnr"], "ssim": cell["model"]["ssim"], "bicubic_psnr": cell["bicubic"]["psnr"],
-         "bicubic_ssim": cell["bicubic"]["ssim"], "params": _param_count(params), "train_s": train_s, "step": step,
+         "bicubic_ssim": cell["bicubic"]["ssim"], "params": _param_count(state["params"]), "train_s": train_s,
+         "step": results["step"],
          "metric": metric, "scale": scale}
   row_file.write_text(json.dumps(row, indent=1))
   return row
@@ -188,24 +188,16 @@ def extrapolate(log2_sizes, psnrs, target: float, last: int = 3) -> float:
 
 def plot_capacity(rows, path, target: float = 24.0) -> None:
   """Fit PSNR against log2 T (measured, solid) with the line of `extrapolate` to `target` (dashed, labelled)."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
   rows = sorted(rows, key=lambda r: r["value"])
   x = [float(r["value"]) for r in rows]
   y = [r["psnr"] for r in rows]
-  fig, ax = plt.subplots(figsize=(6, 4))
+  fig, ax = plotting.subplots()
   ax.plot(x, y, "-o", label=f"SR-INR, fit, measured (step {rows[0]['step']})")
   ax.plot(x, [r["bicubic_psnr"] for r in rows], "--", color="gray", label="bicubic")
   if len(x) >= 2 and target > max(x):
     end = extrapolate(x, y, target)
     ax.plot([max(x), target], [extrapolate(x, y, max(x)), end], ":", color="C0",
             label=f"extrapolation (line through the last 3), not measured: {end:.1f} dB at 2^{target:g}")
-  ax.set_xlabel("log2 T (hash table rows per level)")
-  ax.set_ylabel(f"PSNR (dB), {rows[0]['metric']}, x{rows[0]['scale']:g}")
-  ax.grid(True, alpha=0.3)
-  ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  plotting.decorate(ax, "log2 T (hash table rows per level)",
+                    f"PSNR (dB), {rows[0]['metric']}, x{rows[0]['scale']:g}", legend_size=7)
+  plotting.save(fig, path)

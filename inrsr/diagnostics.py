@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from inrsr import checkpoints, coords, encoding, evaluation, models, resize
+from inrsr import checkpoints, coords, encoding, evaluation, models, plotting, resize
 from inrsr.models import srinr
 from kernels import hashgrid
 
@@ -161,12 +161,8 @@ def diagnose_run(workdir, *, scales=(2.0, 4.0, 8.0), ref_scale: float = 4.0, que
 
 def plot(result: dict, path) -> None:
   """Three panels: code shift per level, trained-corner share per level, PSNR vs scale (heldout dashed)."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
   levels = np.arange(len(result["resolutions"]))
-  fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+  fig, axes = plotting.subplots(1, 3, figsize=(15, 4))
   for name, by_scale in result["sets"].items():
     style = "--" if name.startswith("heldout") else "-"
     for sc, st in by_scale.items():
@@ -186,9 +182,7 @@ def plot(result: dict, path) -> None:
   axes[2].set(xscale="log", xlabel="scale", ylabel="PSNR (dB, Y, shave = scale)", title="PSNR vs scale")
   for ax in axes:
     ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  plotting.save(fig, path, dpi=100)
 
 
 def markdown(result: dict) -> str:

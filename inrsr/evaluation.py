@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from inrsr import blind_evaluation, checkpoints, inference, metrics, models, resize
+from inrsr import blind_evaluation, checkpoints, inference, metrics, models, plotting, resize
 from inrsr.data import sources, video
 
 RESULTS_JSON = "results.json"
@@ -193,12 +193,8 @@ def markdown_table(results: dict) -> str:
 
 def plot_psnr(results: dict, path) -> None:
   """PSNR against scale for each protocol, with bicubic dashed."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
   name = lambda method: _method_name(method, results.get("model", "srinr"))
-  fig, ax = plt.subplots(figsize=(6, 4))
+  fig, ax = plotting.subplots()
   for i, (protocol, by_scale) in enumerate(results["protocols"].items()):
     scales = sorted(by_scale, key=float)
     m = _metric_names(by_scale)[0]
@@ -209,13 +205,8 @@ def plot_psnr(results: dict, path) -> None:
   ax.set_xscale("log", base=2)
   ticks = sorted({float(s) for by_scale in results["protocols"].values() for s in by_scale})
   ax.set_xticks(ticks, [f"x{t:g}" for t in ticks])
-  ax.set_xlabel("scale")
-  ax.set_ylabel("PSNR (dB)")
-  ax.grid(True, alpha=0.3)
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  plotting.decorate(ax, "scale", "PSNR (dB)")
+  plotting.save(fig, path)
 
 
 def evaluate_run(workdir, *, scales=None, progress: bool = True, compare=()) -> dict:
@@ -283,10 +274,6 @@ def compare_runs(workdirs, path, *, protocol: str, metric: str = "benchmark") ->
   Returns:
     The Markdown table (rows: bicubic, then each run by model name; columns: scales).
   """
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
   rows, scales = {}, None
   for workdir in workdirs:
     results = json.loads((pathlib.Path(workdir) / RESULTS_JSON).read_text())
@@ -297,20 +284,15 @@ def compare_runs(workdirs, path, *, protocol: str, metric: str = "benchmark") ->
     label = f"{_method_name('model', results.get('model', 'srinr'))} (step {results['step']})"
     rows[label] = {s: by_scale[s][metric]["model"]["psnr"] for s in by_scale}
     rows.setdefault("bicubic", {s: by_scale[s][metric]["bicubic"]["psnr"] for s in by_scale})
-  fig, ax = plt.subplots(figsize=(6, 4))
+  fig, ax = plotting.subplots()
   for i, (label, psnrs) in enumerate(rows.items()):
     xs = [s for s in scales if s in psnrs]
     ax.plot([float(s) for s in xs], [psnrs[s] for s in xs], "--s" if label == "bicubic" else "-o", color=f"C{i}",
             label=label)
   ax.set_xscale("log", base=2)
   ax.set_xticks([float(s) for s in scales], [f"x{float(s):g}" for s in scales])
-  ax.set_xlabel("scale")
-  ax.set_ylabel(f"PSNR (dB), {metric}, {protocol}")
-  ax.grid(True, alpha=0.3)
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  plotting.decorate(ax, "scale", f"PSNR (dB), {metric}, {protocol}")
+  plotting.save(fig, path)
   lines = ["| method | " + " | ".join(f"x{float(s):g}" for s in scales) + " |", "|---|" + "---|" * len(scales)]
   for label, psnrs in rows.items():
     lines.append(f"| {label} | " + " | ".join(f"{psnrs[s]:.2f}" if s in psnrs else "-" for s in scales) + " |")
