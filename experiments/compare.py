@@ -1,15 +1,18 @@
-r"""Compare evaluated runs: `python -m experiments.compare --workdirs=A,B --protocol=heldout:Set14 --output=cmp.png`.
+r"""Compare evaluated models side by side.
 
-Reads each run's results.json (written by experiments.evaluate) and writes one PSNR-versus-scale figure with
-every run and bicubic, and prints the Markdown table.
+  python -m experiments.compare --results=A,B,C.json --protocol=heldout:Set14 --output=cmp.png
+
+Each of --results is a run folder evaluated by experiments.evaluate, a results.json kept from one (e.g. under
+results/runs/), or the results.json of experiments.evaluate_zeroshot. Writes one PSNR-versus-scale figure with
+every model and bicubic, and prints the Markdown table (`inrsr.comparison`).
 """
 
 from absl import app
 from absl import flags
 
-from inrsr import evaluation
+from inrsr import comparison
 
-_WORKDIRS = flags.DEFINE_list("workdirs", None, "Evaluated run folders.")
+_RESULTS = flags.DEFINE_list("results", None, "Evaluated run folders or results JSON files.")
 _PROTOCOL = flags.DEFINE_string("protocol", "heldout:Set14", "Protocol to compare.")
 _METRIC = flags.DEFINE_string("metric", "benchmark", "Metric to compare.")
 _OUTPUT = flags.DEFINE_string("output", "psnr_vs_scale_compare.png", "Figure to write.")
@@ -18,9 +21,9 @@ _OUTPUT = flags.DEFINE_string("output", "psnr_vs_scale_compare.png", "Figure to 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  print(evaluation.compare_runs(_WORKDIRS.value, _OUTPUT.value, protocol=_PROTOCOL.value, metric=_METRIC.value))
+  print(comparison.compare(_RESULTS.value, _OUTPUT.value, protocol=_PROTOCOL.value, metric=_METRIC.value))
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["workdirs"])
+  flags.mark_flags_as_required(["results"])
   app.run(main)

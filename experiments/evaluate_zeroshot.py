@@ -2,8 +2,8 @@ r"""Zero-shot upscaling scored on benchmark images it never sees (protocol `inte
 bicubic of the HR) is the only input; the model is fitted on it alone and upscales it (`inrsr.zero_shot`).
 
   python -m experiments.evaluate_zeroshot --sets=Set5,Set14 --scales=2,4 --budget=240s --workdir=workdirs/zs
-Writes WORKDIR/results.json and WORKDIR/results.md (per image: PSNR/SSIM, bicubic, seconds), WORKDIR/lr and
-WORKDIR/sr (inputs and outputs) and WORKDIR/fits (each fitted run).
+Writes WORKDIR/results.json (kind `zero_shot`, read by experiments.compare) and WORKDIR/results.md (per image:
+PSNR/SSIM, bicubic, seconds), WORKDIR/lr and WORKDIR/sr (inputs and outputs) and WORKDIR/fits (each fitted run).
 """
 
 import json
@@ -15,7 +15,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import configs
-from inrsr import zero_shot
+from inrsr import comparison, zero_shot
 from inrsr.data import sources
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder.")
@@ -38,7 +38,8 @@ def main(argv):
     results[name] = zero_shot.evaluate(_CONFIG.value, items, [float(s) for s in _SCALES.value], root / name,
                                        budget=_BUDGET.value, metric=_METRIC.value)
     root.mkdir(parents=True, exist_ok=True)
-    (root / "results.json").write_text(json.dumps(results, indent=2))
+    kept = comparison.zero_shot_results(results, metric=_METRIC.value, budget=_BUDGET.value)
+    (root / "results.json").write_text(json.dumps(kept, indent=2))
     (root / "results.md").write_text(zero_shot.markdown_table(results, _METRIC.value))
   print(zero_shot.markdown_table(results, _METRIC.value))
 

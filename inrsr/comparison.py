@@ -1,0 +1,102 @@
+"""Several models' evaluated results side by side: one PSNR-versus-scale figure and one Markdown table.
+
+A source is a run folder holding `results.json` (from `evaluation.evaluate_run`), such a file itself (results
+kept in `results/runs/` outlive the run folders), or the `results.json` of `experiments.evaluate_zeroshot`
+(kind `zero_shot`: SR-INR fitted on each test image alone). Rows are labelled with the model and its budget;
+bicubic is taken from the first source that has each scale. A scale a source was not evaluated at is `-`.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+from inrsr import plotting
+from inrsr.evaluation import MODEL_LABELS, RESULTS_JSON
+
+ZERO_SHOT = "zero_shot"
+
+
+def zero_shot_results(sets: dict, *, metric: str, budget: str, model: str = "srinr") -> dict:
+  """The results dict `experiments.evaluate_zeroshot` keeps: {set: `zero_shot.evaluate` result} and how."""
+  return {"kind": ZERO_SHOT, "model": model, "metric": metric, "budget": budget, "sets": sets}
+
+
+def load_results(source) -> dict:
+  """The results dict of a run folder (its results.json) or of a results JSON file."""
+  path = pathlib.Path(source)
+  path = path / RESULTS_JSON if path.is_dir() else path
+  if not path.is_file():
+    raise FileNotFoundError(f"{source}: expected a run folder holding {RESULTS_JSON} or a results JSON file")
+  return json.loads(path.read_text())
+
+
+def row(results: dict, protocol: str, metric: str, source="") -> tuple[str, dict, dict]:
+  """One source's row.
+
+  Args:
+    results: an `evaluate_run` or zero-shot results dict.
+    protocol: e.g. "heldout:Set14" (a zero-shot result is looked up by the set after the colon).
+    metric: an `inrsr.metrics` protocol name.
+    source: where the results came from, for errors.
+
+  Returns:
+    (label, {scale: model PSNR}, {scale: bicubic PSNR}), scales as strings ("2", "2.5").
+  """
+  if results.get("kind") == ZERO_SHOT:
+    set_name = protocol.split(":")[-1]
+    if set_name not in results["sets"]:
+      raise ValueError(f"{source}: no set {set_name!r} in the zero-shot results (has {list(results['sets'])})")
+    if results["metric"] != metric:
+      raise ValueError(f"{source}: zero-shot results scored with metric {results['metric']!r}, not {metric!r}")
+    by_scale = results["sets"][set_name]
+    budget = str(results["budget"])
+    budget = budget if budget.endswith("s") else f"{budget} steps"  # zero_shot.parse_budget: "240s" or "800"
+    label = f"{MODEL_LABELS.get(results['model'], results['model'])} zero-shot ({budget} per image)"
+    pick = lambda method: {f"{float(s):g}": c[method]["psnr"] for s, c in by_scale.items()}
+    return label, pick("model"), pick("bicubic")
+  if protocol not in results["protocols"]:
+    raise ValueError(f"{source}: no protocol {protocol!r} (has {list(results['protocols'])})")
+  by_scale = results["protocols"][protocol]
+  if any(metric not in cell for cell in by_scale.values()):
+    raise ValueError(f"{source}: no metric {metric!r} at every scale of {protocol!r}")
+  label = f"{MODEL_LABELS.get(results.get('model', 'srinr'), results.get('model'))} ({results['step']} steps)"
+  pick = lambda method: {f"{float(s):g}": c[metric][method]["psnr"] for s, c in by_scale.items()}
+  return label, pick("model"), pick("bicubic")
+
+
+def compare(sources, path, *, protocol: str, metric: str = "benchmark") -> str:
+  """Write one PSNR-versus-scale figure of several results and return their Markdown table.
+
+  Args:
+    sources: run folders or results JSON files (see the module docstring).
+    path: the PNG to write.
+    protocol: the protocol to compare (e.g. "heldout:Set14").
+    metric: the metric to compare.
+
+  Returns:
+    The Markdown table: bicubic, then one row per source in order; a column per scale any source has.
+  """
+  rows, bicubic = {}, {}
+  for source in sources:
+    label, model, bic = row(load_results(source), protocol, metric, source)
+    if label in rows:
+      raise ValueError(f"{source}: a second row labelled {label!r}")
+    rows[label] = model
+    for s, v in bic.items():
+      bicubic.setdefault(s, v)
+  rows = {"bicubic": bicubic, **rows}
+  scales = sorted(bicubic, key=float)
+  fig, ax = plotting.subplots()
+  for i, (label, psnrs) in enumerate(rows.items()):
+    xs = [s for s in scales if s in psnrs]
+    ax.plot([float(s) for s in xs], [psnrs[s] for s in xs], "--s" if label == "bicubic" else "-o", color=f"C{i}",
+            label=label)
+  ax.set_xscale("log", base=2)
+  ax.set_xticks([float(s) for s in scales], [f"x{s}" for s in scales])
+  plotting.decorate(ax, "scale", f"PSNR (dB), {metric}, {protocol}")
+  plotting.save(fig, path)
+  lines = ["| method | " + " | ".join(f"x{s}" for s in scales) + " |", "|---|" + "---|" * len(scales)]
+  for label, psnrs in rows.items():
+    lines.append(f"| {label} | " + " | ".join(f"{psnrs[s]:.2f}" if s in psnrs else "-" for s in scales) + " |")
+  return "\n".join(lines) + "\n"
