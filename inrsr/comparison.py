@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from inrsr import plotting
-from inrsr.evaluation import MODEL_LABELS, RESULTS_JSON
+from inrsr import evaluation, plotting
 
 ZERO_SHOT = "zero_shot"
 
@@ -25,9 +24,10 @@ def zero_shot_results(sets: dict, *, metric: str, budget: str, model: str = "sri
 def load_results(source) -> dict:
   """The results dict of a run folder (its results.json) or of a results JSON file."""
   path = pathlib.Path(source)
-  path = path / RESULTS_JSON if path.is_dir() else path
+  path = path / evaluation.RESULTS_JSON if path.is_dir() else path
   if not path.is_file():
-    raise FileNotFoundError(f"{source}: expected a run folder holding {RESULTS_JSON} or a results JSON file")
+    raise FileNotFoundError(f"{source}: expected a run folder holding {evaluation.RESULTS_JSON} or a results JSON "
+                            "file")
   return json.loads(path.read_text())
 
 
@@ -49,21 +49,20 @@ def row(results: dict, protocol: str, metric: str, source="") -> tuple[str, dict
       raise ValueError(f"{source}: no set {set_name!r} in the zero-shot results (has {list(results['sets'])})")
     if results["metric"] != metric:
       raise ValueError(f"{source}: zero-shot results scored with metric {results['metric']!r}, not {metric!r}")
-    by_scale = results["sets"][set_name]
+    cells = results["sets"][set_name]  # one metric per file: {scale: {"model", "bicubic", "per_image"}}
     budget = str(results["budget"])
     budget = budget if budget.endswith("s") else f"{budget} steps"  # zero_shot.parse_budget: "240s" or "800"
-    label = f"{MODEL_LABELS.get(results['model'], results['model'])} zero-shot ({budget} per image)"
-    pick = lambda method: {f"{float(s):g}": c[method]["psnr"] for s, c in by_scale.items()}
-    return label, pick("model"), pick("bicubic")
-  if protocol not in results["protocols"]:
-    raise ValueError(f"{source}: no protocol {protocol!r} (has {list(results['protocols'])})")
-  by_scale = results["protocols"][protocol]
-  if any(metric not in cell for cell in by_scale.values()):
-    raise ValueError(f"{source}: no metric {metric!r} at every scale of {protocol!r}")
-  label = f"{MODEL_LABELS.get(results.get('model', 'srinr'), results.get('model'))} ({results['step']} steps)"
-  pick = lambda method: {f"{float(s):g}": c[metric][method]["psnr"] for s, c in by_scale.items()}
+    label = f"{evaluation.model_label(results['model'])} zero-shot ({budget} per image)"
+  else:
+    if protocol not in results["protocols"]:
+      raise ValueError(f"{source}: no protocol {protocol!r} (has {list(results['protocols'])})")
+    by_scale = results["protocols"][protocol]
+    if any(metric not in cell for cell in by_scale.values()):
+      raise ValueError(f"{source}: no metric {metric!r} at every scale of {protocol!r}")
+    cells = {s: cell[metric] for s, cell in by_scale.items()}
+    label = f"{evaluation.model_label(results.get('model', 'srinr'))} ({results['step']} steps)"
+  pick = lambda method: {f"{float(s):g}": c[method]["psnr"] for s, c in cells.items()}
   return label, pick("model"), pick("bicubic")
-
 
 def compare(sources, path, *, protocol: str, metric: str = "benchmark") -> str:
   """Write one PSNR-versus-scale figure of several results and return their Markdown table.

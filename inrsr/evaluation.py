@@ -154,8 +154,13 @@ def model_key(model_config) -> str:
   return "lit" if name == "clit" and int(model_config.get("num_stages", 1)) == 1 else name
 
 
+def model_label(model_name: str) -> str:
+  """The name tables and plots print for a results `model` key (e.g. "lit" -> "LIT")."""
+  return MODEL_LABELS.get(model_name, model_name)
+
+
 def _method_name(method: str, model_name: str = "srinr") -> str:
-  return MODEL_LABELS.get(model_name, model_name) if method == "model" else "bicubic"
+  return model_label(model_name) if method == "model" else "bicubic"
 
 
 def markdown_table(results: dict) -> str:
