@@ -131,18 +131,33 @@ def total_steps(config: ml_collections.ConfigDict, frames) -> tuple[int, int]:
 def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int,
                    total: int | None = None) -> optax.GradientTransformation:
   """Adam with the papers' step schedule (the rate times `decay_rate` every `decay_epochs`), or with
-  `train.schedule="cosine"` a cosine decay to 0 over the run's `total` steps (for short, budgeted runs)."""
+  `train.schedule="cosine"` a cosine decay to 0 over the run's `total` steps (for short, budgeted runs).
+
+  `train.warmup_steps` > 0 first ramps the rate linearly from `learning_rate * warmup_init` to `learning_rate`
+  (the official HIIF/CLIT warm-up; the schedule above then starts after it, a cosine decaying over the rest of
+  the run), and `train.clip_grad_norm` > 0 clips the global gradient norm before Adam.
+  """
   t = config.train
+  warmup = int(t.get("warmup_steps", 0) or 0)
+  if warmup < 0:
+    raise ValueError(f"train.warmup_steps={warmup} must be >= 0")
   if t.get("schedule", "step") == "cosine":
     if not total:
       raise ValueError("train.schedule='cosine' needs the run's total number of steps")
-    schedule = optax.cosine_decay_schedule(t.learning_rate, decay_steps=total)
+    if warmup >= total:
+      raise ValueError(f"train.warmup_steps={warmup} must be below the run's {total} steps")
+    schedule = optax.cosine_decay_schedule(t.learning_rate, decay_steps=total - warmup)
   elif t.decay_epochs:
     schedule = optax.exponential_decay(t.learning_rate, transition_steps=t.decay_epochs * steps_per_epoch,
                                        decay_rate=t.decay_rate, staircase=True)
   else:
     schedule = optax.constant_schedule(t.learning_rate)
-  return optax.adam(schedule)
+  if warmup:
+    ramp = optax.linear_schedule(t.learning_rate * float(t.get("warmup_init", 0.005)), t.learning_rate, warmup)
+    schedule = optax.join_schedules([ramp, schedule], [warmup])
+  adam = optax.adam(schedule)
+  clip = float(t.get("clip_grad_norm", 0) or 0)
+  return optax.chain(optax.clip_by_global_norm(clip), adam) if clip > 0 else adam
 
 
 def _state(params, tx) -> dict:

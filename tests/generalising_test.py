@@ -130,6 +130,45 @@ def test_cosine_schedule_decays_to_zero_over_the_run():
   assert sizes[-1] < 0.03 * c.train.learning_rate
 
 
+def _adam_update_sizes(tx, grads):
+  """Largest |update| of each step of `tx` fed the gradients `grads` in turn (params of 3 ones)."""
+  params = {"w": np.ones(3, np.float32)}
+  state = tx.init(params)
+  sizes = []
+  for g in grads:
+    updates, state = tx.update({"w": np.full(3, g, np.float32)}, state, params)
+    sizes.append(float(np.abs(np.asarray(updates["w"])).max()))
+  return sizes
+
+
+def test_warmup_ramps_linearly_then_the_cosine_decays_over_the_rest():
+  c = small_config(steps=10)
+  c.train.update(warmup_steps=4, warmup_init=0.1)
+  lr = c.train.learning_rate
+  # A constant gradient makes Adam's update exactly the rate of the step (m_hat / sqrt(v_hat) = 1).
+  sizes = _adam_update_sizes(training.make_optimizer(c, 1, 10), [1.0] * 10)
+  expected = [lr * (0.1 + 0.9 * k / 4) for k in range(4)] + [lr * (1 + np.cos(np.pi * k / 6)) / 2 for k in range(6)]
+  np.testing.assert_allclose(sizes, expected, rtol=1e-4)
+  c.train.warmup_steps = 10
+  with pytest.raises(ValueError, match="train.warmup_steps=10 must be below the run's 10 steps"):
+    training.make_optimizer(c, 1, 10)
+
+
+def test_clip_grad_norm_clips_before_adam():
+  c = small_config(steps=10)
+  c.train.update(schedule="step", decay_epochs=0)  # constant rate
+  lr = c.train.learning_rate
+  # Gradients 1000 then 1 per entry (global norm 1000 sqrt 3, then sqrt 3): clipped to norm sqrt 3 both are 1, so
+  # Adam's second update is exactly lr; unclipped, by hand: m_hat = (0.9 * 100 + 0.1) / 0.19, v_hat =
+  # (0.999 * 1000 + 0.001) / (1 - 0.999^2), update = lr m_hat / sqrt(v_hat) = 0.6708 lr.
+  c.train.clip_grad_norm = float(np.sqrt(3.0))
+  assert _adam_update_sizes(training.make_optimizer(c, 1), [1000.0, 1.0])[1] == pytest.approx(lr, rel=1e-4)
+  c.train.clip_grad_norm = 0.0
+  m_hat, v_hat = (0.9 * 100 + 0.1) / 0.19, (0.999 * 1000 + 0.001) / (1 - 0.999 ** 2)
+  assert _adam_update_sizes(training.make_optimizer(c, 1), [1000.0, 1.0])[1] == pytest.approx(
+      lr * m_hat / np.sqrt(v_hat), rel=1e-4)
+
+
 def test_train_budget_stops_with_a_checkpoint(tmp_path):
   c = small_config(steps=1000)
   c.train.budget_s = 1e-6

@@ -38,6 +38,8 @@ def base() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict(dict(
       epochs=300, steps=0,  # steps > 0 overrides epochs.
       learning_rate=1e-4, decay_epochs=100, decay_rate=0.5, schedule="step",  # or "cosine" (to 0 over the run)
+      warmup_steps=0, warmup_init=0.005,  # linear ramp from learning_rate * warmup_init over warmup_steps first
+      clip_grad_norm=0.0,  # > 0: clip the global gradient norm before Adam
       loss="pea", seed=0, log_every=50, checkpoint_every=500, keep_checkpoints=3,
       model_axis=1,  # devices on the `model` mesh axis (the rest form the `data` axis).
       table_sharding="replicated",  # or "levels" / "rows": hash tables sharded over the model axis (inrsr.sharding).
