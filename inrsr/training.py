@@ -46,7 +46,7 @@ from flax import traverse_util
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from inrsr import checkpoints, coords, losses, models, sharding
+from inrsr import checkpoints, losses, models, sharding
 from inrsr.data import cascade, clips, pipeline, sources
 
 METRICS_FILE = "metrics.jsonl"

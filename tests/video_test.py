@@ -10,7 +10,7 @@ import skimage.data
 
 import fitting
 from experiments.configs import vrinr_demo, vrinr_vid4
-from inrsr import coords, evaluation, inference, metrics, resize, training, upscaling
+from inrsr import coords, evaluation, metrics, resize, training, upscaling
 from inrsr.data import images, sources, video
 from inrsr.models import srinr
 
