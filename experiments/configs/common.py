@@ -113,14 +113,16 @@ def finish(c: ml_collections.ConfigDict, arg, name: str, choices=()) -> tuple[ml
 
 # The official configurations (EDSR-baseline encoder) of each generalising model.
 GENERALISING_MODELS = {
+    # param_init: the ported models default to PyTorch's init (the official code's). LIIF and LIT keep flax's,
+    # with which their CPU runs in RESULTS.md were measured; with flax's, HIIF collapsed onto its skip (RESULTS.md).
     "liif": dict(name="liif", encoder="edsr-baseline", encoder_args={}, hidden_list=(256, 256, 256, 256),
-                 local_ensemble=True, feat_unfold=True, cell_decode=True, skip="none"),
+                 local_ensemble=True, feat_unfold=True, cell_decode=True, skip="none", param_init="flax"),
     "hiif": dict(name="hiif", encoder="edsr-baseline", encoder_args={}, hidden_dim=256, heads=16, n_attn_blocks=2,
-                 n_hi_layers=6, mlp_hidden=256),
+                 n_hi_layers=6, mlp_hidden=256, param_init="torch"),
     # LIT: CLIT's first stage (the released code's defaults; num_stages 1 serves scales up to x4 and is
     # applied stage by stage above).
     "clit": dict(name="clit", encoder="edsr-baseline", encoder_args={}, base_dim=256, head=8, r=3, num_stages=1,
-                 hidden_list=(256, 256, 256, 256)),
+                 hidden_list=(256, 256, 256, 256), param_init="flax"),
 }
 
 

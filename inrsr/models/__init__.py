@@ -71,7 +71,8 @@ def example_inputs(model) -> tuple:
 
 def init_params(model, key):
   """Fresh parameters of a model: its module's `init_params(model, key)` when the module has one, else
-  `model.init` on `example_inputs(model)`, jitted (one compiled program instead of op-by-op dispatch).
+  `model.init` on `example_inputs(model)`, jitted (one compiled program instead of op-by-op dispatch), with
+  every Conv/Dense layer redrawn as PyTorch would when the model's `param_init` is "torch" (the ported models).
 
   Args:
     model: a registered flax module.
@@ -85,4 +86,9 @@ def init_params(model, key):
   own = getattr(importlib.import_module(type(model).__module__), "init_params", None)
   if own is not None:
     return own(model, key)
-  return jax.jit(lambda k, *xs: model.init(k, *xs)["params"])(key, *example_inputs(model))
+  params = jax.jit(lambda k, *xs: model.init(k, *xs)["params"])(key, *example_inputs(model))
+  if getattr(model, "param_init", "flax") == "torch":
+    from inrsr.models import torch_init  # pylint: disable=g-import-not-at-top
+
+    params = torch_init.reinit(params, jax.random.fold_in(key, 1))
+  return params

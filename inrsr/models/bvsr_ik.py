@@ -89,7 +89,8 @@ import ml_collections
 import numpy as np
 
 from inrsr.models import spynet as spynet_lib
-from inrsr.models.spynet import HIGHEST, conv, torch_bias_init, torch_kernel_init
+from inrsr.models.spynet import HIGHEST, conv
+from inrsr.models.torch_init import torch_bias_init, torch_kernel_init
 
 
 def _lrelu(x):

@@ -61,14 +61,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from inrsr.coords import make_coord_f32
-from inrsr.models import edsr, rdn, sampling
+from inrsr.models import edsr, rdn, sampling, torch_init
 
 PRECISION = jax.lax.Precision.HIGHEST
 ENCODERS = ("edsr-baseline", "rdn")
 ACTIVATIONS = ("gelu", "relu", "none")
 MODEL_FIELDS = ("encoder", "encoder_args", "base_dim", "head", "r", "num_stages", "cell_decode", "local_attn",
                 "pos_bias", "posenc_scale", "posenc_dims", "hidden_list", "act", "cascade_weight", "scale_base",
-                "freq_encoding", "freq_dims", "freq_scale")
+                "freq_encoding", "freq_dims", "freq_scale", "param_init")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -248,6 +248,8 @@ class CLIT(nn.Module):
     freq_encoding: the paper's local frequency encoding (absent from the released code; off).
     freq_dims: real features per neighbour that it adds (64).
     freq_scale: its frequencies reach 2**freq_scale - 1 (10).
+    param_init: "torch" (PyTorch's default Conv/Linear init, as the official code) or "flax" (flax's
+      defaults); read by `inrsr.models.init_params`.
   """
 
   encoder: str = "edsr-baseline"
@@ -268,6 +270,7 @@ class CLIT(nn.Module):
   freq_encoding: bool = False
   freq_dims: int = 64
   freq_scale: float = 10.0
+  param_init: str = "torch"
 
   batch_keys: ClassVar[tuple] = ("lr", "coords", "cells")
 
@@ -283,6 +286,7 @@ class CLIT(nn.Module):
       self.encoder_net = rdn.from_fields(**args)
     else:
       raise ValueError(f"encoder={self.encoder!r} must be one of {ENCODERS}")
+    torch_init.check_scheme(self.param_init)
     if self.num_stages < 1:
       raise ValueError(f"num_stages={self.num_stages} must be >= 1")
     if self.base_dim % self.head:

@@ -56,13 +56,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from inrsr.coords import make_coord_f32
-from inrsr.models import edsr, sampling
+from inrsr.models import edsr, sampling, torch_init
 
 PRECISION = jax.lax.Precision.HIGHEST
 LN_EPS = 1e-5  # PyTorch nn.LayerNorm default.
 SCALE_MAX = 4.0  # official test.py --scale_max default, the largest training scale.
 
-MODEL_FIELDS = ("encoder", "encoder_args", "hidden_dim", "heads", "n_attn_blocks", "n_hi_layers", "mlp_hidden")
+MODEL_FIELDS = ("encoder", "encoder_args", "hidden_dim", "heads", "n_attn_blocks", "n_hi_layers", "mlp_hidden",
+                "param_init")
 ENCODERS = ("edsr-baseline", "edsr")
 
 
@@ -176,6 +177,8 @@ class HIIF(nn.Module):
     n_attn_blocks: attention blocks after the first decoder layer (official: conv0, conv1 = 2).
     n_hi_layers: hierarchical levels = decoder layers (official 6).
     mlp_hidden: hidden width inside every decoder layer (official: 256, fixed).
+    param_init: "torch" (PyTorch's default Conv/Linear init, as the official code) or "flax" (flax's
+      defaults); read by `inrsr.models.init_params`.
   """
 
   encoder: str = "edsr-baseline"
@@ -185,6 +188,7 @@ class HIIF(nn.Module):
   n_attn_blocks: int = 2
   n_hi_layers: int = 6
   mlp_hidden: int = 256
+  param_init: str = "torch"
 
   batch_keys: ClassVar[tuple] = ("lr", "coords", "cells")
   queries_independent: ClassVar[bool] = False  # the attention mixes every query of a `query` call
@@ -195,6 +199,7 @@ class HIIF(nn.Module):
       raise ValueError(f"encoder={self.encoder!r} must be one of {ENCODERS}")
     if self.hidden_dim % self.heads:
       raise ValueError(f"hidden_dim={self.hidden_dim} must be divisible by heads={self.heads}")
+    torch_init.check_scheme(self.param_init)
     if self.n_hi_layers < 1:
       raise ValueError(f"n_hi_layers={self.n_hi_layers} must be >= 1")
     self.enc = edsr.from_fields(**dict(self.encoder_args))

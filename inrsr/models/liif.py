@@ -34,11 +34,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from inrsr.coords import make_coord_f32
-from inrsr.models import edsr, rdn, sampling
+from inrsr.models import edsr, rdn, sampling, torch_init
 
 PRECISION = jax.lax.Precision.HIGHEST
 ENCODERS = ("edsr-baseline", "rdn")
-MODEL_FIELDS = ("encoder", "encoder_args", "hidden_list", "local_ensemble", "feat_unfold", "cell_decode", "skip")
+MODEL_FIELDS = ("encoder", "encoder_args", "hidden_list", "local_ensemble", "feat_unfold", "cell_decode", "skip",
+                "param_init")
 SKIPS = ("none", "bilinear")
 
 
@@ -71,6 +72,8 @@ class LIIF(nn.Module):
     feat_unfold: feed the 3x3 neighbourhood of each latent (ablation "-u").
     cell_decode: feed the query cell (ablation "-c").
     skip: "none" (official LIIF) or "bilinear" (add the bilinear upsampling of the LR, as HIIF and CLIT do).
+    param_init: "torch" (PyTorch's default Conv/Linear init, as the official code) or "flax" (flax's
+      defaults); read by `inrsr.models.init_params`.
   """
 
   encoder: str = "edsr-baseline"
@@ -80,6 +83,7 @@ class LIIF(nn.Module):
   feat_unfold: bool = True
   cell_decode: bool = True
   skip: str = "none"
+  param_init: str = "torch"
 
   batch_keys: ClassVar[tuple] = ("lr", "coords", "cells")
 
@@ -89,6 +93,7 @@ class LIIF(nn.Module):
     object.__setattr__(self, "hidden_list", tuple(int(h) for h in self.hidden_list))
     if self.skip not in SKIPS:
       raise ValueError(f"skip={self.skip!r} must be one of {SKIPS}")
+    torch_init.check_scheme(self.param_init)
     super().__post_init__()
 
   def setup(self):

@@ -25,26 +25,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from inrsr.models.torch_init import torch_bias_init, torch_kernel_init
+
 HIGHEST = jax.lax.Precision.HIGHEST
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def torch_kernel_init(key, shape, dtype=jnp.float32):
-  """PyTorch's default Conv/Linear weight init, U(+-1/sqrt(fan_in)) (fan_in from flax's (..., in, out) shape)."""
-  fan_in = int(np.prod(shape[:-1]))
-  bound = 1.0 / np.sqrt(fan_in)
-  return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-
-def torch_bias_init(fan_in: int):
-  """PyTorch's default bias init, U(+-1/sqrt(fan_in))."""
-  bound = 1.0 / np.sqrt(fan_in)
-
-  def init(key, shape, dtype=jnp.float32):
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-  return init
 
 
 def conv(features: int, kernel_size: int, *, in_features: int, name: str | None = None, use_bias: bool = True,
