@@ -112,7 +112,8 @@ def example_spec(config: ml_collections.ConfigDict, frames) -> pipeline.ExampleS
   scale_max = d.scale_max if d.scale_max else d.scale
   return pipeline.ExampleSpec(scale_min=float(d.scale), scale_max=float(scale_max), pixels=d.pixels_per_frame,
                               crop=d.crop, modcrop=bool(d.get("modcrop", False)), augment=d.augment,
-                              lr_pad=pipeline.lr_pad_shape(frames, float(d.scale), d.crop))
+                              lr_pad=pipeline.lr_pad_shape(frames, float(d.scale), d.crop),
+                              scale_sampling=d.get("scale_sampling", "uniform"))
 
 
 def total_steps(config: ml_collections.ConfigDict, frames) -> tuple[int, int]:

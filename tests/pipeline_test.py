@@ -107,7 +107,26 @@ def test_crops_and_augmentation_shapes(frames):
   assert np.all(batch["lr_size"] <= 12) and np.all(batch["scale"] >= 4.0) and np.all(batch["scale"] <= 6.0)
 
 
+def test_scale_sampling_shares_by_hand():
+  # On [2, 8], x4 is the geometric middle: log-uniform puts half the draws below it, uniform a third.
+  rng = np.random.default_rng(0)
+  for sampling, below_4, below_2_83 in (("log", 1 / 2, 1 / 4), ("uniform", 1 / 3, (2.828 - 2) / 6)):
+    s = np.array([pipeline.draw_scale(2.0, 8.0, sampling, rng) for _ in range(20000)])
+    assert s.min() >= 2.0 and s.max() <= 8.0
+    assert abs(np.mean(s < 4.0) - below_4) < 0.015, sampling
+    assert abs(np.mean(s < 2.828) - below_2_83) < 0.015, sampling
+  assert pipeline.draw_scale(3.0, 3.0, "log", rng) == 3.0
+
+
+def test_log_sampled_examples_use_their_scale(frames):
+  spec = _spec(frames, scale_min=2.0, scale_max=8.0, scale_sampling="log")
+  scales = [float(pipeline.make_example(frames[0], 0.0, spec, np.random.default_rng(i))["scale"])
+            for i in range(400)]
+  assert abs(np.mean(np.array(scales) < 4.0) - 0.5) < 0.08
+
+
 @pytest.mark.parametrize("kw,match", [(dict(scale_min=0.0, scale_max=0.0), "scale_min"),
+                                      (dict(scale_sampling="geometric"), "data.scale_sampling='geometric'"),
                                       (dict(scale_min=float("nan"), scale_max=2.0), "scale_min"),
                                       (dict(scale_min=0.5, scale_max=2.0), "scale_min=0.5 must be .* >= 1"),
                                       (dict(pixels=0), "pixels_per_frame")])

@@ -26,7 +26,8 @@ def base() -> ml_collections.ConfigDict:
       protocol="fit",  # "fit" (train on the evaluated frames' LR/HR) or "internal" (LR-only training).
       internal_scale=4.0,  # internal protocol: the LR scale of the real data.
       scale=32.0,  # SR scale of training pairs (lower bound when scale_max is set).
-      scale_max=0.0,  # > scale: sample scales uniformly in [scale, scale_max].
+      scale_max=0.0,  # > scale: sample scales in [scale, scale_max], one per example.
+      scale_sampling="uniform",  # how (fit/internal protocols): "uniform", or "log" (each octave an equal share).
       modcrop=False,  # evaluation's LR: False downsamples the whole frame (HR coordinates independent of the
       # scale, as training makes its pairs); True mod-crops the HR first (runs from before the field).
       crop=0,  # HR random crop (0 = whole frames, which `fit` needs for absolute coordinates).

@@ -23,6 +23,9 @@ import numpy as np
 from inrsr import coords, resize
 
 
+SCALE_SAMPLINGS = ("uniform", "log")
+
+
 @dataclasses.dataclass(frozen=True)
 class ExampleSpec:
   """How one training example is made from an HR frame.
@@ -38,6 +41,8 @@ class ExampleSpec:
     modcrop: crop the HR to the scale's multiple before downsampling (the SR literature's degradation, under
       which the coordinates are normalised to a region that changes with the scale); False (the default)
       downsamples the whole frame, so HR pixel (i, j) is at `coords.pixel_coords(i, j, H, W)` at every scale.
+    scale_sampling: how a scale in [scale_min, scale_max] is drawn: "uniform" (the default) or "log"
+      (log-uniform: each octave, e.g. x2-x4 and x4-x8, gets the same share of examples).
   """
 
   scale_min: float
@@ -47,6 +52,7 @@ class ExampleSpec:
   augment: bool
   lr_pad: tuple[int, int]
   modcrop: bool = False
+  scale_sampling: str = "uniform"
 
   def __post_init__(self):
     for name in ("scale_min", "scale_max"):
@@ -57,6 +63,17 @@ class ExampleSpec:
       raise ValueError(f"data.scale_max={self.scale_max} < data.scale_min={self.scale_min}")
     if self.pixels <= 0:
       raise ValueError(f"data.pixels_per_frame={self.pixels} must be > 0")
+    if self.scale_sampling not in SCALE_SAMPLINGS:
+      raise ValueError(f"data.scale_sampling={self.scale_sampling!r} must be one of {SCALE_SAMPLINGS}")
+
+
+def draw_scale(scale_min: float, scale_max: float, sampling: str, rng: np.random.Generator) -> float:
+  """One scale from [scale_min, scale_max]: uniform, or log-uniform (`sampling="log"`); scale_min when equal."""
+  if scale_max == scale_min:
+    return scale_min
+  if sampling == "log":
+    return float(math.exp(rng.uniform(math.log(scale_min), math.log(scale_max))))
+  return float(rng.uniform(scale_min, scale_max))
 
 
 def lr_pad_shape(frames: Sequence[np.ndarray], scale_min: float, crop: int = 0) -> tuple[int, int]:
@@ -96,7 +113,7 @@ def make_example(frame: np.ndarray, t: float, spec: ExampleSpec, rng: np.random.
         hr = hr[::-1]
       if rng.random() < 0.5:
         hr = hr.transpose(1, 0, 2)
-  scale = spec.scale_min if spec.scale_max == spec.scale_min else rng.uniform(spec.scale_min, spec.scale_max)
+  scale = draw_scale(spec.scale_min, spec.scale_max, spec.scale_sampling, rng)
   lr, hr = resize.downsample(np.ascontiguousarray(hr), scale, modcrop=spec.modcrop)
   h_hr, w_hr = hr.shape[:2]
   if spec.pixels > h_hr * w_hr:
