@@ -27,7 +27,8 @@ CONFIG_FILE = "config.json"
 # Config sections whose fields set the train state's structure or shapes (a restart must keep them), and the
 # fields of those sections that do not (the kernel implementation computes the same function).
 STATE_SECTIONS = ("model",)
-STATELESS_FIELDS = ("model.kernel_impl",)
+# Model fields a resumed run may change: how a kernel runs, and how a new run draws its first parameters.
+STATELESS_FIELDS = ("model.kernel_impl", "model.param_init")
 VERBOSE_ORBAX_ENV = "INRSR_VERBOSE_ORBAX"
 # Orbax's package folder, as imported and with links resolved (log records carry the source file's path).
 _ORBAX_DIRS = tuple({str(pathlib.Path(ocp.__file__).parents[1]) + os.sep,

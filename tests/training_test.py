@@ -171,6 +171,10 @@ def test_check_compatible_names_state_fields_and_allows_the_rest():
     checkpoints.check_compatible(stored, new)
   stored_json = ml_collections.ConfigDict(json.loads(stored.to_json_best_effort()))
   assert checkpoints.check_compatible(stored_json, stored) == []  # tuples stored as JSON lists compare equal
+  # A run stored before model.param_init existed resumes under a config that has it: only new runs read it.
+  with_init = small_config(steps=4)
+  with_init.model.param_init = "torch"
+  assert checkpoints.check_compatible(stored, with_init) == ["model.param_init"]
 
 
 def test_restart_with_another_model_names_the_changed_fields(tmp_path):
