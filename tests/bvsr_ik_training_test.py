@@ -198,7 +198,7 @@ def test_init_params_uses_the_module_hook_else_jitted_init():
   jax.tree.map(np.testing.assert_array_equal, models.init_params(small, key), bvsr_ik.init_params(small, key))
   liif = models.from_config(ml_collections.ConfigDict(
       {"name": "liif", "encoder": "edsr-baseline", "encoder_args": {"n_resblocks": 1, "n_feats": 8},
-       "hidden_list": (16,)}))
+       "hidden_list": (16,), "param_init": "flax"}))  # flax's own init: the jitted init is model.init's
   eager = liif.init(key, *models.example_inputs(liif))["params"]
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
                models.init_params(liif, key), eager)
