@@ -51,6 +51,22 @@ def test_layer_norm_left_alone_and_other_leaves():
   assert w.shape == (132, 16) and np.abs(w).max() <= 1 / np.sqrt(132) < 1.2 * np.abs(w).max()
 
 
+def test_reinit_on_a_hand_built_tree():
+  params = {"conv": {"kernel": np.zeros((3, 3, 4, 8), np.float32), "bias": np.zeros((8,), np.float32)},
+            "grouped": {"kernel": np.zeros((3, 3, 2, 8), np.float32)},  # 8 channels in 4 groups: 2 in per group
+            "norm": {"scale": np.ones((8,), np.float32), "bias": np.zeros((8,), np.float32)},
+            "temperature": np.full((2,), 7.0, np.float32)}
+  out = torch_init.reinit(params, jax.random.key(0))
+  for name, fan_in in (("conv", 36), ("grouped", 18)):
+    w = np.asarray(out[name]["kernel"])
+    assert w.shape == params[name]["kernel"].shape and 0.9 / np.sqrt(fan_in) < np.abs(w).max() <= 1 / np.sqrt(fan_in)
+  b = np.asarray(out["conv"]["bias"])
+  assert np.all(b != 0) and np.abs(b).max() <= 1 / 6  # the bias takes its kernel's fan_in, 36
+  np.testing.assert_array_equal(out["norm"]["scale"], 1.0)  # a bias without a kernel (LayerNorm) is left alone
+  np.testing.assert_array_equal(out["norm"]["bias"], 0.0)
+  np.testing.assert_array_equal(out["temperature"], 7.0)
+
+
 def test_unknown_scheme_is_named():
   with pytest.raises(ValueError, match="param_init='xavier'"):
     liif.LIIF(param_init="xavier")
