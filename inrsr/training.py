@@ -89,6 +89,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _check_scale("data.scale_max", d.scale_max, scale)
   if d.protocol == "internal":
     _check_scale("data.internal_scale", d.internal_scale)
+  if d.get("scale_sampling", "uniform") != "uniform" and d.protocol not in ("fit", "internal"):
+    raise ValueError(f"data.scale_sampling={d.scale_sampling!r} is read by the protocols 'fit' and 'internal' only; "
+                     f"protocol {d.protocol!r} draws its scales uniformly (set data.scale_sampling='uniform')")
   if d.protocol == "clips" and scale != int(scale):
     raise ValueError(f"data.scale={d.scale!r} must be an integer for protocol 'clips' (frames are subsampled "
                      "[::scale, ::scale])")

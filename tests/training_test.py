@@ -147,6 +147,15 @@ def test_bad_scale_is_named_before_any_work(tmp_path, field, value, protocol):
   assert not (tmp_path / "wd").exists()
 
 
+def test_scale_sampling_outside_fit_and_internal_is_named_before_any_work(tmp_path):
+  c = small_config()
+  c.data.update(source="folder", root=str(tmp_path / "nowhere"), protocol="patches", scale=1.0, scale_max=4.0,
+                scale_sampling="log")
+  with pytest.raises(ValueError, match="data.scale_sampling='log' is read by the protocols 'fit' and 'internal'"):
+    training.train(c, tmp_path / "wd", progress=False)
+  assert not (tmp_path / "wd").exists()
+
+
 def test_torn_last_metrics_line_is_dropped_on_resume(tmp_path, caplog):
   caplog.set_level(logging.WARNING, logger="absl")
   lines = [json.dumps({"step": s, "loss": 1.0 / s}) for s in range(1, 6)]

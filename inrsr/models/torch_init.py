@@ -2,9 +2,9 @@
 
 torch's `nn.Linear` and `nn.Conv2d` draw their weight with `kaiming_uniform_(a=sqrt(5))` and their bias from
 U(+-1/sqrt(fan_in)); both come to U(+-1/sqrt(fan_in)), std 1/sqrt(3 fan_in). Flax's default (LeCun normal
-weights, zero bias) has std 1/sqrt(fan_in), sqrt(3) times larger per layer: over the 33 convolutions of an
-EDSR-baseline encoder that is a 17-25 times larger feature map at initialisation, enough to change how a
-model trains (RESULTS.md, HIIF). LayerNorm scale 1 and bias 0 are the same in both libraries.
+weights, zero bias) has std 1/sqrt(fan_in), sqrt(3) times larger per layer: through the 34 convolutions of an
+EDSR-baseline encoder that gave a 17 times larger feature map on a Set5 crop at initialisation, enough to
+change how a model trains (RESULTS.md, HIIF). LayerNorm scale 1 and bias 0 are the same in both libraries.
 """
 
 from __future__ import annotations
