@@ -53,11 +53,13 @@ def reinit(params, key: jax.Array):
   out = {}
   for path, k in zip(paths, jax.random.split(key, len(paths))):
     kernel = flat.get(path[:-1] + ("kernel",))
-    if path[-1] in ("kernel", "bias") and kernel is not None and kernel.ndim >= 2:
-      bound = 1.0 / np.sqrt(int(np.prod(kernel.shape[:-1])))
-      out[path] = jax.random.uniform(k, flat[path].shape, flat[path].dtype, -bound, bound)
+    leaf = flat[path]
+    if path[-1] == "kernel" and kernel.ndim >= 2:
+      out[path] = torch_kernel_init(k, leaf.shape, leaf.dtype)
+    elif path[-1] == "bias" and kernel is not None and kernel.ndim >= 2:
+      out[path] = torch_bias_init(int(np.prod(kernel.shape[:-1])))(k, leaf.shape, leaf.dtype)
     else:
-      out[path] = flat[path]
+      out[path] = leaf
   return traverse_util.unflatten_dict(out)
 
 
