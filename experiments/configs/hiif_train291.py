@@ -20,8 +20,8 @@ def get_config(arg=None):
   # from 2e-6 (50 of 1000 epochs); here a linear ramp from 2e-6 over the first 200 steps.
   c.train.update(warmup_steps=200, warmup_init=0.004)
   # The warm-up alone did not stop the decoder from collapsing onto the skip; PyTorch's init (the official
-  # code's; flax's default draws every weight sqrt(3) times larger) did (RESULTS.md). It is the HIIF default.
-  c.model.param_init = "torch"
+  # code's; flax's default draws every weight sqrt(3) times larger) did (RESULTS.md): c.model.param_init is
+  # "torch", as common.GENERALISING_MODELS sets it for HIIF.
   flags, _ = common.parse_arg(arg, "hiif_train291", flags=("small",))  # CPU-sized: no `cpu`
   if "small" in flags:
     common.shrink_generalising(c)
