@@ -7,26 +7,43 @@ A whole-clip model's run (BVSR-IK) is scored by the blind protocol of `inrsr/bli
 by the test recipe, Y PSNR/SSIM with a 4 px border, centre frames of 5-frame windows), next to bicubic and to
 non-blind runs given with --compare on the same degraded frames:
   python -m experiments.evaluate --workdir=workdirs/bvsr291 --compare=workdirs/liif291
+--zero_shot_budget=300 adds zero-shot VR-INR (`srinr_zeroshot`, or --zero_shot_config, fitted on each degraded
+clip's own LR frames for that budget, `inrsr.zero_shot.clip_restorer`; fits kept in WORKDIR/zero_shot).
 """
+
+import pathlib
+import sys
 
 from absl import app
 from absl import flags
+from ml_collections import config_flags
 
-from inrsr import blind_evaluation, evaluation
+from experiments import configs
+from inrsr import blind_evaluation, evaluation, zero_shot
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder of a training run.")
 _SCALES = flags.DEFINE_list("scales", None, "Scales to evaluate (default: the run's eval.scales).")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
 _COMPARE = flags.DEFINE_list("compare", [], "Whole-clip model runs: frame-model runs scored on the same blurred "
                              "input.")
+_ZS_BUDGET = flags.DEFINE_string("zero_shot_budget", "", "Whole-clip model runs: add zero-shot VR-INR fitted on "
+                                 "each degraded clip for this budget, steps (300) or seconds (120s); '' for none.")
+_ZS_CONFIG = config_flags.DEFINE_config_file("zero_shot_config", str(configs.CONFIG_DIR / "srinr_zeroshot.py"),
+                                             "Zero-shot model config (with --zero_shot_budget).", lock_config=True)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   scales = [float(s) for s in _SCALES.value] if _SCALES.value else None
+  clip_methods = None
+  if _ZS_BUDGET.value:
+    zero_shot.parse_budget(_ZS_BUDGET.value)  # a bad budget is refused before any work
+    restore = zero_shot.clip_restorer(_ZS_CONFIG.value, pathlib.Path(_WORKDIR.value) / "zero_shot",
+                                      budget=_ZS_BUDGET.value, progress=_PROGRESS.value)
+    clip_methods = {f"VR-INR zero-shot ({_ZS_BUDGET.value} per clip)": restore}
   results = evaluation.evaluate_run(_WORKDIR.value, scales=scales, progress=_PROGRESS.value,
-                                    compare=_COMPARE.value)
+                                    compare=_COMPARE.value, clip_methods=clip_methods)
   table = (blind_evaluation.markdown_table(results) if results.get("protocol") == "blind"
            else evaluation.markdown_table(results))
   print(table)
@@ -34,4 +51,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["workdir"])
-  app.run(main)
+  app.run(main, argv=configs.resolve_argv(sys.argv, names=("zero_shot_config",)))

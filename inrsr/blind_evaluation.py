@@ -149,13 +149,16 @@ def frame_model_method(model, params, chunk: int = 65536) -> Callable:
 
 
 def evaluate(clips: Sequence[BlindClip], window_methods: Mapping[str, Callable],
-             frame_methods: Mapping[str, Callable], *, window: int = 5, border: int = 4) -> dict:
+             frame_methods: Mapping[str, Callable], *, clip_methods: Mapping[str, Callable] | None = None,
+             window: int = 5, border: int = 4) -> dict:
   """Score every method on every clip.
 
   Args:
     clips: `degraded_clips`.
     window_methods: label -> window restorer (whole-clip models).
     frame_methods: label -> frame restorer ((lr, H, W) -> (H, W, 3)); bicubic is one.
+    clip_methods: label -> whole-clip restorer ((name, lr (T, h, w, 3), H, W) -> (T, H, W, 3)) that sees every
+      LR frame of the clip at once (zero-shot VR-INR, fitted on the clip's own LR); scored on the same frames.
     window: window length of the whole-clip models (it also sets the scored frames of every method).
     border: the crop before measuring.
 
@@ -169,10 +172,17 @@ def evaluate(clips: Sequence[BlindClip], window_methods: Mapping[str, Callable],
     for label, fn in window_methods.items():
       logging.info("blind evaluation: %s on %s", label, clip.name)
       per_clip[clip.name][label] = score(centre_outputs(fn, clip.lr, window), clip.hr, border)
+    for label, fn in (clip_methods or {}).items():
+      logging.info("blind evaluation: %s on %s", label, clip.name)
+      restored = fn(clip.name, clip.lr, *clip.hr.shape[1:3])
+      if restored.shape != clip.hr.shape:
+        raise ValueError(f"{label} restored {clip.name} as {restored.shape}, expected {clip.hr.shape}")
+      per_clip[clip.name][label] = score({t: restored[t] for t in scored_frames(len(clip.lr), window)}, clip.hr,
+                                         border)
     for label, fn in frame_methods.items():
       logging.info("blind evaluation: %s on %s", label, clip.name)
       per_clip[clip.name][label] = score(frame_outputs(fn, clip.lr, clip.hr.shape[1:3], window), clip.hr, border)
-  labels = list(window_methods) + list(frame_methods)
+  labels = list(window_methods) + list(clip_methods or {}) + list(frame_methods)
   pooled = {}
   for label in labels:
     cells = [per_clip[c.name][label] for c in clips]
@@ -199,7 +209,7 @@ def markdown_table(results: dict) -> str:
 
 
 def evaluate_clip_run(workdir, model, params, config: ml_collections.ConfigDict, step: int, *,
-                      compare: Sequence = ()) -> dict:
+                      compare: Sequence = (), clip_methods: Mapping[str, Callable] | None = None) -> dict:
   """The blind protocol for a whole-clip model's run, next to bicubic and other runs' frame models.
 
   Args:
@@ -209,6 +219,8 @@ def evaluate_clip_run(workdir, model, params, config: ml_collections.ConfigDict,
     config: the run's config (its `eval.blind` section, `settings`).
     step: the checkpoint step.
     compare: folders of other runs (non-blind frame models) evaluated on the same degraded frames.
+    clip_methods: more whole-clip restorers scored on the same frames (`evaluate`), e.g.
+      `inrsr.zero_shot.clip_restorer`.
 
   Returns:
     The results dict (`evaluate`'s, plus model, step, the settings and each compared run's folder and step).
@@ -227,7 +239,7 @@ def evaluate_clip_run(workdir, model, params, config: ml_collections.ConfigDict,
     compared[label] = {"workdir": str(other), "step": other_step}
   frame_methods["bicubic"] = bicubic
   results = evaluate(clips, {f"{name} (step {step})": clip_model_method(model, params)}, frame_methods,
-                     window=blind.window, border=blind.border)
+                     clip_methods=clip_methods, window=blind.window, border=blind.border)
   results.update(model=name, step=step, protocol="blind", blind=blind.to_dict(), compared=compared)
   return results
 

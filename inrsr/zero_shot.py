@@ -186,6 +186,33 @@ def upscale(config: ml_collections.ConfigDict, input_path, output_path, *, scale
                                    chunk=chunk, progress=progress)
 
 
+def clip_restorer(config: ml_collections.ConfigDict, workdir, *, budget: str = "", progress: bool = False):
+  """Zero-shot VR-INR as a whole-clip restorer for `inrsr.blind_evaluation.evaluate` (its `clip_methods`).
+
+  Each clip's LR frames (already 8-bit) are written as PNGs to `workdir/NAME/lr`; `upscale` fits the model on
+  them alone (`clip=True`: VR-INR over the clip's frames) and writes `workdir/NAME/sr`; the fit is kept in
+  `workdir/NAME/fit`, so the same call resumes or reuses it.
+
+  Args:
+    config: the zero-shot config (`srinr_zeroshot`).
+    workdir: the folder that keeps inputs, outputs and fits.
+    budget: `parse_budget` text per clip ("" keeps the config's steps).
+    progress: progress bars.
+
+  Returns:
+    (name, lr (T, h, w, 3) in [0, 1], H, W) -> (T, H, W, 3) float32 restored frames.
+  """
+  def restore(name: str, lr: np.ndarray, height: int, width: int) -> np.ndarray:
+    root = pathlib.Path(workdir) / name
+    (root / "lr").mkdir(parents=True, exist_ok=True)
+    for k, frame in enumerate(lr):
+      iio.imwrite(root / "lr" / f"{k:08d}.png", upscaling.to_uint8(frame))
+    upscale(config, root / "lr", root / "sr", size=f"{width}x{height}", clip=True, budget=budget,
+            workdir=root / "fit", progress=progress)
+    return np.stack([images.load_image(upscaling.frame_path(root / "sr", k)) for k in range(len(lr))])
+  return restore
+
+
 def evaluate(config: ml_collections.ConfigDict, items, scales, workdir, *, budget: str = "",
              metric: str = "benchmark", progress: bool = False) -> dict:
   """Zero-shot upscaling scored against HR images it never sees (protocol `internal`).

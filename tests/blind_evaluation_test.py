@@ -110,5 +110,29 @@ def test_evaluate_a_clip_model_run_next_to_bicubic_and_a_frame_model(tmp_path):
   assert "| bvsr_ik (step 3) |" in (tmp_path / "bvsr" / evaluation.RESULTS_MD).read_text()
   with pytest.raises(ValueError, match="--compare is for whole-clip models"):
     evaluation.evaluate_run(tmp_path / "liif", compare=[tmp_path / "bvsr"])
+  with pytest.raises(ValueError, match="zero-shot clip methods are for whole-clip model runs.*holds a liif model"):
+    evaluation.evaluate_run(tmp_path / "liif", clip_methods={"zs": lambda *a: None})
   with pytest.raises(ValueError, match="a whole-clip model upscales only at its scale x4"):
     evaluation.evaluate_run(tmp_path / "bvsr", scales=[2.0])
+
+
+def test_a_whole_clip_method_sees_the_clip_and_is_scored_on_the_centre_frames():
+  rng = np.random.default_rng(1)
+  hr = rng.random((7, 16, 20, 3)).astype(np.float32)
+  clip = blind_evaluation.BlindClip("c", hr, hr[:, ::4, ::4])
+  calls = []
+
+  def whole_clip(name, lr, height, width):  # bicubic of each frame, through the whole-clip path
+    calls.append((name, lr.shape, height, width))
+    return np.stack([blind_evaluation.bicubic(f, height, width) for f in lr])
+
+  r = blind_evaluation.evaluate([clip], {}, {"bicubic": blind_evaluation.bicubic},
+                                clip_methods={"clip": whole_clip}, window=5, border=2)
+  assert calls == [("c", (7, 4, 5, 3), 16, 20)]  # every LR frame at once, not windows
+  assert list(r["pooled"]) == ["clip", "bicubic"]
+  assert r["clips"]["c"]["clip"]["frames"] == [2, 3, 4]
+  assert r["clips"]["c"]["clip"]["psnr"] == r["clips"]["c"]["bicubic"]["psnr"]
+  want = [_official_y_psnr(blind_evaluation.bicubic(clip.lr[t], 16, 20), hr[t], 2) for t in (2, 3, 4)]
+  np.testing.assert_allclose(r["clips"]["c"]["clip"]["psnr"], want, rtol=1e-6)
+  with pytest.raises(ValueError, match=r"short restored c as \(7, 8, 10, 3\), expected \(7, 16, 20, 3\)"):
+    blind_evaluation.evaluate([clip], {}, {}, clip_methods={"short": lambda n, lr, h, w: np.zeros((7, 8, 10, 3))})

@@ -64,3 +64,14 @@ def test_demo_configs_refuse_cpu_naming_the_config():
       with pytest.raises(ValueError, match=f"{name}: unknown argument '{arg}'"):
         module.get_config(arg)
     assert module.get_config("small").train.steps == 20
+
+
+def test_resolve_argv_resolves_each_named_config_flag():
+  path = str(configs.CONFIG_DIR / "srinr_zeroshot.py")
+  argv = ["prog", "--config=srinr_demo", "--zero_shot_config", "srinr_zeroshot:small", "--config.a=1"]
+  got = configs.resolve_argv(argv, names=("config", "zero_shot_config"))
+  assert got == ["prog", f"--config={configs.CONFIG_DIR / 'srinr_demo.py'}", f"--zero_shot_config={path}:small",
+                 "--config.a=1"]
+  assert configs.resolve_argv(argv, names=("zero_shot_config",))[1] == "--config=srinr_demo"
+  with pytest.raises(ValueError, match="--zero_shot_config=nope: no experiments/configs/nope.py"):
+    configs.resolve_argv(["prog", "--zero_shot_config=nope"], names=("zero_shot_config",))

@@ -59,7 +59,7 @@ def get_config(arg=None):
   c.data.walk_step = 8  # HR px per frame and axis (<= 2 LR px)
   c.data.degradation = "gaussian_train"  # or "realistic_train" (noisy anisotropic kernels, noise sigma <= 25)
   c.data.repeat = 1
-  c.train.update(steps=2000, epochs=0, learning_rate=4e-4, schedule="cosine", decay_epochs=0, loss="model",
+  c.train.update(steps=1000, epochs=0, learning_rate=4e-4, schedule="cosine", decay_epochs=0, loss="model",
                  log_every=10, checkpoint_every=100, budget_s=110 * 60.0)
   c.eval.blind = ml_collections.ConfigDict(dict(blind_evaluation.DEFAULTS))
   flags, _ = common.parse_arg(arg, "bvsr_ik_train291", flags=("small",))
