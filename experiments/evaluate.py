@@ -7,8 +7,9 @@ A whole-clip model's run (BVSR-IK) is scored by the blind protocol of `inrsr/bli
 by the test recipe, Y PSNR/SSIM with a 4 px border, centre frames of 5-frame windows), next to bicubic and to
 non-blind runs given with --compare on the same degraded frames:
   python -m experiments.evaluate --workdir=workdirs/bvsr291 --compare=workdirs/liif291
---zero_shot_budget=300 adds zero-shot VR-INR (`srinr_zeroshot`, or --zero_shot_config, fitted on each degraded
-clip's own LR frames for that budget, `inrsr.zero_shot.clip_restorer`; fits kept in WORKDIR/zero_shot).
+--blind_crop=256 --blind_frames=20 score the central 256x256 of the first 20 frames of each clip (a cheaper
+subset); --zero_shot_budget=300 adds zero-shot VR-INR (`srinr_zeroshot`, or --zero_shot_config), fitted on each
+degraded clip's own LR frames for that budget (`inrsr.zero_shot.clip_restorer`; fits kept in WORKDIR/zero_shot).
 """
 
 import pathlib
@@ -26,6 +27,10 @@ _SCALES = flags.DEFINE_list("scales", None, "Scales to evaluate (default: the ru
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
 _COMPARE = flags.DEFINE_list("compare", [], "Whole-clip model runs: frame-model runs scored on the same blurred "
                              "input.")
+_BLIND_CROP = flags.DEFINE_integer("blind_crop", None, "Whole-clip model runs: score the central HRxHR crop of "
+                                   "every frame (0: whole frames; default: the run's eval.blind.crop).")
+_BLIND_FRAMES = flags.DEFINE_integer("blind_frames", None, "Whole-clip model runs: the first N frames of each clip "
+                                     "(0: all; default: the run's eval.blind.frames).")
 _ZS_BUDGET = flags.DEFINE_string("zero_shot_budget", "", "Whole-clip model runs: add zero-shot VR-INR fitted on "
                                  "each degraded clip for this budget, steps (300) or seconds (120s); '' for none.")
 _ZS_CONFIG = config_flags.DEFINE_config_file("zero_shot_config", str(configs.CONFIG_DIR / "srinr_zeroshot.py"),
@@ -36,6 +41,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   scales = [float(s) for s in _SCALES.value] if _SCALES.value else None
+  overrides = {k: f.value for k, f in (("crop", _BLIND_CROP), ("frames", _BLIND_FRAMES)) if f.value is not None}
   clip_methods = None
   if _ZS_BUDGET.value:
     zero_shot.parse_budget(_ZS_BUDGET.value)  # a bad budget is refused before any work
@@ -43,7 +49,8 @@ def main(argv):
                                       budget=_ZS_BUDGET.value, progress=_PROGRESS.value)
     clip_methods = {f"VR-INR zero-shot ({_ZS_BUDGET.value} per clip)": restore}
   results = evaluation.evaluate_run(_WORKDIR.value, scales=scales, progress=_PROGRESS.value,
-                                    compare=_COMPARE.value, clip_methods=clip_methods)
+                                    compare=_COMPARE.value, clip_methods=clip_methods,
+                                    blind_overrides=overrides or None)
   table = (blind_evaluation.markdown_table(results) if results.get("protocol") == "blind"
            else evaluation.markdown_table(results))
   print(table)

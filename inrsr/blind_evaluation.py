@@ -42,15 +42,27 @@ class BlindClip:
   lr: np.ndarray
 
 
-def settings(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A run config's `eval.blind` section with `DEFAULTS` for the fields it lacks (converted runs have none)."""
+def settings(config: ml_collections.ConfigDict, overrides: Mapping | None = None) -> ml_collections.ConfigDict:
+  """A run config's `eval.blind` section with `DEFAULTS` for the fields it lacks (converted runs have none).
+
+  Args:
+    config: the run's config.
+    overrides: fields that replace the run's (e.g. {"crop": 256, "frames": 20} from `experiments.evaluate`'s
+      --blind_crop / --blind_frames, to score a subset of Vid4).
+
+  Returns:
+    The settings, checked.
+  """
   blind = ml_collections.ConfigDict(DEFAULTS)
-  given = config.get("eval", {}).get("blind", None)
-  if given is not None:
-    unknown = sorted(set(given) - set(DEFAULTS))
-    if unknown:
-      raise ValueError(f"eval.blind has unknown fields {unknown} (known: {sorted(DEFAULTS)})")
-    blind.update(dict(given))
+  for where, given in (("eval.blind", config.get("eval", {}).get("blind", None)), ("overrides", overrides)):
+    if given is not None:
+      unknown = sorted(set(given) - set(DEFAULTS))
+      if unknown:
+        raise ValueError(f"{where} has unknown fields {unknown} (known: {sorted(DEFAULTS)})")
+      blind.update(dict(given))
+  for field in ("frames", "crop"):
+    if int(blind[field]) < 0:
+      raise ValueError(f"eval.blind.{field}={blind[field]} must be >= 0 (0: all)")
   if blind.recipe not in degradations.RECIPES:
     raise ValueError(f"eval.blind.recipe={blind.recipe!r} must be one of {sorted(degradations.RECIPES)}")
   if blind.window < 1 or blind.window % 2 == 0:
@@ -209,7 +221,8 @@ def markdown_table(results: dict) -> str:
 
 
 def evaluate_clip_run(workdir, model, params, config: ml_collections.ConfigDict, step: int, *,
-                      compare: Sequence = (), clip_methods: Mapping[str, Callable] | None = None) -> dict:
+                      compare: Sequence = (), clip_methods: Mapping[str, Callable] | None = None,
+                      overrides: Mapping | None = None) -> dict:
   """The blind protocol for a whole-clip model's run, next to bicubic and other runs' frame models.
 
   Args:
@@ -221,11 +234,12 @@ def evaluate_clip_run(workdir, model, params, config: ml_collections.ConfigDict,
     compare: folders of other runs (non-blind frame models) evaluated on the same degraded frames.
     clip_methods: more whole-clip restorers scored on the same frames (`evaluate`), e.g.
       `inrsr.zero_shot.clip_restorer`.
+    overrides: `eval.blind` fields that replace the run's (`settings`).
 
   Returns:
     The results dict (`evaluate`'s, plus model, step, the settings and each compared run's folder and step).
   """
-  blind = settings(config)
+  blind = settings(config, overrides)
   scale = int(getattr(model, "scale", 4))
   clips = degraded_clips(blind, scale)
   name = config.model.get("name", "model")

@@ -214,7 +214,8 @@ def plot_psnr(results: dict, path) -> None:
   plotting.save(fig, path)
 
 
-def evaluate_run(workdir, *, scales=None, progress: bool = True, compare=(), clip_methods=None) -> dict:
+def evaluate_run(workdir, *, scales=None, progress: bool = True, compare=(), clip_methods=None,
+                 blind_overrides=None) -> dict:
   """Evaluate the latest checkpoint of a run; writes results.json, results.md and psnr_vs_scale.png.
 
   A whole-clip model (BVSR-IK) is evaluated by the blind protocol instead (`inrsr.blind_evaluation`: clips
@@ -227,6 +228,7 @@ def evaluate_run(workdir, *, scales=None, progress: bool = True, compare=(), cli
     compare: with a whole-clip model, folders of frame-model runs scored on the same degraded input.
     clip_methods: with a whole-clip model, more whole-clip restorers scored on the same input
       (`blind_evaluation.evaluate`; e.g. zero-shot VR-INR, `inrsr.zero_shot.clip_restorer`).
+    blind_overrides: with a whole-clip model, `eval.blind` fields that replace the run's (e.g. a central crop).
 
   Returns:
     The results dict written to results.json.
@@ -237,12 +239,12 @@ def evaluate_run(workdir, *, scales=None, progress: bool = True, compare=(), cli
     if scales:
       raise ValueError(f"--scales={list(scales)}: a whole-clip model upscales only at its scale x{model.scale}")
     results = blind_evaluation.evaluate_clip_run(workdir, model, params, config, step, compare=compare,
-                                                     clip_methods=clip_methods)
+                                                     clip_methods=clip_methods, overrides=blind_overrides)
     (workdir / RESULTS_JSON).write_text(json.dumps(results, indent=1))
     (workdir / RESULTS_MD).write_text(blind_evaluation.markdown_table(results))
     return results
-  if clip_methods:
-    raise ValueError(f"zero-shot clip methods are for whole-clip model runs (BVSR-IK); {workdir} holds a "
+  if clip_methods or blind_overrides:
+    raise ValueError(f"zero-shot clip methods and blind settings are for whole-clip model runs (BVSR-IK); {workdir} holds a "
                      f"{config.model.get('name', 'srinr')} model")
   if compare:
     raise ValueError(f"--compare is for whole-clip models (BVSR-IK); {workdir} holds a "

@@ -59,6 +59,12 @@ def test_settings_fill_defaults_and_name_bad_fields():
   c = ml_collections.ConfigDict({"eval": {"blind": {"clips": ("walk",), "frames": 6}}})
   s = blind_evaluation.settings(c)
   assert s.clips == ("walk",) and s.frames == 6 and s.recipe == "gaussian_test" and s.window == 5
+  s = blind_evaluation.settings(c, {"crop": 256, "frames": 20})
+  assert (s.crop, s.frames, s.clips) == (256, 20, ("walk",))  # overrides win, the rest is the run's
+  with pytest.raises(ValueError, match=r"overrides has unknown fields \['crp'\]"):
+    blind_evaluation.settings(c, {"crp": 1})
+  with pytest.raises(ValueError, match=r"eval.blind.frames=-1 must be >= 0"):
+    blind_evaluation.settings(c, {"frames": -1})
   c.eval.blind.recipe = "motion"
   with pytest.raises(ValueError, match="eval.blind.recipe='motion' must be one of"):
     blind_evaluation.settings(c)
@@ -110,7 +116,7 @@ def test_evaluate_a_clip_model_run_next_to_bicubic_and_a_frame_model(tmp_path):
   assert "| bvsr_ik (step 3) |" in (tmp_path / "bvsr" / evaluation.RESULTS_MD).read_text()
   with pytest.raises(ValueError, match="--compare is for whole-clip models"):
     evaluation.evaluate_run(tmp_path / "liif", compare=[tmp_path / "bvsr"])
-  with pytest.raises(ValueError, match="zero-shot clip methods are for whole-clip model runs.*holds a liif model"):
+  with pytest.raises(ValueError, match="zero-shot clip methods and blind settings are for whole-clip model runs.*holds a liif model"):
     evaluation.evaluate_run(tmp_path / "liif", clip_methods={"zs": lambda *a: None})
   with pytest.raises(ValueError, match="a whole-clip model upscales only at its scale x4"):
     evaluation.evaluate_run(tmp_path / "bvsr", scales=[2.0])
