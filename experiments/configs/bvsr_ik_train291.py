@@ -23,7 +23,9 @@ resumes it exactly); SpyNet has 4 pyramid levels (the LR is 32 px; 6 would reach
 
 Evaluation (`inrsr/blind_evaluation.py`, `eval.blind`): Vid4 (the four clips, all frames) blurred by the test
 recipe (sigma 1.2, 9x9, LR rounded to uint8), frame t restored from the 5-frame window centred on it, Y PSNR/SSIM
-with a 4-pixel border over the 16 centre frames of each clip pooled, next to bicubic and any --compare runs.
+with a 4-pixel border over every frame that has a full window (all but the first and last two of each clip)
+pooled, next to bicubic, any --compare runs and (--zero_shot_budget) zero-shot VR-INR; --blind_crop /
+--blind_frames score a subset.
 
 Optical flow: the pretrained SpyNet weights (BasicSR's `spynet_sintel_final-3d2a1287.pth`) cannot be fetched
 here, so SpyNet is trained jointly with the rest from its random (PyTorch default) init (`model.flow="spynet"`,
