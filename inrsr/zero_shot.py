@@ -14,6 +14,7 @@ finished, only upscales), and a workdir that holds another input's fit or a trai
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import pathlib
 import re
@@ -189,9 +190,10 @@ def upscale(config: ml_collections.ConfigDict, input_path, output_path, *, scale
 def clip_restorer(config: ml_collections.ConfigDict, workdir, *, budget: str = "", progress: bool = False):
   """Zero-shot VR-INR as a whole-clip restorer for `inrsr.blind_evaluation.evaluate` (its `clip_methods`).
 
-  Each clip's LR frames (already 8-bit) are written as PNGs to `workdir/NAME/lr`; `upscale` fits the model on
-  them alone (`clip=True`: VR-INR over the clip's frames) and writes `workdir/NAME/sr`; the fit is kept in
-  `workdir/NAME/fit`, so the same call resumes or reuses it.
+  Each clip's LR frames (already 8-bit) are written as PNGs to `workdir/NAME-DIGEST/lr` (DIGEST: 8 hex digits
+  of the SHA-1 of the 8-bit frames, so another subset or degradation of the clip gets its own folder); `upscale`
+  fits the model on them alone (`clip=True`: VR-INR over the clip's frames) and writes `.../sr`; the fit is kept
+  in `.../fit`, so the same call on the same frames resumes or reuses it.
 
   Args:
     config: the zero-shot config (`srinr_zeroshot`).
@@ -203,10 +205,12 @@ def clip_restorer(config: ml_collections.ConfigDict, workdir, *, budget: str = "
     (name, lr (T, h, w, 3) in [0, 1], H, W) -> (T, H, W, 3) float32 restored frames.
   """
   def restore(name: str, lr: np.ndarray, height: int, width: int) -> np.ndarray:
-    root = pathlib.Path(workdir) / name
+    frames = [upscaling.to_uint8(frame) for frame in lr]
+    digest = hashlib.sha1(np.stack(frames).tobytes() + str(np.shape(lr)).encode()).hexdigest()[:8]
+    root = pathlib.Path(workdir) / f"{name}-{digest}"
     (root / "lr").mkdir(parents=True, exist_ok=True)
-    for k, frame in enumerate(lr):
-      iio.imwrite(root / "lr" / f"{k:08d}.png", upscaling.to_uint8(frame))
+    for k, frame in enumerate(frames):
+      iio.imwrite(root / "lr" / f"{k:08d}.png", frame)
     upscale(config, root / "lr", root / "sr", size=f"{width}x{height}", clip=True, budget=budget,
             workdir=root / "fit", progress=progress)
     return np.stack([images.load_image(upscaling.frame_path(root / "sr", k)) for k in range(len(lr))])

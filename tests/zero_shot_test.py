@@ -148,15 +148,18 @@ def test_clip_restorer_fits_each_clip_on_its_own_lr(tmp_path):
   restore = zero_shot.clip_restorer(srinr_zeroshot.get_config("small"), tmp_path, budget="4")
   out = restore("astro", lr, 96, 96)
   assert out.shape == (3, 96, 96, 3) and out.dtype == np.float32
-  run = tmp_path / "astro" / "fit"
+  (folder,) = tmp_path.glob("astro-*")
+  run = folder / "fit"
   c = checkpoints.load_config(run)
-  assert c.data.root == str((tmp_path / "astro" / "lr").resolve()) and c.zero_shot.scale == 2.0
+  assert c.data.root == str((folder / "lr").resolve()) and c.zero_shot.scale == 2.0
   for k in range(3):  # the input written losslessly, and each frame the fitted model's output at its t
-    np.testing.assert_array_equal(iio.imread(tmp_path / "astro" / "lr" / f"{k:08d}.png"), np.round(lr[k] * 255))
-    want = _expected_png(run, tmp_path / "astro" / "lr" / f"{k:08d}.png", 96, 96, t=[-2 / 3, 0.0, 2 / 3][k])
+    np.testing.assert_array_equal(iio.imread(folder / "lr" / f"{k:08d}.png"), np.round(lr[k] * 255))
+    want = _expected_png(run, folder / "lr" / f"{k:08d}.png", 96, 96, t=[-2 / 3, 0.0, 2 / 3][k])
     assert np.abs(np.round(out[k] * 255.0) - want).max() <= 1
   assert checkpoints.restore_model(run)[3] == 4
   mtime = (run / "checkpoints").stat().st_mtime_ns
   again = restore("astro", lr, 96, 96)  # the finished fit is reused, not trained again
   assert checkpoints.restore_model(run)[3] == 4 and (run / "checkpoints").stat().st_mtime_ns == mtime
   np.testing.assert_array_equal(again, out)
+  restore("astro", lr[:2], 96, 96)  # other frames of the same clip: a fit of their own, the first one untouched
+  assert len(list(tmp_path.glob("astro-*"))) == 2 and checkpoints.restore_model(run)[3] == 4
