@@ -101,6 +101,27 @@ def test_flips_apply_to_the_whole_clip_after_the_degradation():
   assert len(combos) >= 3
 
 
+def test_flips_before_the_degradation_keep_the_test_sampling_phase():
+  """With `flip_before_degradation`, every LR frame is the phase-0 blur+subsample of its own (flipped) HR frame:
+  LR pixel j comes from HR pixel 4j, as in the test sets. The official order fails this for flipped clips (their
+  LR pixel j comes from HR pixel 4j + 3)."""
+  image = _image(2)
+  spec = clips.ClipSpec(lr_size=8, frames=3, walk_step=3, augment=True, flip_before_degradation=True)
+  official = clips.ClipSpec(lr_size=8, frames=3, walk_step=3, augment=True)
+  seen, official_misses = set(), 0
+  for seed in range(10):
+    ex = clips.make_clip_example(image, spec, np.random.default_rng(seed))
+    rgb = ex["rgb"][0]
+    flips = (int(rgb[0, 1, 1] < rgb[0, 0, 1]), int(rgb[1, 0, 0] < rgb[0, 0, 0]))  # columns / rows decreasing
+    seen.add(flips)
+    for t in range(3):
+      assert _match_sigma(ex["rgb"][t], ex["lrs"][t]).min() < 1e-5, (seed, flips, t)
+    off = clips.make_clip_example(image, official, np.random.default_rng(seed))
+    official_misses += int(min(_match_sigma(off["rgb"][t], off["lrs"][t]).min() for t in range(3)) > 1e-3)
+  assert len(seen) >= 3  # flips do happen, on both axes
+  assert official_misses >= 3  # and the official order does move the phase of flipped clips
+
+
 def test_walk_stays_inside_small_images():
   rng = np.random.default_rng(0)
   spec = clips.ClipSpec(lr_size=8, frames=5, walk_step=20)

@@ -8,7 +8,10 @@ Quick check: --config=bvsr_ik_train291:small (a tiny model, 8 steps; compiling i
 Protocol `clips` (`inrsr/data/clips.py`): there is no REDS here, so every sample is a T = 5 frame clip cut from
 one train291 image by a random walk of the crop window (steps of up to `data.walk_step` HR pixels per frame and
 axis), each frame blurred by its own official training kernel (isotropic Gaussian, sigma from {0.4, ..., 2.0})
-and subsampled [::4, ::4], float LR; flips as the official `augment`. Loss: Charbonnier on the SR frames plus
+and subsampled [::4, ::4], float LR; random flips of the whole clip, applied to the HR before the degradation (a
+departure from the official `augment`, which flips the degraded clip and so mixes two sampling phases that the
+model cannot tell apart; `data.flip_before_degradation=False` restores it; reason and measurement in
+`inrsr/data/clips.py`). Loss: Charbonnier on the SR frames plus
 0.2 x Charbonnier of the corrected LR frames against the clean bicubic LR (`KCANet.training_loss`,
 `train.loss="model"`). Images smaller than the HR crop (many of T91) are left out.
 
@@ -61,6 +64,7 @@ def get_config(arg=None):
   c.data.frames = 5  # T = 2M + 1, M = 2
   c.data.walk_step = 8  # HR px per frame and axis (<= 2 LR px)
   c.data.degradation = "gaussian_train"  # or "realistic_train" (noisy anisotropic kernels, noise sigma <= 25)
+  c.data.flip_before_degradation = True  # one [::4] sampling phase, the test sets' (False: the official order)
   c.data.repeat = 1
   c.train.update(steps=1000, epochs=0, learning_rate=4e-4, schedule="cosine", decay_epochs=0, loss="model",
                  log_every=10, checkpoint_every=100, budget_s=110 * 60.0)

@@ -17,13 +17,22 @@ REDS training sample from its T sharp frames:
     antialiased bicubic x1/4 of the sharp frame stored as uint8 PNG; here `inrsr.resize.resize` (Pillow's
     antialiased bicubic, the same Keys a = -0.5 filter widened by the scale; borders differ slightly from
     MATLAB's symmetric padding) of the HR frame, clipped and rounded to 8 bits.
-  * Augmentation: random horizontal and vertical flips of the whole clip (one coin each, applied to the
-    blurred LR, the HR and the clean LR together), after the degradation, as the official `augment`; no
-    rotation, no temporal reversal.
+  * Augmentation: random horizontal and vertical flips of the whole clip (one coin each); no rotation, no
+    temporal reversal. Where they apply is `flip_before_degradation`:
+      - False (the official `augment`, `data.py` L173-187): the blurred LR, the HR and the clean LR are flipped
+        together after the degradation. A flip moves the `[::4, ::4]` sampling phase: LR pixel j of a flipped
+        clip sits at HR pixel 4j + 3 instead of 4j, and nothing in the LR tells the two phases apart, so a
+        model trained this way can only hedge between them (a +-1.5 HR px shift around bicubic's own grid).
+      - True (our departure, the `bvsr_ik_train291` default): the HR frames are flipped first and then
+        degraded, so every LR has the test sets' phase (LR pixel j at HR 4j). Measured on blurred Vid4
+        (central 256 x 256, first 20 frames): bicubic scores 21.76 dB Y, the same bicubic moved by the phase
+        offset (-1.5 HR px) 23.76 dB; that 2 dB of alignment is learnable only with one phase. Trained with the
+        official order for 1000 steps, the model collapsed onto its bilinear skip (RESULTS.md).
 
 The random draws come from the NumPy generator Grain derives from the seed and the element index, in this
-order: the T - 1 walk steps, the start (row, column), each frame's kernel (and noise, if the recipe has
-any), the two flip coins. Images whose shorter side is below P cannot give a clip (`fits`).
+order: the T - 1 walk steps, the start (row, column), then each frame's kernel (and noise, if the recipe has
+any) and the two flip coins, the coins first when `flip_before_degradation`. Images whose shorter side is below
+P cannot give a clip (`fits`).
 """
 
 from __future__ import annotations
@@ -49,6 +58,8 @@ class ClipSpec:
     scale: subsampling factor (4; an integer, the degradation subsamples `[::scale, ::scale]`).
     walk_step: largest HR step of the crop window per frame and axis.
     augment: random horizontal and vertical flips of the whole clip.
+    flip_before_degradation: flip the HR frames before degrading them (every LR keeps the `[::4, ::4]` phase
+      of the test sets) instead of flipping the degraded clip (the official order, which mixes two phases).
     degradation: a name in `degradations.RECIPES` ("gaussian_train" or "realistic_train" for training).
   """
 
@@ -58,6 +69,7 @@ class ClipSpec:
   walk_step: int = 8
   augment: bool = True
   degradation: str = "gaussian_train"
+  flip_before_degradation: bool = False
 
   def __post_init__(self):
     if self.lr_size <= 0:
@@ -123,9 +135,14 @@ def make_clip_example(image: np.ndarray, spec: ClipSpec, rng: np.random.Generato
                      f"data.scale={spec.scale})")
   positions = walk_positions(rng, h, w, spec)
   hr = np.stack([image[top:top + p, left:left + p] for top, left in positions]).astype(np.float32)
+  if spec.augment and spec.flip_before_degradation:
+    if rng.random() < 0.5:
+      hr = hr[:, :, ::-1]
+    if rng.random() < 0.5:
+      hr = hr[:, ::-1]
   lrs = np.stack([degradations.degrade_frame(frame, rng, spec.recipe)[0] for frame in hr])
   clean = np.stack([clean_lr(frame, spec.lr_size) for frame in hr])
-  if spec.augment:
+  if spec.augment and not spec.flip_before_degradation:
     if rng.random() < 0.5:
       lrs, hr, clean = lrs[:, :, ::-1], hr[:, :, ::-1], clean[:, :, ::-1]
     if rng.random() < 0.5:
