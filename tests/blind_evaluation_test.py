@@ -103,7 +103,8 @@ def test_evaluate_a_clip_model_run_next_to_bicubic_and_a_frame_model(tmp_path):
   results = evaluation.evaluate_run(tmp_path / "bvsr", compare=[tmp_path / "liif"])
   assert json.loads((tmp_path / "bvsr" / evaluation.RESULTS_JSON).read_text())["pooled"] == results["pooled"]
   labels = list(results["pooled"])
-  assert labels[0] == "bvsr_ik (step 3)" and labels[-1] == "bicubic" and labels[1].startswith("liif (liif, step 5)")
+  assert labels[0] == "bvsr_ik (step 3)" and labels[1].startswith("liif (liif, step 5)")
+  assert labels[2:] == ["bicubic", blind_evaluation.GRID_BICUBIC]
   blind = blind_evaluation.settings(config)
   clips = blind_evaluation.degraded_clips(blind)
   for label in labels:  # every method scores the same centre frames, pooled over the clips' frames
@@ -120,6 +121,22 @@ def test_evaluate_a_clip_model_run_next_to_bicubic_and_a_frame_model(tmp_path):
     evaluation.evaluate_run(tmp_path / "liif", clip_methods={"zs": lambda *a: None})
   with pytest.raises(ValueError, match="a whole-clip model upscales only at its scale x4"):
     evaluation.evaluate_run(tmp_path / "bvsr", scales=[2.0])
+
+
+def test_grid_bicubic_reproduces_a_ramp_sampled_by_the_blind_subsampling():
+  """A linear HR ramp subsampled [::4, ::4] comes back exactly from `grid_bicubic` (Keys' cubic reproduces linear
+  functions) wherever all four taps are inside the LR; the centre-aligned bicubic is 1.5 HR px off."""
+  y, x = np.mgrid[0:48, 0:40].astype(np.float64)
+  hr = np.stack([0.1 + 0.01 * y, 0.2 + 0.012 * x, 0.05 + 0.004 * y + 0.006 * x], -1)
+  lr = hr[::4, ::4].astype(np.float32)
+  out = blind_evaluation.grid_bicubic(lr, 48, 40)
+  inner = (slice(4, 4 * (12 - 2)), slice(4, 4 * (10 - 2)))  # taps j - 1 .. j + 2 inside 0 .. h - 1
+  np.testing.assert_allclose(out[inner], hr[inner], atol=1e-5)
+  np.testing.assert_allclose(out[::4, ::4], lr, atol=1e-6)  # it interpolates the kept pixels
+  centred = blind_evaluation.bicubic(lr, 48, 40)
+  np.testing.assert_allclose((hr - centred)[8:40, 8:32, 0], 1.5 * 0.01, atol=1e-4)  # the phase offset
+  m = blind_evaluation.grid_bicubic_matrix(5, 20, 4)
+  np.testing.assert_allclose(m.sum(1), 1.0, atol=1e-6)
 
 
 def test_a_whole_clip_method_sees_the_clip_and_is_scored_on_the_centre_frames():
