@@ -342,7 +342,8 @@ def clip_spec(config: ml_collections.ConfigDict) -> clips.ClipSpec:
   d = config.data
   return clips.ClipSpec(lr_size=d.lr_size, frames=d.frames, scale=int(d.scale), walk_step=d.walk_step,
                         augment=d.augment, degradation=d.degradation,
-                        flip_before_degradation=bool(d.get("flip_before_degradation", False)))
+                        flip_before_degradation=bool(d.get("flip_before_degradation", False)),
+                        clean_phase=d.get("clean_phase", "centre"))
 
 
 def training_data(config: ml_collections.ConfigDict):

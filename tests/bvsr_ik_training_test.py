@@ -122,6 +122,44 @@ def test_flips_before_the_degradation_keep_the_test_sampling_phase():
   assert official_misses >= 3  # and the official order does move the phase of flipped clips
 
 
+def _ramp(size):
+  y, x = np.mgrid[0:size, 0:size].astype(np.float64)
+  return np.stack([0.1 + 0.01 * y, 0.2 + 0.012 * x, 0.05 + 0.004 * y + 0.006 * x], -1)
+
+
+def test_grid_phase_correction_target_is_centred_on_the_kept_pixels():
+  """The `grid` I^DN of a linear ramp is the ramp at HR pixel 4j (a symmetric filter keeps linear functions);
+  the official (`centre`) one is the ramp at 4j + 1.5."""
+  hr = _ramp(48).astype(np.float32)
+  inner = slice(2, 10)  # LR pixels whose 16-tap filter lies inside the frame
+  grid = clips.clean_lr(hr, 12, "grid")
+  np.testing.assert_allclose(grid[inner, inner], hr[::4, ::4][inner, inner], atol=0.5 / 255 + 1e-6)
+  centre = clips.clean_lr(hr, 12)
+  np.testing.assert_allclose(centre[inner, inner], (hr[::4, ::4] + 1.5 * (hr[1, 1] - hr[0, 0]))[inner, inner],
+                             atol=0.5 / 255 + 1e-6)
+  np.testing.assert_allclose(clips.grid_downscale_matrix(48, 4).sum(1), 1.0, atol=1e-12)
+  with pytest.raises(ValueError, match="data.clean_phase='middle' must be"):
+    clips.ClipSpec(clean_phase="middle")
+
+
+def test_grid_skip_puts_lr_pixel_j_at_hr_pixel_4j():
+  """With every parameter zero the network adds nothing and I^ is the input, so the output is the skip alone:
+  on a ramp sampled [::4, ::4] the grid skip gives the HR ramp back; the official skip is 1.5 HR px off."""
+  hr = _ramp(32)
+  lrs = jnp.asarray(np.broadcast_to(hr[::4, ::4], (1, 3, 8, 8, 3)), jnp.float32)
+  out = {}
+  for phase in ("grid", "centre"):
+    config = bvsr_ik_train291.get_config("small")
+    config.model.skip_phase = phase
+    model = models.from_config(config.model)
+    zeros = jax.tree.map(jnp.zeros_like, bvsr_ik.init_params(model, jax.random.key(0)))
+    out[phase] = np.asarray(model.apply({"params": zeros}, lrs)["outputs"])[0, 1]
+  np.testing.assert_allclose(out["grid"][:29, :29], hr[:29, :29], atol=1e-5)
+  np.testing.assert_allclose((hr - out["centre"])[8:24, 8:24, 0], 1.5 * 0.01, atol=1e-5)
+  with pytest.raises(ValueError, match="skip_phase='middle' must be"):
+    bvsr_ik.KCANet(skip_phase="middle").init(jax.random.key(0), lrs)
+
+
 def test_walk_stays_inside_small_images():
   rng = np.random.default_rng(0)
   spec = clips.ClipSpec(lr_size=8, frames=5, walk_step=20)

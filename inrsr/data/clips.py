@@ -58,6 +58,9 @@ class ClipSpec:
     scale: subsampling factor (4; an integer, the degradation subsamples `[::scale, ::scale]`).
     walk_step: largest HR step of the crop window per frame and axis.
     augment: random horizontal and vertical flips of the whole clip.
+    clean_phase: "centre" (the official I^DN: antialiased bicubic, LR pixel j at HR 4j + 1.5) or "grid" (the
+      same filter centred on HR pixel 4j, the blurred LR's `[::4]` grid; pairs with BVSR-IK's
+      `skip_phase="grid"`).
     flip_before_degradation: flip the HR frames before degrading them (every LR keeps the `[::4, ::4]` phase
       of the test sets) instead of flipping the degraded clip (the official order, which mixes two phases).
     degradation: a name in `degradations.RECIPES` ("gaussian_train" or "realistic_train" for training).
@@ -70,6 +73,7 @@ class ClipSpec:
   augment: bool = True
   degradation: str = "gaussian_train"
   flip_before_degradation: bool = False
+  clean_phase: str = "centre"
 
   def __post_init__(self):
     if self.lr_size <= 0:
@@ -80,6 +84,8 @@ class ClipSpec:
       raise ValueError(f"data.walk_step={self.walk_step} must be >= 0")
     if self.degradation not in degradations.RECIPES:
       raise ValueError(f"data.degradation={self.degradation!r} must be one of {sorted(degradations.RECIPES)}")
+    if self.clean_phase not in ("centre", "grid"):
+      raise ValueError(f"data.clean_phase={self.clean_phase!r} must be 'centre' or 'grid'")
     if self.recipe.scale != self.scale:
       raise ValueError(f"data.scale={self.scale} differs from the degradation's scale {self.recipe.scale}")
 
@@ -110,9 +116,32 @@ def walk_positions(rng: np.random.Generator, height: int, width: int, spec: Clip
   return np.clip(start + offsets, 0, limits)
 
 
-def clean_lr(hr: np.ndarray, lr_size: int) -> np.ndarray:
-  """The correction target I^DN of an HR frame: antialiased bicubic to lr_size, rounded to 8 bits."""
-  lr = np.clip(resize.resize(hr, lr_size, lr_size), 0.0, 1.0)
+def grid_downscale_matrix(in_size: int, scale: int) -> np.ndarray:
+  """(in_size // scale, in_size) antialiased bicubic (Keys a = -0.5 widened by `scale`, as Pillow's) whose row j
+  is centred on HR pixel scale * j, replicate borders; rows sum to 1."""
+  out = in_size // scale
+  mat = np.zeros((out, in_size), np.float64)
+  for j in range(out):
+    taps = np.arange(scale * j - 2 * scale + 1, scale * j + 2 * scale)
+    w = resize.cubic((taps - scale * j) / scale)
+    np.add.at(mat[j], np.clip(taps, 0, in_size - 1), w / w.sum())
+  return mat
+
+
+def clean_lr(hr: np.ndarray, lr_size: int, phase: str = "centre") -> np.ndarray:
+  """The correction target I^DN of an HR frame: antialiased bicubic to lr_size, rounded to 8 bits.
+
+  Args:
+    hr: (P, P, 3) HR frame, P = scale * lr_size.
+    lr_size: the LR side.
+    phase: "centre" (Pillow's resize, LR pixel j at HR (j + 0.5) * scale - 0.5) or "grid" (centred on HR pixel
+      scale * j, `grid_downscale_matrix`).
+  """
+  if phase == "grid":
+    m = grid_downscale_matrix(hr.shape[0], hr.shape[0] // lr_size)
+    lr = np.clip(np.einsum("jy,yxc,ix->jic", m, hr.astype(np.float64), m), 0.0, 1.0)
+  else:
+    lr = np.clip(resize.resize(hr, lr_size, lr_size), 0.0, 1.0)
   return (np.round(lr * 255.0) / 255.0).astype(np.float32)
 
 
@@ -141,7 +170,7 @@ def make_clip_example(image: np.ndarray, spec: ClipSpec, rng: np.random.Generato
     if rng.random() < 0.5:
       hr = hr[:, ::-1]
   lrs = np.stack([degradations.degrade_frame(frame, rng, spec.recipe)[0] for frame in hr])
-  clean = np.stack([clean_lr(frame, spec.lr_size) for frame in hr])
+  clean = np.stack([clean_lr(frame, spec.lr_size, spec.clean_phase) for frame in hr])
   if spec.augment and not spec.flip_before_degradation:
     if rng.random() < 0.5:
       lrs, hr, clean = lrs[:, :, ::-1], hr[:, :, ::-1], clean[:, :, ::-1]
