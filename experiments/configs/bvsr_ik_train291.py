@@ -22,10 +22,10 @@ Differences from the official training (batch 7, HR 256 / LR 64 crops of REDS, A
 400 epochs, about 1.46M iterations, pretrained SpyNet): the model is the CPU size of `../shared/bvsr_ik.md`
 section 6 (32 channels, 3 + 3 propagation and 2 fusion blocks, ISC 8 channels / 2 blocks, ITA 16 / 2, 4 atoms of
 width 64 at sizes 3, 5, 7; 1,657,840 parameters, of which SpyNet's 4 levels are 960,200, instead of 9.3M), LR
-crops of 32 x 32, batch 2, a cosine-decayed Adam 4e-4 over 1000 steps (measured 2026-12-05: 109.8 minutes for the
-1000 steps, 6.6 s a step on average on 2 CPU cores idle but for short test runs, plus 1 minute of start-up, just
-inside `train.budget_s` of 110 minutes; on cores shared with other jobs a step takes 3-4 times as long and the
-budget stops the run: the same command again resumes it exactly); SpyNet has 4 pyramid levels (the LR is 32 px; 6 would reach 1 px).
+crops of 32 x 32, batch 2, a cosine-decayed Adam 4e-4 over 1000 steps (measured on 2 CPU cores idle but for short
+test runs, 2026-12-05: 109.8 minutes for the 1000 steps in one run, 6.6 s a step; 117 minutes, 7.0 s a step, in a
+later run on the same machine, whose speed varies, so `train.budget_s` of 110 minutes stopped it at step 952 and
+the same command again finished it exactly; on cores shared with other jobs a step takes 3-4 times as long); SpyNet has 4 pyramid levels (the LR is 32 px; 6 would reach 1 px).
 
 Evaluation (`inrsr/blind_evaluation.py`, `eval.blind`): Vid4 (the four clips, all frames) blurred by the test
 recipe (sigma 1.2, 9x9, LR rounded to uint8), frame t restored from the 5-frame window centred on it, Y PSNR/SSIM
