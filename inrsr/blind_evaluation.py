@@ -136,33 +136,15 @@ def bicubic(lr: np.ndarray, height: int, width: int) -> np.ndarray:
   return resize.resize(lr, height, width)
 
 
-@functools.lru_cache(maxsize=64)
-def grid_bicubic_matrix(in_size: int, out_size: int, scale: int) -> np.ndarray:
-  """(out_size, in_size) Keys bicubic interpolation that puts LR pixel j at HR pixel scale * j.
-
-  The `[::scale, ::scale]` subsampling of the blind recipes keeps HR pixel scale * j as LR pixel j, while the
-  usual (centre-aligned) bicubic puts it at scale * j + (scale - 1) / 2: 1.5 HR px off at x4. Here HR pixel y
-  reads LR position y / scale with Keys' a = -0.5 taps, indices clamped at the borders.
-  """
-  pos = np.arange(out_size, dtype=np.float64) / scale
-  base = np.floor(pos).astype(np.int64)
-  mat = np.zeros((out_size, in_size), np.float64)
-  rows = np.arange(out_size)
-  for k in range(-1, 3):
-    taps = base + k
-    np.add.at(mat, (rows, np.clip(taps, 0, in_size - 1)), resize.cubic(pos - taps))
-  return mat.astype(np.float32)
-
-
 def grid_bicubic(lr: np.ndarray, height: int, width: int, scale: int = 4) -> np.ndarray:
-  """Bicubic upsampling of one LR frame aligned to the `[::scale]` grid it was sampled on (`grid_bicubic_matrix`).
+  """Bicubic upsampling of one LR frame aligned to the `[::scale]` grid it was sampled on.
 
-  A reference no learned model should fall below: on blurred Vid4 (central 256 x 256, first 20 frames) it scores
-  23.76 dB Y where the usual bicubic scores 21.76.
+  The blind recipes keep HR pixel scale * j as LR pixel j, while the usual (centre-aligned) bicubic puts it at
+  scale * j + (scale - 1) / 2, 1.5 HR px off at x4; here HR pixel y reads LR position y / scale
+  (`resize.grid_matrix`). A reference no learned model should fall below: on blurred Vid4 (central 256 x 256,
+  first 20 frames) it scores 23.76 dB Y where the usual bicubic scores 21.76.
   """
-  rows = grid_bicubic_matrix(lr.shape[0], height, scale)
-  cols = grid_bicubic_matrix(lr.shape[1], width, scale)
-  return np.einsum("yi,ijc,xj->yxc", rows, np.asarray(lr, np.float32), cols)
+  return resize.resize_on_grid(lr, height, width, 1.0 / scale)
 
 
 def score(outputs: Mapping[int, np.ndarray], hr: np.ndarray, border: int) -> dict:

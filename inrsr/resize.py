@@ -63,6 +63,52 @@ def resize_matrix(in_size: int, out_size: int) -> np.ndarray:
   return mat
 
 
+@functools.lru_cache(maxsize=256)
+def grid_matrix(in_size: int, out_size: int, step: float) -> np.ndarray:
+  """(out_size, in_size) bicubic weights whose output pixel i is centred on input pixel i * step.
+
+  `resize_matrix` centres output pixel i on input position (i + 0.5) * in / out - 0.5 (pixel centres aligned);
+  here pixel i lands on input pixel i * step, the grid of a `[::step]` subsampling: step = 1 / s upsamples an LR
+  sampled `[::s, ::s]` back onto its HR grid, step = s downscales an HR onto the pixels `[::s]` keeps. Keys'
+  cubic (a = -0.5), widened by step when step > 1 (antialiasing, as Pillow); indices clamped at the borders
+  (replicate) and each row normalised to sum 1.
+
+  Args:
+    in_size: input length, > 0.
+    out_size: output length, > 0.
+    step: input pixels per output pixel, > 0.
+
+  Returns:
+    Read-only float64 array (applied in float64, the result cast to float32).
+  """
+  if in_size <= 0 or out_size <= 0 or step <= 0:
+    raise ValueError(f"sizes and step must be > 0, got {in_size=} {out_size=} {step=}")
+  width = max(step, 1.0)
+  mat = np.zeros((out_size, in_size), np.float64)
+  for i in range(out_size):
+    pos = i * step
+    taps = np.arange(int(np.floor(pos - 2.0 * width)) + 1, int(np.ceil(pos + 2.0 * width)))
+    w = cubic((taps - pos) / width)
+    np.add.at(mat[i], np.clip(taps, 0, in_size - 1), w / w.sum())
+  mat.setflags(write=False)
+  return mat
+
+
+def _apply(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+  """(out_h, H) and (out_w, W) weights applied to the rows and columns of (..., H, W, C); float32 result."""
+  out = np.einsum("hH,...HWc->...hWc", rows, image, optimize=True)
+  return np.einsum("wW,...hWc->...hwc", cols, out, optimize=True).astype(np.float32)
+
+
+def resize_on_grid(image: np.ndarray, height: int, width: int, step: float) -> np.ndarray:
+  """Bicubic resize of (..., H, W, C) to `height` x `width` with output pixel i on input pixel i * step
+  (`grid_matrix`), both axes; float32, not clipped."""
+  image = np.asarray(image, np.float32)
+  if image.ndim < 3:
+    raise ValueError(f"expected an image (..., H, W, C), got shape {image.shape}")
+  return _apply(image, grid_matrix(image.shape[-3], height, step), grid_matrix(image.shape[-2], width, step))
+
+
 def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
   """Antialiased bicubic resize of an image (or a stack of images) to `height` x `width`.
 
@@ -77,10 +123,7 @@ def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
   image = np.asarray(image, np.float32)
   if image.ndim < 3:
     raise ValueError(f"expected an image (..., H, W, C), got shape {image.shape}")
-  rows = resize_matrix(image.shape[-3], height)
-  cols = resize_matrix(image.shape[-2], width)
-  out = np.einsum("hH,...HWc->...hWc", rows, image, optimize=True)
-  return np.einsum("wW,...hWc->...hwc", cols, out, optimize=True).astype(np.float32)
+  return _apply(image, resize_matrix(image.shape[-3], height), resize_matrix(image.shape[-2], width))
 
 
 def downsample(hr: np.ndarray, scale: float, modcrop: bool = True) -> tuple[np.ndarray, np.ndarray]:

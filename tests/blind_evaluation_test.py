@@ -135,7 +135,7 @@ def test_grid_bicubic_reproduces_a_ramp_sampled_by_the_blind_subsampling():
   np.testing.assert_allclose(out[::4, ::4], lr, atol=1e-6)  # it interpolates the kept pixels
   centred = blind_evaluation.bicubic(lr, 48, 40)
   np.testing.assert_allclose((hr - centred)[8:40, 8:32, 0], 1.5 * 0.01, atol=1e-4)  # the phase offset
-  m = blind_evaluation.grid_bicubic_matrix(5, 20, 4)
+  m = resize.grid_matrix(5, 20, 0.25)
   np.testing.assert_allclose(m.sum(1), 1.0, atol=1e-6)
 
 

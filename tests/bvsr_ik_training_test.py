@@ -15,7 +15,7 @@ import PIL.Image
 import pytest
 
 from experiments.configs import bvsr_ik_train291
-from inrsr import checkpoints, models, training
+from inrsr import checkpoints, models, resize, training
 from inrsr.data import clips, degradations
 from inrsr.models import bvsr_ik
 
@@ -137,7 +137,7 @@ def test_grid_phase_correction_target_is_centred_on_the_kept_pixels():
   centre = clips.clean_lr(hr, 12)
   np.testing.assert_allclose(centre[inner, inner], (hr[::4, ::4] + 1.5 * (hr[1, 1] - hr[0, 0]))[inner, inner],
                              atol=0.5 / 255 + 1e-6)
-  np.testing.assert_allclose(clips.grid_downscale_matrix(48, 4).sum(1), 1.0, atol=1e-12)
+  np.testing.assert_allclose(resize.grid_matrix(48, 12, 4).sum(1), 1.0, atol=1e-12)
   with pytest.raises(ValueError, match="data.clean_phase='middle' must be"):
     clips.ClipSpec(clean_phase="middle")
 

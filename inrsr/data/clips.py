@@ -116,32 +116,20 @@ def walk_positions(rng: np.random.Generator, height: int, width: int, spec: Clip
   return np.clip(start + offsets, 0, limits)
 
 
-def grid_downscale_matrix(in_size: int, scale: int) -> np.ndarray:
-  """(in_size // scale, in_size) antialiased bicubic (Keys a = -0.5 widened by `scale`, as Pillow's) whose row j
-  is centred on HR pixel scale * j, replicate borders; rows sum to 1."""
-  out = in_size // scale
-  mat = np.zeros((out, in_size), np.float64)
-  for j in range(out):
-    taps = np.arange(scale * j - 2 * scale + 1, scale * j + 2 * scale)
-    w = resize.cubic((taps - scale * j) / scale)
-    np.add.at(mat[j], np.clip(taps, 0, in_size - 1), w / w.sum())
-  return mat
-
-
 def clean_lr(hr: np.ndarray, lr_size: int, phase: str = "centre") -> np.ndarray:
   """The correction target I^DN of an HR frame: antialiased bicubic to lr_size, rounded to 8 bits.
 
   Args:
     hr: (P, P, 3) HR frame, P = scale * lr_size.
     lr_size: the LR side.
-    phase: "centre" (Pillow's resize, LR pixel j at HR (j + 0.5) * scale - 0.5) or "grid" (centred on HR pixel
-      scale * j, `grid_downscale_matrix`).
+    phase: "centre" (Pillow's resize, LR pixel j at HR (j + 0.5) * scale - 0.5) or "grid" (the same widened
+      filter centred on HR pixel scale * j, `resize.grid_matrix`).
   """
   if phase == "grid":
-    m = grid_downscale_matrix(hr.shape[0], hr.shape[0] // lr_size)
-    lr = np.clip(np.einsum("jy,yxc,ix->jic", m, hr.astype(np.float64), m), 0.0, 1.0)
+    lr = resize.resize_on_grid(hr, lr_size, lr_size, hr.shape[0] // lr_size)
   else:
-    lr = np.clip(resize.resize(hr, lr_size, lr_size), 0.0, 1.0)
+    lr = resize.resize(hr, lr_size, lr_size)
+  lr = np.clip(lr, 0.0, 1.0)
   return (np.round(lr * 255.0) / 255.0).astype(np.float32)
 
 
