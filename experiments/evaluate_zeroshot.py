@@ -1,7 +1,9 @@
 r"""Zero-shot upscaling scored on benchmark images it never sees (protocol `internal`): per image, the LR (8-bit
 bicubic of the HR) is the only input; the model is fitted on it alone and upscales it (`inrsr.zero_shot`).
 
-  python -m experiments.evaluate_zeroshot --sets=Set5,Set14 --scales=2,4 --budget=240s --workdir=workdirs/zs
+  python -m experiments.evaluate_zeroshot --sets=Set5,Set14 --scales=2,4 --budget=120s --workdir=workdirs/zs_liif
+The model is `liif_zeroshot` (LIIF fitted on the LR alone, 8-fold self-ensemble); --config=srinr_zeroshot scores
+SR-INR instead.
 Writes WORKDIR/results.json (kind `zero_shot`, read by experiments.compare) and WORKDIR/results.md (per image:
 PSNR/SSIM, bicubic, seconds), WORKDIR/lr and WORKDIR/sr (inputs and outputs) and WORKDIR/fits (each fitted run).
 """
@@ -21,10 +23,10 @@ from inrsr.data import sources
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder.")
 _SETS = flags.DEFINE_list("sets", ["Set5", "Set14"], "Image folders under $INRSR_DATA_DIR.")
 _SCALES = flags.DEFINE_list("scales", ["2", "4"], "SR scales.")
-_BUDGET = flags.DEFINE_string("budget", "240s", "Fitting budget per image: steps (800) or seconds (240s).")
+_BUDGET = flags.DEFINE_string("budget", "120s", "Fitting budget per image: steps (800) or seconds (240s).")
 _LIMIT = flags.DEFINE_integer("limit", 0, "First N images of each set (0: all).")
 _METRIC = flags.DEFINE_string("metric", "benchmark", "inrsr.metrics protocol.")
-_CONFIG = config_flags.DEFINE_config_file("config", str(configs.CONFIG_DIR / "srinr_zeroshot.py"),
+_CONFIG = config_flags.DEFINE_config_file("config", str(configs.CONFIG_DIR / "liif_zeroshot.py"),
                                           "Zero-shot model config.", lock_config=True)
 
 
@@ -38,7 +40,8 @@ def main(argv):
     results[name] = zero_shot.evaluate(_CONFIG.value, items, [float(s) for s in _SCALES.value], root / name,
                                        budget=_BUDGET.value, metric=_METRIC.value)
     root.mkdir(parents=True, exist_ok=True)
-    kept = comparison.zero_shot_results(results, metric=_METRIC.value, budget=_BUDGET.value)
+    kept = comparison.zero_shot_results(results, metric=_METRIC.value, budget=_BUDGET.value,
+                                        model=_CONFIG.value.model.name)
     (root / "results.json").write_text(json.dumps(kept, indent=2))
     (root / "results.md").write_text(zero_shot.markdown_table(results, _METRIC.value))
   print(zero_shot.markdown_table(results, _METRIC.value))

@@ -6,12 +6,14 @@ frame k of T is queried at t = -1 + (2k + 1) / T, as in training.
 A PNG is written band by band as inference produces its rows (--chunk query points at a time) and a clip one
 frame at a time, so memory does not grow with the output size; an output its format cannot hold is refused.
 
-Zero-shot, with no trained run and no dataset: without --workdir (or with --zero_shot) SR-INR is fitted on the
-input itself (VR-INR for a clip), then applied to it (`inrsr.zero_shot`):
+Zero-shot, with no trained run and no dataset: without --workdir (or with --zero_shot) a model is fitted on the
+input itself, then applied to it (`inrsr.zero_shot`): LIIF for an image (`liif_zeroshot`, with the 8-fold
+self-ensemble), VR-INR for a clip (`srinr_zeroshot`):
   python -m experiments.upscale --input=photo.png --scale=4 --output=big.png [--budget=120s] [--workdir=KEEP]
 --budget is steps (800) or seconds (120s); --workdir keeps the fit (the same command again resumes it; with
 --workdir, --budget or --zero_shot asks for a fit, since a --workdir alone names a trained run);
---config (default srinr_zeroshot) and --config.a.b=v choose the zero-shot model.
+--config=NAME (and then --config.a.b=v) chooses another zero-shot model, e.g. --config=srinr_zeroshot for SR-INR.
+--self_ensemble averages a trained generalising run's output over the input's 8 flips and transposes.
 """
 
 import sys
@@ -21,6 +23,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import configs
+from experiments.configs import liif_zeroshot, srinr_zeroshot
 from inrsr import upscaling, zero_shot
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder of a training run (or, zero-shot, where to keep the fit).")
@@ -35,9 +38,18 @@ _ZERO_SHOT = flags.DEFINE_bool("zero_shot", None, "Fit the model on the input it
                                "with --budget, or when --workdir holds a zero-shot fit).")
 _BUDGET = flags.DEFINE_string("budget", "", "Zero-shot fitting budget: steps (800) or seconds (120s); default: the "
                               "config's train.steps.")
-_CONFIG = config_flags.DEFINE_config_file("config", str(configs.CONFIG_DIR / "srinr_zeroshot.py"),
-                                          "Zero-shot model config NAME (experiments/configs/NAME.py) or path.",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Zero-shot model config NAME (experiments/configs/NAME.py) "
+                                          "or path (default: liif_zeroshot for an image, srinr_zeroshot for a "
+                                          "clip).", lock_config=True)
+_SELF_ENSEMBLE = flags.DEFINE_bool("self_ensemble", False, "Trained generalising runs, images: the mean over the "
+                                   "input's 8 flips and transposes (8x the compute).")
+
+
+def _default_config(input_path, clip: bool):
+  """liif_zeroshot for an image, srinr_zeroshot (VR-INR) for a clip: chosen by measurement (RESULTS.md, "Zero-shot
+  upscaling")."""
+  kind = zero_shot.input_kind(input_path, clip)
+  return (liif_zeroshot if kind == "file" else srinr_zeroshot).get_config()
 
 
 def main(argv):
@@ -47,14 +59,18 @@ def main(argv):
   if fitting is None:  # zero-shot unless --workdir names a trained run and no budget is given
     fitting = _WORKDIR.value is None or bool(_BUDGET.value) or zero_shot.holds_fit(_WORKDIR.value)
   if fitting:
-    paths = zero_shot.upscale(_CONFIG.value, _INPUT.value, _OUTPUT.value, scale=_SCALE.value, size=_SIZE.value,
+    if _SELF_ENSEMBLE.value:
+      raise app.UsageError("--self_ensemble is for trained runs; a zero-shot config sets zero_shot.self_ensemble")
+    config = _CONFIG.value or _default_config(_INPUT.value, _CLIP.value)
+    paths = zero_shot.upscale(config, _INPUT.value, _OUTPUT.value, scale=_SCALE.value, size=_SIZE.value,
                               clip=_CLIP.value, budget=_BUDGET.value, workdir=_WORKDIR.value, chunk=_CHUNK.value,
                               progress=_PROGRESS.value)
   else:
     if _BUDGET.value:
       raise app.UsageError("--budget is for zero-shot fitting (no --workdir, or --zero_shot)")
     paths = upscaling.upscale_paths(_WORKDIR.value, _INPUT.value, _OUTPUT.value, scale=_SCALE.value,
-                                    size=_SIZE.value, clip=_CLIP.value, chunk=_CHUNK.value, progress=_PROGRESS.value)
+                                    size=_SIZE.value, clip=_CLIP.value, chunk=_CHUNK.value, progress=_PROGRESS.value,
+                                    self_ensemble=_SELF_ENSEMBLE.value)
   for path in paths:
     print(path)
 

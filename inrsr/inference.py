@@ -184,6 +184,48 @@ def _upscale_global(model, params, lr_j, height: int, width: int, chunk: int, ce
   return np.clip(np.asarray(pred).reshape(height, width, -1), 0.0, 1.0)
 
 
+# The 8 symmetries of the square as (transpose, flip rows, flip columns): flips first, then the transpose.
+DIHEDRAL = tuple((tr, fr, fc) for tr in (False, True) for fr in (False, True) for fc in (False, True))
+
+
+def _dihedral(x: np.ndarray, transpose: bool, flip_rows: bool, flip_cols: bool) -> np.ndarray:
+  x = x[::-1] if flip_rows else x
+  x = x[:, ::-1] if flip_cols else x
+  return x.transpose(1, 0, 2) if transpose else x
+
+
+def _dihedral_inverse(x: np.ndarray, transpose: bool, flip_rows: bool, flip_cols: bool) -> np.ndarray:
+  x = x.transpose(1, 0, 2) if transpose else x
+  x = x[:, ::-1] if flip_cols else x
+  return x[::-1] if flip_rows else x
+
+
+def upscale_self_ensemble(model, params, lr: np.ndarray, height: int, width: int, *, chunk: int = 65536,
+                          cell_scale: float = 1.0, progress: bool = False) -> np.ndarray:
+  """The geometric self-ensemble: the mean of `upscale` over the 8 flips and transposes of the LR, each undone.
+
+  EDSR's "+" and ZSSR's test-time augmentation. Only for generalising models (they see nothing but the LR, and
+  pixel-centre query grids map onto themselves under flips and transposes); a fitting model's positional
+  tables are tied to the frame's orientation. The output is held whole; 8 times `upscale`'s compute.
+
+  Args:
+    model, params, lr, height, width, chunk, cell_scale, progress: as for `upscale`.
+
+  Returns:
+    (H, W, 3) float32 in [0, 1].
+  """
+  if not models.is_generalising(model):
+    raise ValueError(f"{type(model).__name__} is a fitting model: its positional tables are not symmetric under "
+                     "flips, so the self-ensemble is for generalising models (LIIF, HIIF, LIT/CLIT) only")
+  total = np.zeros((height, width, lr.shape[-1]), np.float64)
+  for g in DIHEDRAL:
+    h, w = (width, height) if g[0] else (height, width)
+    out = upscale(model, params, np.ascontiguousarray(_dihedral(lr, *g)), h, w, chunk=chunk, cell_scale=cell_scale,
+                  progress=progress)
+    total += _dihedral_inverse(out, *g)
+  return (total / len(DIHEDRAL)).astype(np.float32)
+
+
 def is_clip_model(model) -> bool:
   """A model that upscales a whole clip at its fixed integer `scale` (batch key "lrs", e.g. BVSR-IK)."""
   return tuple(getattr(model, "batch_keys", ())) == ("lrs",)

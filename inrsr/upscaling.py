@@ -153,11 +153,19 @@ def _filter_scanlines(raw: np.ndarray, prev: np.ndarray, bpp: int) -> bytes:
 
 
 def upscale_to_file(model, params, lr: np.ndarray, path, height: int, width: int, *, t: float = 0.0,
-                    chunk: int = 65536, progress: bool = False) -> None:
-  """Upscale `lr` to H x W and write it to `path`: a PNG streamed band by band, other formats whole."""
+                    chunk: int = 65536, progress: bool = False, self_ensemble: bool = False) -> None:
+  """Upscale `lr` to H x W and write it to `path`: a PNG streamed band by band, other formats whole.
+
+  With `self_ensemble`, the mean over the LR's 8 flips and transposes (`inference.upscale_self_ensemble`,
+  generalising models only), computed whole before it is written.
+  """
   path = pathlib.Path(path)
   check_output(path, height, width)
-  bands = inference.upscale_rows(model, params, lr, height, width, t=t, chunk=chunk, progress=progress)
+  if self_ensemble:
+    bands = iter([(0, inference.upscale_self_ensemble(model, params, lr, height, width, chunk=chunk,
+                                                      progress=progress))])
+  else:
+    bands = inference.upscale_rows(model, params, lr, height, width, t=t, chunk=chunk, progress=progress)
   if path.suffix.lower() in STREAMED_FORMATS:
     write_png(path, bands, height, width)
   else:
@@ -243,7 +251,8 @@ def output_size(lr_shape, scale: float | None, size: str | None) -> tuple[int, i
 
 
 def upscale_paths(workdir, input_path, output_path, *, scale: float | None = None, size: str | None = None,
-                  clip: bool = False, chunk: int = 65536, progress: bool = True) -> list[str]:
+                  clip: bool = False, chunk: int = 65536, progress: bool = True,
+                  self_ensemble: bool = False) -> list[str]:
   """Upscale an image, a folder of images, or a clip, with the latest checkpoint of a run.
 
   Args:
@@ -257,6 +266,7 @@ def upscale_paths(workdir, input_path, output_path, *, scale: float | None = Non
     clip: treat a folder as the frames of one clip (frame k of T at t = -1 + (2k + 1) / T).
     chunk: query points per inference call.
     progress: progress bars.
+    self_ensemble: images only: the mean over the input's 8 flips and transposes (generalising models).
 
   Every output is checked (`check_output`) before any is computed. PNG outputs (images, a folder of frames)
   are streamed band by band; a video file is written one frame at a time.
@@ -268,6 +278,8 @@ def upscale_paths(workdir, input_path, output_path, *, scale: float | None = Non
   is_video = src.is_file() and src.suffix.lower() in video.VIDEO_EXTENSIONS
   if not src.exists():
     raise ValueError(f"--input={src} does not exist")
+  if self_ensemble and (is_video or (clip and src.is_dir())):
+    raise ValueError(f"--input={src}: the self-ensemble is for images, not clips")
   if is_video or (clip and src.is_dir()):
     frames, _ = video.load_video_file(src) if is_video else video.load_frame_folder(src, setting="--input")
     h, w = output_size(frames[0].shape, scale, size)
@@ -325,7 +337,8 @@ def upscale_paths(workdir, input_path, output_path, *, scale: float | None = Non
   written = []
   for (inp, out), (h, w) in zip(pairs, sizes):
     out.parent.mkdir(parents=True, exist_ok=True)
-    upscale_to_file(model, params, images.load_image(inp), out, h, w, chunk=chunk, progress=progress)
+    upscale_to_file(model, params, images.load_image(inp), out, h, w, chunk=chunk, progress=progress,
+                    self_ensemble=self_ensemble)
     written.append(str(out))
   return written
 

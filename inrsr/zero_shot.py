@@ -1,11 +1,17 @@
-"""Zero-shot upscaling: SR-INR / VR-INR fitted on the input itself (no dataset, no HR), then applied to it.
+"""Zero-shot upscaling: a model fitted on the input itself (no dataset, no HR), then applied to it.
 
-The one way a fitting model serves a user who has one photograph or one clip and nothing else. The input plays
-the HR of the training pairs: each step draws a scale s' ~ U(s / spread, s * spread) (at least 1) around the
-requested s, downscales the input by s' (antialiased bicubic, the whole frame) and fits the model to map that
-LR to the input (`training.train` with protocol `fit` on the input, so checkpoints, exact resume, the time
-budget and the progress bar are the training loop's own). Then the fitted model upscales the input by s. With
-respect to the unknown HR this is protocol `internal` (DESIGN.md): no HR pixel is ever seen.
+The one way inrsr serves a user who has one photograph or one clip and nothing else. The input plays the HR of
+the training pairs, and each pair's scale is drawn around the requested s: s' ~ U(s / spread, s * spread), at
+least 1. `training.train` fits on these pairs with the input as its only data, so checkpoints, exact resume,
+the time budget and the progress bar are the training loop's own. With respect to the unknown HR this is
+protocol `internal` (DESIGN.md): no HR pixel is ever seen. The config's `data.protocol` picks the pairs:
+  * `fit` (SR-INR / VR-INR, `srinr_zeroshot`): the whole input downscaled by s' (antialiased bicubic), random
+    pixels as queries; a clip is fitted over its frames.
+  * `patches` (LIIF, `liif_zeroshot`, images only): ZSSR's internal learning. Random crops of the input are
+    downscaled by s', with flips and transposes, and the LR crop side is lowered so that its HR at the largest
+    s' still fits in the input. `zero_shot.self_ensemble` averages the output over the input's 8 flips and
+    transposes.
+Then the fitted model upscales the input by s.
 
 A run kept in a workdir records its input (`data.root`); the same command again resumes it (or, when it is
 finished, only upscales), and a workdir that holds another input's fit or a trained run is refused.
@@ -49,8 +55,8 @@ def parse_budget(budget: str) -> tuple[int, float]:
   return (int(value), 0.0) if match.group(1) else (0, value)
 
 
-def _input_kind(input_path, clip: bool) -> str:
-  """"file", "frames" or "video": the data source of a zero-shot input, or an error naming it."""
+def input_kind(input_path, clip: bool) -> str:
+  """The data source of a zero-shot input: "file" (an image), "frames" or "video" (a clip); or an error naming it."""
   src = pathlib.Path(input_path)
   if not src.exists():
     raise ValueError(f"--input={src} does not exist")
@@ -68,7 +74,7 @@ def _input_kind(input_path, clip: bool) -> str:
 
 def prepare_config(config: ml_collections.ConfigDict, input_path, scale: float, *, clip: bool = False,
                    budget: str = "", input_shape=None) -> ml_collections.ConfigDict:
-  """The zero-shot training config for an input: `config` (e.g. `srinr_zeroshot`) with the input filled in.
+  """The zero-shot training config for an input: `config` (`srinr_zeroshot`, `liif_zeroshot`) with the input in.
 
   Args:
     config: a zero-shot config (a `zero_shot` section with scale_spread, min_lr_side, max_steps).
@@ -80,16 +86,18 @@ def prepare_config(config: ml_collections.ConfigDict, input_path, scale: float, 
 
   Returns:
     A new config: data.source/root set to the input, data.scale / scale_max the training scale range,
-    train.steps / budget_s from the budget.
+    train.steps / budget_s from the budget; a `patches` config also gets data.lr_size (and data.queries)
+    lowered to what the input holds at the largest scale.
 
   Raises:
-    ValueError: a scale <= 1 or not finite, an input too small for the scale range, a bad budget.
+    ValueError: a scale <= 1 or not finite, an input too small for the scale range, a clip for a `patches`
+      config, a bad budget.
   """
   if "zero_shot" not in config:
     raise ValueError("the zero-shot config needs a `zero_shot` section (see experiments/configs/srinr_zeroshot.py)")
   if not np.isfinite(scale) or scale <= 1.0:
     raise ValueError(f"{scale=} must be a finite number > 1 for zero-shot upscaling")
-  kind = _input_kind(input_path, clip)
+  kind = input_kind(input_path, clip)
   c = ml_collections.ConfigDict(config.to_dict())
   z = c.zero_shot
   lo, hi = max(1.0, scale / z.scale_spread), scale * z.scale_spread
@@ -100,10 +108,19 @@ def prepare_config(config: ml_collections.ConfigDict, input_path, scale: float, 
     raise ValueError(f"--input={input_path}: {w}x{h} is too small to fit at x{hi:g} (the largest training scale, "
                      f"{scale:g} x zero_shot.scale_spread={z.scale_spread:g}): the input downscaled by it must keep "
                      f"zero_shot.min_lr_side={z.min_lr_side} pixels a side")
-  c.data.update(source=kind, root=str(pathlib.Path(input_path).resolve()), protocol="fit", scale=lo,
-                scale_max=hi if hi > lo else 0.0, crop=0, limit=0, center_crop=0, hr_size=0,
-                image_time="index" if kind != "file" else "zero",
-                pixels_per_frame=min(int(c.data.pixels_per_frame), h * w))
+  if c.data.protocol == "patches":
+    if kind != "file":
+      raise ValueError(f"--input={input_path}: a `patches` zero-shot config (e.g. liif_zeroshot) fits one image, "
+                       "not a clip; use srinr_zeroshot for clips")
+    # LR crops of at most lr_size whose HR (lr_size * hi) still fits in the input.
+    lr_size = min(int(c.data.lr_size), int(min(h, w) // hi))
+    c.data.update(source=kind, root=str(pathlib.Path(input_path).resolve()), scale=lo, scale_max=hi,
+                  limit=0, lr_size=lr_size, queries=min(int(c.data.queries), lr_size ** 2))
+  else:
+    c.data.update(source=kind, root=str(pathlib.Path(input_path).resolve()), protocol="fit", scale=lo,
+                  scale_max=hi if hi > lo else 0.0, crop=0, limit=0, center_crop=0, hr_size=0,
+                  image_time="index" if kind != "file" else "zero",
+                  pixels_per_frame=min(int(c.data.pixels_per_frame), h * w))
   if budget:
     steps, seconds = parse_budget(budget)
     c.train.update(steps=steps or int(z.max_steps), budget_s=seconds)
@@ -173,7 +190,7 @@ def upscale(config: ml_collections.ConfigDict, input_path, output_path, *, scale
   Returns:
     The paths written.
   """
-  kind = _input_kind(input_path, clip)
+  kind = input_kind(input_path, clip)
   shape = _shape_of(input_path, kind)
   out_h, out_w = upscaling.output_size(shape, scale, size)
   upscaling.check_output(upscaling.first_output(output_path, frames=kind != "file"), out_h, out_w)
@@ -184,7 +201,8 @@ def upscale(config: ml_collections.ConfigDict, input_path, output_path, *, scale
       workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="inrsr_zero_shot_"))
     fit(c, workdir, progress=progress)
     return upscaling.upscale_paths(workdir, input_path, output_path, scale=scale, size=size, clip=clip,
-                                   chunk=chunk, progress=progress)
+                                   chunk=chunk, progress=progress,
+                                   self_ensemble=bool(c.zero_shot.get("self_ensemble", False)))
 
 
 def clip_restorer(config: ml_collections.ConfigDict, workdir, *, budget: str = "", progress: bool = False):
@@ -235,7 +253,7 @@ def evaluate(config: ml_collections.ConfigDict, items, scales, workdir, *, budge
     progress: progress bars.
 
   Returns:
-    {str(scale): {"per_image": {name: {"model", "bicubic", "seconds"}}, "model": mean PSNR/SSIM,
+    {str(scale): {"per_image": {name: {"model", "bicubic", "seconds", "steps"}}, "model": mean PSNR/SSIM,
      "bicubic": mean}}.
   """
   root = pathlib.Path(workdir)
@@ -254,9 +272,11 @@ def evaluate(config: ml_collections.ConfigDict, items, scales, workdir, *, budge
       upscale(config, lr_path, out_path, size=f"{hr_c.shape[1]}x{hr_c.shape[0]}", budget=budget,
               workdir=root / "fits" / stem, progress=progress)
       seconds = time.perf_counter() - tic
+      steps = checkpoints.checkpoint_manager(root / "fits" / stem).latest_step()
       pred = images.load_image(out_path)
       bic = np.clip(resize.resize(lr8.astype(np.float32) / 255.0, hr_c.shape[0], hr_c.shape[1]), 0, 1)
-      per_image[name] = {**evaluation.score_against_bicubic(pred, bic, hr_c, metric, s), "seconds": seconds}
+      per_image[name] = {**evaluation.score_against_bicubic(pred, bic, hr_c, metric, s), "seconds": seconds,
+                         "steps": steps}
     cell = {"per_image": per_image}
     for m in ("model", "bicubic"):
       cell[m] = {k: float(np.mean([r[m][k] for r in per_image.values()])) for k in ("psnr", "ssim")}
@@ -267,7 +287,8 @@ def evaluate(config: ml_collections.ConfigDict, items, scales, workdir, *, budge
 def markdown_table(results: dict, metric: str = "benchmark") -> str:
   """Per-image PSNR (dB) of zero-shot upscaling and bicubic, {set: `evaluate` result}, as a Markdown table."""
   lines = [f"Zero-shot upscaling (protocol `internal`), `{metric}` PSNR (dB) / SSIM, seconds per image", "",
-           "| set | image | scale | zero-shot | bicubic | gain (dB) | seconds |", "|---|---|---|---|---|---|---|"]
+           "| set | image | scale | zero-shot | bicubic | gain (dB) | seconds | steps |",
+           "|---|---|---|---|---|---|---|---|"]
   for set_name, by_scale in results.items():
     for s, cell in by_scale.items():
       rows = list(cell["per_image"].items()) + [("**mean**", cell)]
@@ -275,5 +296,5 @@ def markdown_table(results: dict, metric: str = "benchmark") -> str:
         seconds = f"{r['seconds']:.0f}" if "seconds" in r else ""
         lines.append(f"| {set_name} | {name} | x{s} | {r['model']['psnr']:.2f} / {r['model']['ssim']:.4f} | "
                      f"{r['bicubic']['psnr']:.2f} / {r['bicubic']['ssim']:.4f} | "
-                     f"{r['model']['psnr'] - r['bicubic']['psnr']:+.2f} | {seconds} |")
+                     f"{r['model']['psnr'] - r['bicubic']['psnr']:+.2f} | {seconds} | {r.get('steps', '')} |")
   return "\n".join(lines) + "\n"

@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from experiments.configs import common, liif_train291
+from experiments.configs import common, liif_train291, srinr_demo
 from inrsr import checkpoints, coords, evaluation, inference, models, resize, training
 from inrsr.convert import pth
 from inrsr.data import pipeline
@@ -244,6 +244,32 @@ def test_chunked_inference_of_a_generalising_model_is_chunk_independent():
   direct = np.clip(np.asarray(model.apply({"params": params}, lr[None], q, cell))[0, 0], 0, 1)
   np.testing.assert_allclose(whole[5, 7], direct, atol=1e-6)
 
+
+
+def test_self_ensemble_is_the_mean_over_rotations_and_mirrors_undone():
+  c = small_config()
+  model = models.from_config(c.model)
+  params = model.init(jax.random.key(0), *models.example_inputs(model))["params"]
+  lr = np.random.default_rng(1).random((9, 11, 3)).astype(np.float32)
+  got = inference.upscale_self_ensemble(model, params, lr, 23, 31, chunk=100)
+  # The same group built another way: 4 rotations (np.rot90) of the LR and of its mirror image, each output
+  # rotated back; odd rotations ask for a 31 x 23 output.
+  want = np.zeros((23, 31, 3))
+  for mirror in (False, True):
+    x = lr[:, ::-1] if mirror else lr
+    for k in range(4):
+      h, w = (31, 23) if k % 2 else (23, 31)
+      y = np.rot90(inference.upscale(model, params, np.ascontiguousarray(np.rot90(x, k)), h, w, chunk=0), -k)
+      want += y[:, ::-1] if mirror else y
+  np.testing.assert_allclose(got, want / 8, atol=2e-6)
+  plain = inference.upscale(model, params, lr, 23, 31)
+  assert np.abs(got - plain).max() > 1e-3  # a random model is not symmetric, so the ensemble changes the output
+
+
+def test_self_ensemble_refuses_a_fitting_model():
+  model = models.from_config(srinr_demo.get_config("small").model)
+  with pytest.raises(ValueError, match="fitting model"):  # refused before the parameters are used
+    inference.upscale_self_ensemble(model, None, np.zeros((8, 8, 3), np.float32), 16, 16)
 
 def test_generalising_configs_build_and_name_their_data():
   c = common.generalising_base()
