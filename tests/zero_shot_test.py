@@ -1,4 +1,4 @@
-"""Tests for zero-shot upscaling: SR-INR / VR-INR fitted on the input alone (`inrsr.zero_shot`, `experiments.upscale`)."""
+"""Tests for zero-shot upscaling: a model fitted on the input alone (`inrsr.zero_shot`, `experiments.upscale`)."""
 
 import glob
 import os
@@ -205,7 +205,7 @@ def test_clip_restorer_fits_each_clip_on_its_own_lr(tmp_path):
 @pytest.mark.slow  # about 2.5 minutes on 2 CPU cores
 def test_liif_zero_shot_beats_bicubic_on_an_image_it_never_saw_the_hr_of(shared_data, tmp_path):
   # Set5 `baby` x2, protocol `internal`: the fit sees only the 8-bit bicubic LR (RESULTS.md, "Zero-shot
-  # upscaling with LIIF": +0.95 dB after 120 s; this asserts most of it at a fixed 300 steps).
+  # upscaling with LIIF": +0.83 dB after 120 s, 300 steps; this asserts most of it at 300 steps).
   hr = images.load_image(shared_data / "Set5" / "baby.png")
   result = zero_shot.evaluate(liif_zeroshot.get_config(), [("baby", hr)], [2.0], tmp_path, budget="300")
   cell = result["2"]["per_image"]["baby"]
