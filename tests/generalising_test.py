@@ -230,10 +230,14 @@ def test_convert_names_what_is_wrong(tmp_path):
     convert.read_checkpoint(tmp_path / "missing.pth")
 
 
+def _small_liif():
+  """liif_train291:small's model with fresh parameters."""
+  model = models.from_config(small_config().model)
+  return model, model.init(jax.random.key(0), *models.example_inputs(model))["params"]
+
+
 def test_chunked_inference_of_a_generalising_model_is_chunk_independent():
-  c = small_config()
-  model = models.from_config(c.model)
-  params = model.init(jax.random.key(0), *models.example_inputs(model))["params"]
+  model, params = _small_liif()
   lr = np.random.default_rng(0).random((9, 11, 3)).astype(np.float32)
   whole = inference.upscale(model, params, lr, 23, 31, chunk=0)
   pieces = inference.upscale(model, params, lr, 23, 31, chunk=100)  # last chunk padded
@@ -245,11 +249,8 @@ def test_chunked_inference_of_a_generalising_model_is_chunk_independent():
   np.testing.assert_allclose(whole[5, 7], direct, atol=1e-6)
 
 
-
 def test_self_ensemble_is_the_mean_over_rotations_and_mirrors_undone():
-  c = small_config()
-  model = models.from_config(c.model)
-  params = model.init(jax.random.key(0), *models.example_inputs(model))["params"]
+  model, params = _small_liif()
   lr = np.random.default_rng(1).random((9, 11, 3)).astype(np.float32)
   got = inference.upscale_self_ensemble(model, params, lr, 23, 31, chunk=100)
   # The same group built another way: 4 rotations (np.rot90) of the LR and of its mirror image, each output
@@ -270,6 +271,7 @@ def test_self_ensemble_refuses_a_fitting_model():
   model = models.from_config(srinr_demo.get_config("small").model)
   with pytest.raises(ValueError, match="fitting model"):  # refused before the parameters are used
     inference.upscale_self_ensemble(model, None, np.zeros((8, 8, 3), np.float32), 16, 16)
+
 
 def test_generalising_configs_build_and_name_their_data():
   c = common.generalising_base()
