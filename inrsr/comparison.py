@@ -3,7 +3,8 @@
 A source is a run folder holding `results.json` (from `evaluation.evaluate_run`), such a file itself (results
 kept in `results/runs/` outlive the run folders), or the `results.json` of `experiments.evaluate_zeroshot`
 (kind `zero_shot`: SR-INR fitted on each test image alone). Rows are labelled with the model and its budget;
-bicubic is taken from the first source that has each scale. A scale a source was not evaluated at is `-`.
+bicubic is taken from the first source that has each scale. A scale a source was not evaluated at is `-`. Sources
+with the same label (one run evaluated at some scales, then at others) make one row; a scale both have is an error.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def compare(sources, path, *, protocol: str, metric: str = "benchmark") -> str:
   """Write one PSNR-versus-scale figure of several results and return their Markdown table.
 
   Args:
-    sources: run folders or results JSON files (see the module docstring).
+    sources: run folders or results JSON files (see the module docstring); sources of one label merge.
     path: the PNG to write.
     protocol: the protocol to compare (e.g. "heldout:Set14").
     metric: the metric to compare.
@@ -79,9 +80,10 @@ def compare(sources, path, *, protocol: str, metric: str = "benchmark") -> str:
   rows, bicubic = {}, {}
   for source in sources:
     label, model, bic = row(load_results(source), protocol, metric, source)
-    if label in rows:
-      raise ValueError(f"{source}: a second row labelled {label!r}")
-    rows[label] = model
+    repeated = sorted(set(rows.get(label, {})) & set(model), key=float)
+    if repeated:
+      raise ValueError(f"{source}: a second row labelled {label!r} at scales {repeated} it already has")
+    rows.setdefault(label, {}).update(model)  # one run evaluated in two goes (e.g. x2-x4, then x6-x30)
     for s, v in bic.items():
       bicubic.setdefault(s, v)
   rows = {"bicubic": bicubic, **rows}
