@@ -1,10 +1,11 @@
 r"""Inference throughput of every model family on one CPU input, side by side in one run.
 
-  python -m experiments.benchmark_models [--size=96] [--scale=4] [--reps=3] [--models=srinr,liif,hiif,lit]
+  python -m experiments.benchmark_models [--size=96] [--scale=4] [--reps=3] [--models=srinr,liif,hiif,lit,clit]
 
 The generalising models have their official sizes (EDSR-baseline encoder; `experiments/configs/common.py`,
-GENERALISING_MODELS; LIT is CLIT's one stage, which the official code uses for every scale up to x4), SR-INR
-the `srinr_demo` model; parameters are random (the compute does not depend on them). The input is a central crop
+GENERALISING_MODELS; LIT is CLIT's one stage, which the official code uses for every scale up to x4; `clit` is the
+three-stage CLIT, which above x4 runs one stage per factor of `scale_base` 4, e.g. x12 as 4 then 3), SR-INR the
+`srinr_demo` model; parameters are random (the compute does not depend on them). The input is a central crop
 of the bundled astronaut photograph. Prints JSON with output pixels per second for each model.
 """
 
@@ -22,17 +23,20 @@ _SIZE = flags.DEFINE_integer("size", 96, "LR side (a central crop of the astrona
 _SCALE = flags.DEFINE_float("scale", 4.0, "SR scale.")
 _REPS = flags.DEFINE_integer("reps", 3, "Timed repetitions per model (median), round-robin over the models.")
 _CHUNK = flags.DEFINE_integer("chunk", 30000, "Query points per inference call (the official eval_bsize).")
-_MODELS = flags.DEFINE_list("models", ["srinr", "liif", "hiif", "lit"], "Models: srinr, liif, hiif, lit.")
+_MODELS = flags.DEFINE_list("models", ["srinr", "liif", "hiif", "lit"], "Models: srinr, liif, hiif, lit, clit.")
 
 
 def model_config(name: str) -> ml_collections.ConfigDict:
   """The `model` section benchmarked for a name."""
   if name == "srinr":
     return srinr_demo.get_config().model
-  key = {"liif": "liif", "hiif": "hiif", "lit": "clit"}.get(name)
+  key = {"liif": "liif", "hiif": "hiif", "lit": "clit", "clit": "clit"}.get(name)
   if key is None:
-    raise ValueError(f"--models: unknown model {name!r}; expected srinr, liif, hiif or lit")
-  return ml_collections.ConfigDict(common.GENERALISING_MODELS[key])
+    raise ValueError(f"--models: unknown model {name!r}; expected srinr, liif, hiif, lit or clit")
+  config = ml_collections.ConfigDict(common.GENERALISING_MODELS[key])
+  if name == "clit":
+    config.num_stages = 3  # CLIT3, the end of the cumulative schedule (experiments/configs/clit_train291.py)
+  return config
 
 
 def main(argv):
