@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments import benchmark_models
+from experiments.configs import common
 from inrsr import coords
 from inrsr.convert import clit as convert_clit
 from inrsr.models import clit, sampling
@@ -309,3 +311,11 @@ def test_from_config_rejects_unknown_fields():
   model = clit.from_config({"name": "clit", **fields})
   assert model.hidden_list == (8,) and model.num_stages == 2
   assert hash(model) == hash(clit.from_config(dict(fields)))  # hashable (jit caches key on the module)
+
+
+def test_benchmark_models_times_clit3_apart_from_lit():
+  clit, lit = benchmark_models.model_config("clit"), benchmark_models.model_config("lit")
+  assert (clit.num_stages, lit.num_stages) == (3, 1)
+  assert common.GENERALISING_MODELS["clit"]["num_stages"] == 1  # the shared default is not edited by the call
+  with pytest.raises(ValueError, match="unknown model 'rdn'"):
+    benchmark_models.model_config("rdn")
