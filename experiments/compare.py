@@ -3,16 +3,20 @@ r"""Compare evaluated models side by side.
   python -m experiments.compare --results=A,B,C.json --protocol=heldout:Set14 --output=cmp.png
 
 Each of --results is a run folder evaluated by experiments.evaluate, a results.json kept from one (e.g. under
-results/runs/), or the results.json of experiments.evaluate_zeroshot. Writes one PSNR-versus-scale figure with
-every model and bicubic, and prints the Markdown table (`inrsr.comparison`).
+results/runs/), or the results.json of experiments.evaluate_zeroshot; A+B joins the results of one run evaluated
+in two goes (e.g. x2-x4, then x6-x30) into one row. Writes one PSNR-versus-scale figure with every model and
+bicubic, and prints the Markdown table (`inrsr.comparison`).
 """
+
+import os
 
 from absl import app
 from absl import flags
 
 from inrsr import comparison
 
-_RESULTS = flags.DEFINE_list("results", None, "Evaluated run folders or results JSON files.")
+_RESULTS = flags.DEFINE_list("results", None, "Evaluated run folders or results JSON files; A+B: one run's "
+                             "results from two evaluations, one row.")
 _PROTOCOL = flags.DEFINE_string("protocol", "heldout:Set14", "Protocol to compare.")
 _METRIC = flags.DEFINE_string("metric", "benchmark", "Metric to compare.")
 _OUTPUT = flags.DEFINE_string("output", "psnr_vs_scale_compare.png", "Figure to write.")
@@ -21,7 +25,8 @@ _OUTPUT = flags.DEFINE_string("output", "psnr_vs_scale_compare.png", "Figure to 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  print(comparison.compare(_RESULTS.value, _OUTPUT.value, protocol=_PROTOCOL.value, metric=_METRIC.value))
+  sources = [tuple(s.split("+")) if "+" in s and not os.path.exists(s) else s for s in _RESULTS.value]
+  print(comparison.compare(sources, _OUTPUT.value, protocol=_PROTOCOL.value, metric=_METRIC.value))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 A source is a run folder holding `results.json` (from `evaluation.evaluate_run`), such a file itself (results
 kept in `results/runs/` outlive the run folders), or the `results.json` of `experiments.evaluate_zeroshot`
 (kind `zero_shot`: SR-INR fitted on each test image alone). Rows are labelled with the model and its budget;
-bicubic is taken from the first source that has each scale. A scale a source was not evaluated at is `-`. Sources
-with the same label (one run evaluated at some scales, then at others) make one row; a scale both have is an error.
+bicubic is taken from the first source that has each scale. A scale a source was not evaluated at is `-`. A group
+of sources (one run evaluated at some scales, then at others) makes one row; two rows with one label are an error.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ def compare(sources, path, *, protocol: str, metric: str = "benchmark") -> str:
   """Write one PSNR-versus-scale figure of several results and return their Markdown table.
 
   Args:
-    sources: run folders or results JSON files (see the module docstring); sources of one label merge.
+    sources: run folders or results JSON files (see the module docstring); an item that is a list or tuple of
+      them is one run evaluated in several goes, merged into one row (same label, no scale twice).
     path: the PNG to write.
     protocol: the protocol to compare (e.g. "heldout:Set14").
     metric: the metric to compare.
@@ -78,14 +79,22 @@ def compare(sources, path, *, protocol: str, metric: str = "benchmark") -> str:
     The Markdown table: bicubic, then one row per source in order; a column per scale any source has.
   """
   rows, bicubic = {}, {}
-  for source in sources:
-    label, model, bic = row(load_results(source), protocol, metric, source)
-    repeated = sorted(set(rows.get(label, {})) & set(model), key=float)
-    if repeated:
-      raise ValueError(f"{source}: a second row labelled {label!r} at scales {repeated} it already has")
-    rows.setdefault(label, {}).update(model)  # one run evaluated in two goes (e.g. x2-x4, then x6-x30)
-    for s, v in bic.items():
-      bicubic.setdefault(s, v)
+  for group in sources:
+    label, model = None, {}
+    for source in group if isinstance(group, (list, tuple)) else [group]:
+      part_label, part, bic = row(load_results(source), protocol, metric, source)
+      if label is not None and part_label != label:
+        raise ValueError(f"{source}: labelled {part_label!r}, but its group is one run labelled {label!r}")
+      repeated = sorted(set(model) & set(part), key=float)
+      if repeated:
+        raise ValueError(f"{source}: scales {repeated} are already in its group's row {label!r}")
+      label = part_label
+      model.update(part)
+      for s, v in bic.items():
+        bicubic.setdefault(s, v)
+    if label in rows:
+      raise ValueError(f"{group}: a second row labelled {label!r}")
+    rows[label] = model
   rows = {"bicubic": bicubic, **rows}
   scales = sorted(bicubic, key=float)
   fig, ax = plotting.subplots()

@@ -39,8 +39,16 @@ def test_compare_merges_one_run_evaluated_at_other_scales(tmp_path):
   low, high = tmp_path / "x2_x4.json", tmp_path / "x6.json"
   low.write_text(json.dumps(run_results("hiif", 2400, {"2.0": (31.8, 30.3), "4.0": (27.7, 26.1)})))
   high.write_text(json.dumps(run_results("hiif", 2400, {"6.0": (24.9, 24.3)})))
-  table = comparison.compare([low, high], tmp_path / "cmp.png", protocol="heldout:Set14")
+  table = comparison.compare([(low, high)], tmp_path / "cmp.png", protocol="heldout:Set14")
   assert table.splitlines()[2:] == ["| bicubic | 30.30 | 26.10 | 24.30 |", "| HIIF (2400 steps) | 31.80 | 27.70 | 24.90 |"]
+  with pytest.raises(ValueError, match="a second row labelled 'HIIF \\(2400 steps\\)'"):  # two runs, one label
+    comparison.compare([low, high], tmp_path / "cmp.png", protocol="heldout:Set14")
+  with pytest.raises(ValueError, match="scales \\['2', '4'\\] are already in its group's row"):
+    comparison.compare([(low, low)], tmp_path / "cmp.png", protocol="heldout:Set14")
+  other = tmp_path / "liif.json"
+  other.write_text(json.dumps(run_results("liif", 2400, {"6.0": (24.5, 24.3)})))
+  with pytest.raises(ValueError, match="labelled 'LIIF \\(2400 steps\\)', but its group is one run labelled 'HIIF"):
+    comparison.compare([(low, other)], tmp_path / "cmp.png", protocol="heldout:Set14")
 
 
 def test_compare_names_what_is_missing(tmp_path):
@@ -50,7 +58,7 @@ def test_compare_names_what_is_missing(tmp_path):
     comparison.compare([run], tmp_path / "a.png", protocol="heldout:Set5")
   with pytest.raises(ValueError, match="no metric 'rgb'"):
     comparison.compare([run], tmp_path / "a.png", protocol="heldout:Set14", metric="rgb")
-  with pytest.raises(ValueError, match="a second row labelled 'LIIF \\(10 steps\\)' at scales \\['2'\\]"):
+  with pytest.raises(ValueError, match="a second row labelled 'LIIF \\(10 steps\\)'"):
     comparison.compare([run, run], tmp_path / "a.png", protocol="heldout:Set14")
   with pytest.raises(FileNotFoundError, match="expected a run folder holding results.json"):
     comparison.compare([tmp_path], tmp_path / "a.png", protocol="heldout:Set14")
