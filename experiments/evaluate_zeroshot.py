@@ -17,7 +17,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import configs
-from inrsr import comparison, zero_shot
+from inrsr import comparison, models, zero_shot
 from inrsr.data import sources
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder.")
@@ -41,7 +41,7 @@ def main(argv):
                                        budget=_BUDGET.value, metric=_METRIC.value)
     root.mkdir(parents=True, exist_ok=True)
     kept = comparison.zero_shot_results(results, metric=_METRIC.value, budget=_BUDGET.value,
-                                        model=_CONFIG.value.model.name)
+                                        model=models.model_name(_CONFIG.value.model))
     (root / "results.json").write_text(json.dumps(kept, indent=2))
     (root / "results.md").write_text(zero_shot.markdown_table(results, _METRIC.value))
   print(zero_shot.markdown_table(results, _METRIC.value))

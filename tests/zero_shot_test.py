@@ -1,6 +1,7 @@
 """Tests for zero-shot upscaling: a model fitted on the input alone (`inrsr.zero_shot`, `experiments.upscale`)."""
 
 import glob
+import json
 import os
 import pathlib
 import subprocess
@@ -210,3 +211,13 @@ def test_liif_zero_shot_beats_bicubic_on_an_image_it_never_saw_the_hr_of(shared_
   result = zero_shot.evaluate(liif_zeroshot.get_config(), [("baby", hr)], [2.0], tmp_path, budget="300")
   cell = result["2"]["per_image"]["baby"]
   assert cell["model"]["psnr"] >= cell["bicubic"]["psnr"] + 0.7, cell
+
+
+def test_evaluate_zeroshot_cli_names_an_srinr_config_model(shared_data, tmp_path):
+  # srinr_zeroshot's model section has no `name` (the registry's default): the results must still name the model.
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "INRSR_DATA_DIR": str(shared_data)}
+  cmd = [sys.executable, "-m", "experiments.evaluate_zeroshot", "--config=srinr_zeroshot:small", "--sets=Set5",
+         "--scales=2", "--limit=1", "--budget=2", f"--workdir={tmp_path}"]
+  subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True)
+  kept = json.loads((tmp_path / "results.json").read_text())
+  assert kept["model"] == "srinr" and list(kept["sets"]["Set5"]) == ["2"]
