@@ -15,7 +15,7 @@ from absl import app
 from absl import flags
 import ml_collections
 
-from experiments.configs import common, srinr_demo
+from experiments.configs import clit_train291, common, srinr_demo
 from inrsr import benchmarking
 from inrsr.data import images
 
@@ -35,7 +35,7 @@ def model_config(name: str) -> ml_collections.ConfigDict:
     raise ValueError(f"--models: unknown model {name!r}; expected srinr, liif, hiif, lit or clit")
   config = ml_collections.ConfigDict(common.GENERALISING_MODELS[key])
   if name == "clit":
-    config.num_stages = 3  # CLIT3, the end of the cumulative schedule (experiments/configs/clit_train291.py)
+    config.num_stages = len(clit_train291.STAGES["clit3"][0])  # CLIT3, the end of the cumulative schedule
   return config
 
 
