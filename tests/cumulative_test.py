@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments.configs import clit_train291
+from experiments.configs import clit_train291, lit_train291
 from inrsr import checkpoints, cumulative, models, resize, training
 from inrsr.data import cascade, images
 
@@ -182,6 +182,13 @@ def test_stage_configs_name_their_predecessors_and_load_as_a_schedule():
   assert [n for n, _ in cumulative.load_schedule("clit_train291:clit2")] == ["lit", "clit2"]
   full = clit_train291.get_config("clit3")
   assert full.data.stage_ranges == ((1, 4), (1, 4), (1, 2)) and full.data.lr_size == 48
+  # Default: the whole schedule in lit_train291's budget; `full`: each stage that budget, CLIT3 1.5 times it.
+  lit = lit_train291.get_config()
+  equal = [c.train.steps for _, c in cumulative.load_schedule("clit_train291:clit3")]
+  per_stage = [c.train for _, c in cumulative.load_schedule("clit_train291:clit3,full")]
+  assert [t.steps for t in per_stage] == [lit.train.steps, lit.train.steps, round(1.5 * lit.train.steps)]
+  assert [t.budget_s for t in per_stage] == [lit.train.budget_s, lit.train.budget_s, 1.5 * lit.train.budget_s]
+  assert equal[0] < lit.train.steps and sum(equal) < lit.train.steps  # cascade steps cost more than LIT's
   with pytest.raises(ValueError, match="unknown argument"):
     clit_train291.get_config("clit4")
   with pytest.raises(ValueError, match="has no cumulative.stage"):

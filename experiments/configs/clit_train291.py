@@ -6,11 +6,22 @@ its own folder and starting from the previous stage's parameters (`train.init_fr
   python -m experiments.train_cumulative --config=clit_train291:clit3 --workdir=workdirs/clit291
   python -m experiments.evaluate --workdir=workdirs/clit291/clit3
 Quick check: --config=clit_train291:clit3,small. Started again, the schedule resumes where it stopped.
+Each stage with lit_train291's budget (CLIT3 1.5 times it; 3.5 times liif_train291's in all): add `full`.
+
+Budget: the whole schedule gets liif_train291's 90 minutes on 2 unloaded CPU cores, the budget of every other
+row of RESULTS.md's comparison (issue 11), split as the official epochs are (LIT 1000, CLIT2 1000, CLIT3 1500:
+2 / 7, 2 / 7 and 3 / 7 of it). The step counts (`EQUAL_BUDGET_STEPS`) are those minutes divided by an estimated
+step time: LIT 3.5 s (lit_train291's measured 1500 steps in 88 minutes); a two-stage step about 3.9 LIT steps
+(measured on busy cores below: 31 s against 8 s) and a three-stage step about 6 (an estimate: each stage before
+the last decodes its whole intermediate grid), so a CLIT2 batch (cycling 2, 1 stages) about 2.5 and a CLIT3
+batch (3, 1, 2) about 3.6 LIT steps on average. The schedule's real minutes are measured and reported with its
+results in RESULTS.md. `full` is the per-stage
+budget (each stage lit_train291's 1500 steps, CLIT3 2250): about 27 hours of steps on these cores.
 
 Protocol `cascade` (`inrsr.data.cascade`): the official one scale set per batch, s ~ U(1, 4) (LIT), [U(1, 4),
 U(1, 4)] with batches alternating 2, 1 stages (CLIT2), [U(1, 4), U(1, 4), U(1, 2)] cycling 3, 1, 2 (CLIT3), L1
-on the final stage, 48x48 LR crops, 2304 queries. Budget and optimiser of lit_train291 per stage (batch 4,
-cosine from 5e-4, 90 minutes), CLIT3 1.5 times as long (the official 1500 epochs against 1000).
+on the final stage, 48x48 LR crops, 2304 queries. Optimiser of lit_train291 per stage (batch 4, cosine from
+5e-4 over the stage's steps, `train.budget_s` of 90 minutes per invocation).
 
 Departure: `data.scale_ladder=1` rounds every factor to a power of 2 (`inrsr.data.cascade`), because each
 distinct scale set traces and compiles its own train step. Over 1400 batches (seed 0, batch 4) the official
@@ -28,16 +39,19 @@ import ml_collections
 
 from experiments.configs import common, lit_train291
 
-# stage -> (factor ranges, predecessor, share of the LIT budget).
+# stage -> (factor ranges, predecessor, official epochs relative to LIT's).
 STAGES = {
     "lit": (((1.0, 4.0),), "", 1.0),
     "clit2": (((1.0, 4.0), (1.0, 4.0)), "lit", 1.0),
     "clit3": (((1.0, 4.0), (1.0, 4.0), (1.0, 2.0)), "clit2", 1.5),
 }
+# Steps per stage for the whole schedule in liif_train291's 90 minutes (docstring): 90 min x (2, 2, 3) / 7 at
+# 3.5 s x (1, 2.5, 3.6) a step.
+EQUAL_BUDGET_STEPS = {"lit": 440, "clit2": 175, "clit3": 185}
 
 
 def get_config(arg=None):
-  flags, stage = common.parse_arg(arg, "clit_train291", choices=tuple(STAGES), flags=("small",))
+  flags, stage = common.parse_arg(arg, "clit_train291", choices=tuple(STAGES), flags=("small", "full"))
   stage = stage or "clit3"
   ranges, previous, share = STAGES[stage]
   c = lit_train291.get_config()
@@ -46,7 +60,10 @@ def get_config(arg=None):
   c.data.stage_ranges = ranges
   c.data.alternate = True  # batches cycle K, 1, ..., K - 1 stages (the official counter)
   c.data.scale_ladder = 1  # 0: the official continuous factors (a compiled step per batch)
-  c.train.update(steps=int(round(c.train.steps * share)), budget_s=c.train.budget_s * share)
+  if "full" in flags:  # each stage lit_train291's budget, CLIT3 1.5 times it
+    c.train.update(steps=int(round(c.train.steps * share)), budget_s=c.train.budget_s * share)
+  else:  # the whole schedule in lit_train291's (= liif_train291's) budget
+    c.train.steps = EQUAL_BUDGET_STEPS[stage]
   c.cumulative = ml_collections.ConfigDict(dict(stage=stage, previous=previous))
   if "small" in flags:
     common.shrink_generalising(c)
