@@ -16,7 +16,7 @@ step time: LIT 3.5 s (lit_train291's measured 1500 steps in 88 minutes); a two-s
 the last decodes its whole intermediate grid), so a CLIT2 batch (cycling 2, 1 stages) about 2.5 and a CLIT3
 batch (3, 1, 2) about 3.6 LIT steps on average. The schedule's real minutes are measured and reported with its
 results in RESULTS.md. `full` is the per-stage
-budget (each stage lit_train291's 1500 steps, CLIT3 2250): about 27 hours of steps on these cores.
+budget (each stage lit_train291's 1500 steps, CLIT3 2250): about 13 hours of steps at the step times above.
 
 Protocol `cascade` (`inrsr.data.cascade`): the official one scale set per batch, s ~ U(1, 4) (LIT), [U(1, 4),
 U(1, 4)] with batches alternating 2, 1 stages (CLIT2), [U(1, 4), U(1, 4), U(1, 2)] cycling 3, 1, 2 (CLIT3), L1
