@@ -180,14 +180,18 @@ def test_stage_configs_name_their_predecessors_and_load_as_a_schedule():
     assert c.cumulative.previous == ("" if i == 0 else chain[i - 1][0]) and c.train.steps == 2
     assert c.model.base_dim == 16  # `small` kept along the chain
   assert [n for n, _ in cumulative.load_schedule("clit_train291:clit2")] == ["lit", "clit2"]
-  full = clit_train291.get_config("clit3")
-  assert full.data.stage_ranges == ((1, 4), (1, 4), (1, 2)) and full.data.lr_size == 48
+  clit3 = clit_train291.get_config("clit3")
+  assert clit3.data.stage_ranges == ((1, 4), (1, 4), (1, 2)) and clit3.data.lr_size == 48
   # Default: the whole schedule in lit_train291's budget; `full`: each stage that budget, CLIT3 1.5 times it.
   lit = lit_train291.get_config()
   equal = [c.train.steps for _, c in cumulative.load_schedule("clit_train291:clit3")]
   per_stage = [c.train for _, c in cumulative.load_schedule("clit_train291:clit3,full")]
   assert [t.steps for t in per_stage] == [lit.train.steps, lit.train.steps, round(1.5 * lit.train.steps)]
   assert [t.budget_s for t in per_stage] == [lit.train.budget_s, lit.train.budget_s, 1.5 * lit.train.budget_s]
+  # The equal-budget steps at their estimated step times fill lit_train291's budget, split 2 : 2 : 3.
+  seconds = [n * clit_train291.LIT_STEP_S * clit_train291.BATCH_COST[stage]
+             for n, stage in zip(equal, ("lit", "clit2", "clit3"))]
+  np.testing.assert_allclose(seconds, np.array([2, 2, 3]) / 7 * lit.train.budget_s, rtol=0.02)
   assert equal[0] < lit.train.steps and sum(equal) < lit.train.steps  # cascade steps cost more than LIT's
   with pytest.raises(ValueError, match="unknown argument"):
     clit_train291.get_config("clit4")

@@ -41,9 +41,8 @@ random SpyNet would warp by arbitrary flows, and `model.flow="zero"` (identity w
 alone, which reach 3 LR px at 7 x 7) is the alternative, kept as a field. Measured against it (RESULTS.md,
 "BVSR-IK's optical flow"; same 1000 steps and data, 2026-12-05): 22.70 / 0.5229 with SpyNet from scratch, 22.71
 / 0.5240 with `flow="zero"` on the Vid4 crops, and 7.0 s a step for both runs on 2 CPU cores (not side by
-side), so at this budget
-neither is better, and SpyNet stays for the official path. With the pretrained file, convert it (`inrsr.convert.bvsr_ik.convert_spynet`) into the
-initial parameters for the official behaviour.
+side), so at this budget neither is better, and SpyNet stays for the official path. With the pretrained file,
+convert it (`inrsr.convert.bvsr_ik.convert_spynet`) into the initial parameters for the official behaviour.
 """
 
 import ml_collections

@@ -10,13 +10,13 @@ Each stage with lit_train291's budget (CLIT3 1.5 times it; 3.5 times liif_train2
 
 Budget: the whole schedule gets liif_train291's 90 minutes on 2 unloaded CPU cores, the budget of every other
 row of RESULTS.md's comparison (issue 11), split as the official epochs are (LIT 1000, CLIT2 1000, CLIT3 1500:
-2 / 7, 2 / 7 and 3 / 7 of it). The step counts (`EQUAL_BUDGET_STEPS`) are those minutes divided by an estimated
+2 / 7, 2 / 7 and 3 / 7 of it). The step counts (`equal_budget_steps`) are those minutes divided by an estimated
 step time: LIT 3.5 s (lit_train291's measured 1500 steps in 88 minutes); a two-stage step about 3.9 LIT steps
 (measured on busy cores below: 31 s against 8 s) and a three-stage step about 6 (an estimate: each stage before
 the last decodes its whole intermediate grid), so a CLIT2 batch (cycling 2, 1 stages) about 2.5 and a CLIT3
 batch (3, 1, 2) about 3.6 LIT steps on average. The schedule's real minutes are measured and reported with its
-results in RESULTS.md. `full` is the per-stage
-budget (each stage lit_train291's 1500 steps, CLIT3 2250): about 13 hours of steps at the step times above.
+results in RESULTS.md. `full` is the per-stage budget (each stage lit_train291's 1500 steps, CLIT3 2250):
+about 13 hours of steps at the step times above.
 
 Protocol `cascade` (`inrsr.data.cascade`): the official one scale set per batch, s ~ U(1, 4) (LIT), [U(1, 4),
 U(1, 4)] with batches alternating 2, 1 stages (CLIT2), [U(1, 4), U(1, 4), U(1, 2)] cycling 3, 1, 2 (CLIT3), L1
@@ -45,9 +45,16 @@ STAGES = {
     "clit2": (((1.0, 4.0), (1.0, 4.0)), "lit", 1.0),
     "clit3": (((1.0, 4.0), (1.0, 4.0), (1.0, 2.0)), "clit2", 1.5),
 }
-# Steps per stage for the whole schedule in liif_train291's 90 minutes (docstring): 90 min x (2, 2, 3) / 7 at
-# 3.5 s x (1, 2.5, 3.6) a step.
-EQUAL_BUDGET_STEPS = {"lit": 440, "clit2": 175, "clit3": 185}
+# The whole schedule in liif_train291's 90 minutes (docstring): a LIT step's seconds on 2 unloaded cores, and
+# each stage's mean batch cost in LIT steps.
+LIT_STEP_S = 3.5
+BATCH_COST = {"lit": 1.0, "clit2": 2.5, "clit3": 3.6}
+
+
+def equal_budget_steps(stage: str, budget_s: float) -> int:
+  """Steps of `stage` when the schedule's budget is split as the official epochs, rounded to a multiple of 5."""
+  share = STAGES[stage][2] / sum(s[2] for s in STAGES.values())
+  return int(5 * round(budget_s * share / (LIT_STEP_S * BATCH_COST[stage]) / 5))
 
 
 def get_config(arg=None):
@@ -63,7 +70,7 @@ def get_config(arg=None):
   if "full" in flags:  # each stage lit_train291's budget, CLIT3 1.5 times it
     c.train.update(steps=int(round(c.train.steps * share)), budget_s=c.train.budget_s * share)
   else:  # the whole schedule in lit_train291's (= liif_train291's) budget
-    c.train.steps = EQUAL_BUDGET_STEPS[stage]
+    c.train.steps = equal_budget_steps(stage, c.train.budget_s)  # 440, 175, 185
   c.cumulative = ml_collections.ConfigDict(dict(stage=stage, previous=previous))
   if "small" in flags:
     common.shrink_generalising(c)
