@@ -236,6 +236,47 @@ def restore_model(workdir, step: int | None = None):
   return model, restored["state"]["params"], config, step
 
 
+def latest_step(workdir) -> int | None:
+  """The newest checkpoint step in a run folder, or None (no folder, no checkpoint)."""
+  folder = pathlib.Path(workdir) / CHECKPOINT_DIR
+  steps = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+  return max(steps) if steps else None
+
+
+def init_steps(workdir) -> tuple[int, ...] | None:
+  """Newest checkpoint steps of the runs `workdir` was started from through `train.init_from`, earliest first.
+
+  A cumulative schedule (LIT -> CLIT2 -> CLIT3) trains each stage from the previous stage's newest checkpoint,
+  so these steps and the run's own step together are the schedule's training.
+
+  Args:
+    workdir: a run folder.
+
+  Returns:
+    () for a run started from scratch, or None when a run of the chain is gone or holds no checkpoint (its
+    steps are then unknown).
+
+  Raises:
+    ValueError: the chain of `init_from` folders loops.
+  """
+  steps, seen = [], {pathlib.Path(workdir).resolve()}
+  init_from = lambda run: load_config(run).get("train", {}).get("init_from", "")
+  source = init_from(workdir)
+  while source:
+    path = pathlib.Path(source)
+    if path.resolve() in seen:
+      raise ValueError(f"{workdir}: train.init_from loops back to {source}")
+    seen.add(path.resolve())
+    step = latest_step(path) if (path / CONFIG_FILE).is_file() else None
+    if step is None:
+      logging.warning("%s: train.init_from=%s is gone or holds no checkpoint, so its steps are unknown", workdir,
+                      source)
+      return None
+    steps.append(step)
+    source = init_from(path)
+  return tuple(reversed(steps))
+
+
 def save_params(workdir, config: ml_collections.ConfigDict, params, step: int = 0) -> None:
   """Write a run folder holding only parameters (a converted checkpoint): config.json and checkpoints/<step>."""
   workdir = pathlib.Path(workdir)

@@ -80,13 +80,6 @@ def load_schedule(config: str, overrides: Mapping[str, Any] | None = None) -> Sc
     stage_arg = ",".join([previous] + [t for t in tokens if t not in seen])
 
 
-def latest_step(workdir) -> int | None:
-  """The newest checkpoint step in a run folder, or None (no folder, no checkpoint)."""
-  folder = pathlib.Path(workdir) / checkpoints.CHECKPOINT_DIR
-  steps = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
-  return max(steps) if steps else None
-
-
 def stage_steps(config: ml_collections.ConfigDict) -> int:
   """A stage's total steps: `train.steps`, else its epochs in steps (which loads the training images)."""
   if config.train.steps:
@@ -139,7 +132,7 @@ def train_schedule(stages: str | Schedule, workdir, *, overrides: Mapping[str, A
     if previous:
       config.train.init_from = os.fspath((workdir / previous).absolute())
     stage_dir = workdir / name
-    total, last = stage_steps(config), latest_step(stage_dir)
+    total, last = stage_steps(config), checkpoints.latest_step(stage_dir)
     if last is not None and last >= total:
       logging.info("stage %s: complete (step %d of %d in %s), skipped", name, last, total, stage_dir)
       done[name] = last

@@ -258,6 +258,9 @@ def evaluate_run(workdir, *, scales=None, progress: bool = True, compare=(), cli
   temporal = bool(e.get("temporal", False))
   modcrop = True if models.is_generalising(model) else bool(config.data.get("modcrop", True))
   results["modcrop"] = modcrop
+  before = checkpoints.init_steps(workdir)
+  if before:  # a stage of a cumulative schedule: the earlier stages' steps, earliest first
+    results["init_steps"] = list(before)
   for protocol, items in sets.items():
     logging.info("evaluating protocol %s on %d frames", protocol, len(items))
     results["protocols"][protocol] = evaluate_images(model, params, items, scales, metric_names,

@@ -51,6 +51,14 @@ def test_compare_merges_one_run_evaluated_at_other_scales(tmp_path):
     comparison.compare([(low, other)], tmp_path / "cmp.png", protocol="heldout:Set14")
 
 
+def test_a_cumulative_schedule_is_labelled_by_every_stage_steps(tmp_path):
+  clit = run_results("clit", 185, {"2.0": (30.9, 30.3)})
+  clit["init_steps"] = [440, 175]
+  (tmp_path / "clit.json").write_text(json.dumps(clit))
+  table = comparison.compare([tmp_path / "clit.json"], tmp_path / "cmp.png", protocol="heldout:Set14")
+  assert table.splitlines()[-1] == "| CLIT (440 + 175 + 185 steps) | 30.90 |"
+
+
 def test_compare_names_what_is_missing(tmp_path):
   run = tmp_path / "run.json"
   run.write_text(json.dumps(run_results("liif", 10, {"2.0": (30.0, 29.0)})))

@@ -11,6 +11,7 @@ import time
 
 import imageio.v3 as iio
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
@@ -207,7 +208,7 @@ def test_runner_skips_complete_stages_resumes_and_stops_at_a_budget(tmp_path, mo
 
   def fake_train(config, workdir, progress=True):
     step = stop_at.pop(config.cumulative.stage, totals[config.cumulative.stage])
-    calls.append((config.cumulative.stage, config.train.init_from, cumulative.latest_step(workdir)))
+    calls.append((config.cumulative.stage, config.train.init_from, checkpoints.latest_step(workdir)))
     (pathlib.Path(workdir) / checkpoints.CHECKPOINT_DIR / str(step)).mkdir(parents=True)
     return {"step": np.int32(step)}
 
@@ -275,7 +276,7 @@ def runs(tmp_path_factory):
       time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-  killed_at = cumulative.latest_step(killed / "clit2")
+  killed_at = checkpoints.latest_step(killed / "clit2")
   restart_log = _run(killed, env)
   return dict(data=root / "data", straight=straight, killed=killed, killed_at=killed_at, restart_log=restart_log)
 
@@ -285,16 +286,40 @@ def test_schedule_trains_each_stage_from_the_previous_one(runs):
   chain = cumulative.load_schedule("clit_train291:clit2,small")
   for i, (name, c) in enumerate(chain):
     stored = checkpoints.load_config(straight / name)
-    assert cumulative.latest_step(straight / name) == c.train.steps
+    assert checkpoints.latest_step(straight / name) == c.train.steps
     assert stored.model.num_stages == i + 1
     assert stored.train.init_from == ("" if i == 0 else str((straight / chain[i - 1][0]).absolute()))
     logged = [json.loads(l)["step"] for l in (straight / name / training.METRICS_FILE).read_text().splitlines()]
     assert logged[-1] == c.train.steps
+    # What evaluation records as the schedule's earlier stages: the steps of every predecessor.
+    assert checkpoints.init_steps(straight / name) == tuple(prev.train.steps for _, prev in chain[:i])
   lit, _ = _params(straight / "lit")
   clit2, _ = _params(straight / "clit2")
   flat_lit, flat_clit2 = _flat(lit), _flat(clit2)
   shared = sorted(set(flat_lit) & set(flat_clit2))
   assert shared and len(flat_clit2) > len(shared) and all("_1" in k for k in set(flat_clit2) - set(flat_lit))
+
+
+def test_init_steps_follow_init_from_and_say_when_a_predecessor_is_gone(tmp_path):
+  def run(name, init_from, steps):
+    folder = tmp_path / name
+    folder.mkdir()
+    for step in steps:
+      (folder / checkpoints.CHECKPOINT_DIR / str(step)).mkdir(parents=True)
+    checkpoints.save_config(ml_collections.ConfigDict({"train": {"init_from": init_from}}), folder)
+    return folder
+
+  lit = run("lit", "", [100, 440])
+  clit2 = run("clit2", str(lit), [175])
+  clit3 = run("clit3", str(clit2), [100])
+  assert checkpoints.init_steps(clit3) == (440, 175)
+  assert checkpoints.init_steps(lit) == ()
+  assert checkpoints.init_steps(run("orphan", str(tmp_path / "deleted"), [5])) is None
+  assert checkpoints.init_steps(run("empty_source", str(run("untrained", "", [])), [5])) is None
+  loop_a = run("a", str(tmp_path / "b"), [1])
+  run("b", str(loop_a), [2])
+  with pytest.raises(ValueError, match="loops back to"):
+    checkpoints.init_steps(loop_a)
 
 
 def test_killed_schedule_resumes_to_the_uninterrupted_parameters(runs):

@@ -103,6 +103,12 @@ def test_liif_trains_resumes_exactly_and_evaluates(tmp_path):
   results = evaluation.evaluate_run(straight, scales=(2.0, 3.0), progress=False)
   assert set(results["protocols"]) == {"heldout"} and results["model"] == "liif"
   assert "| benchmark | LIIF |" in (straight / evaluation.RESULTS_MD).read_text()
+  assert "init_steps" not in results  # trained from scratch
+  # A run started from another (a cumulative schedule's stage) records the earlier run's steps for its label.
+  follow = stepped(2)
+  follow.train.init_from = str(straight)
+  training.train(follow, tmp_path / "follow", progress=False)
+  assert evaluation.evaluate_run(tmp_path / "follow", scales=(2.0,), progress=False)["init_steps"] == [6]
 
 
 def test_results_name_a_one_stage_clit_lit():
