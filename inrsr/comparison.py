@@ -3,9 +3,10 @@
 A source is a run folder holding `results.json` (from `evaluation.evaluate_run`), such a file itself (results
 kept in `results/runs/` outlive the run folders), or the `results.json` of `experiments.evaluate_zeroshot`
 (kind `zero_shot`: SR-INR fitted on each test image alone). Rows are labelled with the model and its budget, a
-cumulative schedule's by every stage's steps ("CLIT (440 + 175 + 185 steps)"); bicubic is taken from the first
-source that has each scale. A scale a source was not evaluated at is `-`. A group of sources (one run evaluated at
-some scales, then at others) makes one row; two rows with one label are an error.
+cumulative schedule's by every stage's steps ("CLIT (440 + 175 + 185 steps)"; "? + 185" when the earlier stages'
+folders were gone at evaluation); bicubic is taken from the first source that has each scale. A scale a source was
+not evaluated at is `-`. A group of sources (one run evaluated at some scales, then at others) makes one row; two
+rows with one label are an error.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def row(results: dict, protocol: str, metric: str, source="") -> tuple[str, dict
     if any(metric not in cell for cell in by_scale.values()):
       raise ValueError(f"{source}: no metric {metric!r} at every scale of {protocol!r}")
     cells = {s: cell[metric] for s, cell in by_scale.items()}
-    steps = [*results.get("init_steps", ()), results["step"]]  # a cumulative schedule's stages, earliest first
+    before = results.get("init_steps", ())  # a cumulative schedule's earlier stages; None: their steps unknown
+    steps = [*(["?"] if before is None else before), results["step"]]
     label = f"{evaluation.model_label(results.get('model', 'srinr'))} ({' + '.join(map(str, steps))} steps)"
   pick = lambda method: {f"{float(s):g}": c[method]["psnr"] for s, c in cells.items()}
   return label, pick("model"), pick("bicubic")

@@ -259,8 +259,8 @@ def evaluate_run(workdir, *, scales=None, progress: bool = True, compare=(), cli
   modcrop = True if models.is_generalising(model) else bool(config.data.get("modcrop", True))
   results["modcrop"] = modcrop
   before = checkpoints.init_steps(workdir)
-  if before:  # a stage of a cumulative schedule: the earlier stages' steps, earliest first
-    results["init_steps"] = list(before)
+  if before != ():  # started from other runs (a cumulative schedule's stage): their steps, earliest first
+    results["init_steps"] = None if before is None else list(before)  # None: those runs are gone
   for protocol, items in sets.items():
     logging.info("evaluating protocol %s on %d frames", protocol, len(items))
     results["protocols"][protocol] = evaluate_images(model, params, items, scales, metric_names,

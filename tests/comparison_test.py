@@ -57,6 +57,10 @@ def test_a_cumulative_schedule_is_labelled_by_every_stage_steps(tmp_path):
   (tmp_path / "clit.json").write_text(json.dumps(clit))
   table = comparison.compare([tmp_path / "clit.json"], tmp_path / "cmp.png", protocol="heldout:Set14")
   assert table.splitlines()[-1] == "| CLIT (440 + 175 + 185 steps) | 30.90 |"
+  clit["init_steps"] = None  # evaluated after the earlier stages' folders were deleted
+  (tmp_path / "clit.json").write_text(json.dumps(clit))
+  table = comparison.compare([tmp_path / "clit.json"], tmp_path / "cmp.png", protocol="heldout:Set14")
+  assert table.splitlines()[-1] == "| CLIT (? + 185 steps) | 30.90 |"
 
 
 def test_compare_names_what_is_missing(tmp_path):

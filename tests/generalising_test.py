@@ -109,6 +109,8 @@ def test_liif_trains_resumes_exactly_and_evaluates(tmp_path):
   follow.train.init_from = str(straight)
   training.train(follow, tmp_path / "follow", progress=False)
   assert evaluation.evaluate_run(tmp_path / "follow", scales=(2.0,), progress=False)["init_steps"] == [6]
+  straight.rename(tmp_path / "moved")  # the earlier run is gone: its steps are recorded as unknown, not as none
+  assert evaluation.evaluate_run(tmp_path / "follow", scales=(2.0,), progress=False)["init_steps"] is None
 
 
 def test_results_name_a_one_stage_clit_lit():
