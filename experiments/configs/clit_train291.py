@@ -16,7 +16,7 @@ step time: LIT 3.5 s (lit_train291's measured 1500 steps in 88 minutes); a two-s
 the last decodes its whole intermediate grid), so a CLIT2 batch (cycling 2, 1 stages) about 2.5 and a CLIT3
 batch (3, 1, 2) about 3.6 LIT steps on average. Measured alone on the 2 cores (2026-12-05/06, RESULTS.md):
 LIT 3.8-5.3 s a step (about 35 minutes), CLIT2 8.2 s (23.9 minutes), CLIT3 11.9 s (36.6 minutes), so about 95
-minutes of steps in all; LIT's step was slower than lit_train291's day, the cascade's close to the estimate.
+minutes of steps in all; LIT's step was slower than in lit_train291's run, the cascade's close to the estimate.
 `full` is the per-stage budget (each stage lit_train291's 1500 steps, CLIT3 2250): about 13 hours of steps at
 the step times above.
 
@@ -35,7 +35,7 @@ cache already holds its shape); a CLIT2 step 16 s (one stage) to 31 s (two), its
 shape 90-120 s. The cost: the mean total scale drops from 2.41 / 3.11 / 3.43 to 2.22 / 2.49 / 2.61 (the s_1
 rescale of train291's small images rounds down to a power of 2), and the first stage, the only one used up to
 x4, trains at x1, x2 and x4 only, never at x3; `scale_ladder=2` keeps 2.34 / 2.86 / 3.09 for 5 / 30 / 92 sets
-(1 / 9 / 40 shapes) and adds x2.83.
+(1 / 9 / 40 shapes) and adds x1.41 and x2.83.
 """
 
 import ml_collections
