@@ -272,7 +272,7 @@ def evaluate(config: ml_collections.ConfigDict, items, scales, workdir, *, budge
       upscale(config, lr_path, out_path, size=f"{hr_c.shape[1]}x{hr_c.shape[0]}", budget=budget,
               workdir=root / "fits" / stem, progress=progress)
       seconds = time.perf_counter() - tic
-      steps = checkpoints.checkpoint_manager(root / "fits" / stem).latest_step()
+      steps = checkpoints.latest_step(root / "fits" / stem)
       pred = images.load_image(out_path)
       bic = np.clip(resize.resize(lr8.astype(np.float32) / 255.0, hr_c.shape[0], hr_c.shape[1]), 0, 1)
       per_image[name] = {**evaluation.score_against_bicubic(pred, bic, hr_c, metric, s), "seconds": seconds,
