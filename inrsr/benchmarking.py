@@ -269,7 +269,8 @@ def upscale_memory(model_config, *, height: int, width: int, lr_size: int = 512,
           "whole_float32_output_mib": height * width * 3 * 4 / 2**20, "device": device_description()}
 
 
-def inference_throughput(model_configs: dict, lr, scale: float, *, chunk: int = 30000, reps: int = 3) -> dict:
+def inference_throughput(model_configs: dict, lr, scale: float, *, chunk: int = 30000, reps: int = 3,
+                         options: dict | None = None) -> dict:
   """Output pixels per second of `inrsr.inference.upscale` for several models on one input, side by side.
 
   Each model gets random parameters (a jitted `model.init`: the compute does not depend on the values). Every
@@ -282,6 +283,7 @@ def inference_throughput(model_configs: dict, lr, scale: float, *, chunk: int = 
     scale: SR scale (the output is round(h * scale) x round(w * scale)).
     chunk: query points per inference call.
     reps: timed repetitions per model.
+    options: {label: further keywords of `inference.upscale`} (e.g. band_decoding=False).
 
   Returns:
     dict with the input and output sizes, the device, and per label: seconds (median), pixels_per_s,
@@ -297,7 +299,9 @@ def inference_throughput(model_configs: dict, lr, scale: float, *, chunk: int = 
   for label, model_config in model_configs.items():
     model = models.from_config(model_config)
     params = jax.jit(model.init)(jax.random.key(0), *models.example_inputs(model))["params"]
-    run = lambda model=model, params=params: inference.upscale(model, params, lr, height, width, chunk=chunk)
+    kwargs = dict((options or {}).get(label, {}))
+    run = lambda model=model, params=params, kwargs=kwargs: inference.upscale(model, params, lr, height, width,
+                                                                              chunk=chunk, **kwargs)
     t = time.perf_counter()
     run()
     result["models"][label] = {"first_call_s": time.perf_counter() - t,

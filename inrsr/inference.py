@@ -11,7 +11,9 @@ One op for every registered model (no file I/O here; files are `inrsr.upscaling`
     official evaluation's setting: with `chunk > 0` through its module's `query_global`, which accumulates the
     attention statistics chunk by chunk and gives the one-call result with bounded activations (the (H, W, 3)
     output itself is then held whole; `upscale_rows` yields bands of it). A model may define
-    `query_kwargs(lr_hw, out_hw)` for static query arguments (CLIT's stage scales).
+    `query_kwargs(lr_hw, out_hw)` for static query arguments (CLIT's stage scales). A model with
+    `band_decoding` (LIT/CLIT) is decoded in bands of whole rows instead (`band_layout`, `query_band`: the first
+    MLP layer's products formed once per feature pixel; `band_decoding=False` queries it point by point).
   * whole-clip video models (BVSR-IK, batch key lrs: a fixed integer `scale`, a bidirectional recurrence over
     every frame) run on the whole clip in one call (`upscale_clip`): the (T, H, W, 3) output is held.
 """
@@ -43,6 +45,12 @@ def _querier(model, kwargs: tuple):
                                                             **dict(kwargs)))
 
 
+@functools.lru_cache(maxsize=32)
+def _band_querier(model, kwargs: tuple):
+  return jax.jit(lambda params, feats, ys, xs, cell, plans, cols: model.apply(
+      {"params": params}, feats, ys, xs, cell, plans, cols, method="query_band", **dict(kwargs)))
+
+
 def _chunks(total: int, chunk: int):
   """(start, size, padded size) of each chunk of `total` points (chunk 0: one chunk)."""
   chunk = min(chunk, total) if chunk > 0 else total
@@ -50,7 +58,7 @@ def _chunks(total: int, chunk: int):
 
 
 def upscale(model, params, lr: np.ndarray, height: int, width: int, *, t: float = 0.0, chunk: int = 65536,
-            progress: bool = False, cell_scale: float = 1.0) -> np.ndarray:
+            progress: bool = False, cell_scale: float = 1.0, band_decoding: bool = True) -> np.ndarray:
   """Predict an HR frame of any size from an LR frame, `chunk` query points at a time.
 
   The whole frame in one array: `upscale_rows` with one band of all H rows. For outputs too large to hold,
@@ -68,17 +76,22 @@ def upscale(model, params, lr: np.ndarray, height: int, width: int, *, t: float 
     progress: show a tqdm progress bar.
     cell_scale: generalising models: the cell passed is (2 / W, 2 / H) times this (HIIF's test-time cell
       clipping passes max(scale / 4, 1)).
+    band_decoding: models with `band_decoding` (LIT/CLIT) decode whole rows, and a stage with many output
+      pixels per feature pixel forms its first MLP layer's products once per feature pixel (`CLIT.query_band`:
+      the same outputs up to float32 rounding); False queries them point by point like every other model.
+      Used when `chunk` > 0.
 
   Returns:
     (H, W, 3) float32 in [0, 1].
   """
   (_, out), = upscale_rows(model, params, lr, height, width, t=t, chunk=chunk, rows=height, cell_scale=cell_scale,
-                           progress=progress)
+                           progress=progress, band_decoding=band_decoding)
   return out
 
 
 def upscale_rows(model, params, lr: np.ndarray, height: int, width: int, *, t: float = 0.0, chunk: int = 65536,
-                 rows: int | None = None, cell_scale: float = 1.0, progress: bool = False):
+                 rows: int | None = None, cell_scale: float = 1.0, progress: bool = False,
+                 band_decoding: bool = True):
   """Predict an HR frame band by band: yields (row_start, band) from the top, bands of `rows` rows.
 
   The computation is `upscale`'s (the same chunks of query points, padded and dispatched alike), so the bands
@@ -89,7 +102,7 @@ def upscale_rows(model, params, lr: np.ndarray, height: int, width: int, *, t: f
   query), so for those the whole (H, W, 3) float32 output is held and the bands are views of it.
 
   Args:
-    model, params, lr, height, width, t, chunk, cell_scale, progress: as for `upscale`.
+    model, params, lr, height, width, t, chunk, cell_scale, progress, band_decoding: as for `upscale`.
     rows: rows per band (the last band may be shorter); None: enough rows to hold one chunk of query points
       (all H when `chunk` is 0).
 
@@ -104,10 +117,10 @@ def upscale_rows(model, params, lr: np.ndarray, height: int, width: int, *, t: f
     rows = -(-chunk // width) if chunk > 0 else height
   if rows <= 0:
     raise ValueError(f"{rows=} must be > 0")
-  return _bands(model, params, lr, height, width, t, chunk, min(rows, height), cell_scale, progress)
+  return _bands(model, params, lr, height, width, t, chunk, min(rows, height), cell_scale, progress, band_decoding)
 
 
-def _bands(model, params, lr, height, width, t, chunk, rows, cell_scale, progress):
+def _bands(model, params, lr, height, width, t, chunk, rows, cell_scale, progress, band_decoding):
   """`upscale_rows`'s generator (a separate function so that bad arguments raise at the call)."""
   generalising = models.is_generalising(model)
   lr_j = jnp.asarray(lr, jnp.float32)
@@ -116,6 +129,59 @@ def _bands(model, params, lr, height, width, t, chunk, rows, cell_scale, progres
     for r in range(0, height, rows):
       yield r, out[r:r + rows]
     return
+  if generalising and band_decoding and chunk > 0 and getattr(model, "band_decoding", False):
+    predictions = functools.partial(_band_predictions, model, params, lr, height, width, chunk, cell_scale, progress)
+  else:
+    predictions = functools.partial(_point_predictions, model, params, lr, height, width, t, chunk, cell_scale,
+                                    progress)
+  row, band, filled = 0, None, 0
+  for pred in predictions():
+    pos = 0
+    while pos < len(pred):
+      n_rows = min(rows, height - row)
+      if band is None:
+        band = np.empty((n_rows * width, pred.shape[-1]), np.float32)
+      take = min(len(pred) - pos, len(band) - filled)
+      band[filled:filled + take] = pred[pos:pos + take]
+      pos, filled = pos + take, filled + take
+      if filled == len(band):
+        yield row, np.clip(band, 0.0, 1.0, out=band).reshape(n_rows, width, -1)
+        row, band, filled = row + n_rows, None, 0
+
+
+def _in_flight(calls):
+  """Fetch each (device array, leading entries kept) of `calls` as NumPy, dispatching call i + 1 before fetching i."""
+  pending = None
+  for nxt in calls:
+    if pending is not None:
+      yield np.asarray(pending[0])[:pending[1]]
+    pending = nxt
+  if pending is not None:
+    yield np.asarray(pending[0])[:pending[1]]
+
+
+def _band_predictions(model, params, lr, height, width, chunk, cell_scale, progress):
+  """(n, C) predictions of whole output rows in order, band by band (`CLIT.band_layout` / `query_band`)."""
+  kwargs, cols, bands = model.band_layout(lr.shape[:2], (height, width), chunk)
+  feats = _encoder(model, (("scales", kwargs["scales"]),))(params, jnp.asarray(lr, jnp.float32)[None])
+  decode = _band_querier(model, tuple(sorted(kwargs.items())))
+  ys, xs = coords.make_coord_f32(height), jnp.asarray(coords.make_coord_f32(width))
+  cell, cols = jnp.asarray(_cell(height, width, cell_scale)), jax.tree.map(jnp.asarray, cols)
+  if progress:
+    import tqdm  # pylint: disable=g-import-not-at-top
+    bands = tqdm.tqdm(bands, desc=f"upscale {lr.shape[1]}x{lr.shape[0]} -> {width}x{height}", leave=False)
+
+  def dispatch(r, plans):
+    out = decode(params, feats, jnp.asarray(ys[r]), xs, cell, jax.tree.map(jnp.asarray, plans), cols)
+    return out.reshape(-1, out.shape[-1]), min(len(r), height - int(r[0])) * width  # the last band's repeats go
+
+  yield from _in_flight(dispatch(r, plans) for r, plans in bands)
+
+
+def _point_predictions(model, params, lr, height, width, t, chunk, cell_scale, progress):
+  """(n, C) predictions of `chunk` query points at a time, in raster order."""
+  generalising = models.is_generalising(model)
+  lr_j = jnp.asarray(lr, jnp.float32)
   total = height * width
   pieces = _chunks(total, chunk)
   if progress:
@@ -137,29 +203,7 @@ def _bands(model, params, lr, height, width, t, chunk, rows, cell_scale, progres
     def dispatch(flat):
       return predict(params, lr_j, jnp.asarray(coords.pixel_coords(flat // width, flat % width, height, width, t)))
 
-  def predictions():
-    """(n, C) predictions of the chunks in order; chunk i + 1 is dispatched before chunk i is fetched."""
-    pending = None
-    for start, n, padded in pieces:
-      nxt = (dispatch(np.arange(start, start + padded) % total), n)
-      if pending is not None:
-        yield np.asarray(pending[0])[:pending[1]]
-      pending = nxt
-    yield np.asarray(pending[0])[:pending[1]]
-
-  row, band, filled = 0, None, 0
-  for pred in predictions():
-    pos = 0
-    while pos < len(pred):
-      n_rows = min(rows, height - row)
-      if band is None:
-        band = np.empty((n_rows * width, pred.shape[-1]), np.float32)
-      take = min(len(pred) - pos, len(band) - filled)
-      band[filled:filled + take] = pred[pos:pos + take]
-      pos, filled = pos + take, filled + take
-      if filled == len(band):
-        yield row, np.clip(band, 0.0, 1.0, out=band).reshape(n_rows, width, -1)
-        row, band, filled = row + n_rows, None, 0
+  yield from _in_flight((dispatch(np.arange(start, start + padded) % total), n) for start, n, padded in pieces)
 
 
 def _cell(height: int, width: int, cell_scale: float) -> np.ndarray:

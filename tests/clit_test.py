@@ -5,6 +5,7 @@ import functools
 import os
 import pathlib
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,9 +13,9 @@ import pytest
 
 from experiments import benchmark_models
 from experiments.configs import common
-from inrsr import coords
+from inrsr import coords, inference
 from inrsr.convert import clit as convert_clit
-from inrsr.models import clit, sampling
+from inrsr.models import clit, clit_tables, sampling
 
 SHARED = pathlib.Path(os.environ.get("INRSR_SHARED_DIR", pathlib.Path(__file__).resolve().parents[1].parent / "shared"))
 FIXTURES = SHARED / "fixtures" / "clit"
@@ -191,7 +192,7 @@ def test_position_bias_matches_numpy():
 
 def _small(num_stages=3, **kw):
   return clit.CLIT(base_dim=16, head=4, num_stages=num_stages, hidden_list=(32, 32),
-                   encoder_args={"n_resblocks": 1, "n_feats": 8}, **kw)
+                   encoder_args=flax.core.FrozenDict({"n_resblocks": 1, "n_feats": 8}), **kw)  # hashable
 
 
 def _init(model, *args, seed=0):
@@ -316,6 +317,75 @@ def test_from_config_rejects_unknown_fields():
 def test_benchmark_models_times_clit3_apart_from_lit():
   clit, lit = benchmark_models.model_config("clit"), benchmark_models.model_config("lit")
   assert (clit.num_stages, lit.num_stages) == (3, 1)
+  assert benchmark_models.model_config("clit_points") == clit  # the same model, decoded point by point
   assert common.GENERALISING_MODELS["clit"]["num_stages"] == 1  # the shared default is not edited by the call
   with pytest.raises(ValueError, match="unknown model 'rdn'"):
     benchmark_models.model_config("rdn")
+
+
+def _decode_bands(model, params, lr, out_hw, chunk, factored=None):
+  """`query_band` over every band of `band_layout` (unclipped, as the official outputs): (H, W, 3)."""
+  kwargs, cols, bands = model.band_layout(lr.shape[:2], out_hw, chunk)
+  if factored is not None:
+    kwargs["factored"] = factored
+  feats = model.apply({"params": params}, jnp.asarray(lr)[None], scales=kwargs["scales"], method=model.encode)
+  ys, xs = coords.make_coord_f32(out_hw[0]), coords.make_coord_f32(out_hw[1])
+  cell = jnp.asarray([2 / out_hw[1], 2 / out_hw[0]], jnp.float32)
+  decode = jax.jit(lambda p, f, y, pl: model.apply({"params": p}, f, y, xs, cell, pl, cols, method=model.query_band,
+                                                   **kwargs))
+  out = np.concatenate([np.asarray(decode(params, feats, ys[r], plans)) for r, plans in bands])
+  return out[:out_hw[0]], kwargs
+
+
+def test_band_plans_hand_worked():
+  """10 output rows on a 4-row map: nearest rows (ties to even) 0 0 0 1 1 2 2 2 3 3, laid out 3 slots a row."""
+  (col_slot, col_pick), = clit_tables.band_plans(10, 4, [(4, 2)], 4)[0]
+  assert col_slot.tolist() == [[0, 1], [2, 3]] and col_pick.tolist() == [0, 1, 2, 3]
+  _, bands = clit_tables.band_plans(10, 4, [(4, 2)], 4)
+  assert [r.tolist() for r, _ in bands] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 9, 9]]
+  (groups, slot, pick), = bands[0][1]
+  assert groups.tolist() == [0, 1] and slot.tolist() == [[0, 1, 2], [3, 3, 3]] and pick.tolist() == [0, 1, 2, 3]
+  (groups, slot, pick), = bands[1][1]  # rows 4..7: row 4 in map row 1, rows 5-7 in map row 2
+  assert groups.tolist() == [1, 2] and slot.tolist() == [[0, 0, 0], [1, 2, 3]] and pick.tolist() == [0, 3, 4, 5]
+  (groups, slot, pick), = bands[2][1]  # rows 8, 9 and two repeats of row 9, all in map row 3
+  assert groups.tolist() == [3, 3] and slot[0].tolist() == [0, 1, 0] and pick.tolist() == [0, 1, 1, 1]
+  with pytest.raises(ValueError, match="has 3 positions"):
+    clit_tables.axis_plan(coords.make_coord_f32(10), 4, np.arange(4), 2)
+
+
+@pytest.mark.parametrize("case", ["grid", "cascade"])
+def test_band_decoding_matches_official_fixture_on_the_full_grid(case):
+  """`query_band` (first Linear factored per feature pixel) on all 6417 / 102672 queries of the fixture grids."""
+  _, ref = _fixture()
+  config, params = _converted()
+  model = clit.from_config(config)
+  out_hw = tuple(int(v) for v in ref[f"stage_hw_{case}"][-1])
+  scales = tuple(float(s) for s in ref[f"scales_{case}"])
+  out, kwargs = _decode_bands(model, params, ref["lr"], out_hw, 30000, factored=(True,) * len(scales))
+  assert kwargs["scales"] == scales  # the decomposition of the size ratio is the official one here
+  err = np.abs(out.reshape(-1, 3) - ref[f"pred_{case}"]).max()
+  assert err <= 1e-5, err
+
+
+@pytest.mark.parametrize("num_stages, lr_hw, out_hw, factored", [
+    (1, (5, 7), (13, 20), (True,)),  # x2.86: 8.2 output pixels per feature pixel
+    (3, (3, 4), (54, 72), (True, True, False)),  # x18: stages [4, 4, 1.125], the last decoded point by point
+])
+def test_inference_band_decoding_equals_point_queries(num_stages, lr_hw, out_hw, factored):
+  model = _small(num_stages)
+  lr, q, cells = _inputs(*lr_hw)
+  params = _init(model, lr, q, cells)  # a one-stage init call creates every stage
+  assert model.band_layout(lr_hw, out_hw, 512)[0]["factored"] == factored
+  bands = inference.upscale(model, params, lr[0], *out_hw, chunk=512)
+  points = inference.upscale(model, params, lr[0], *out_hw, chunk=512, band_decoding=False)
+  assert np.abs(bands - points).max() <= 2e-6
+  # The factored path on every stage, unclipped, against `query` on the whole grid.
+  out, _ = _decode_bands(model, params, lr[0], out_hw, 512, factored=(True,) * num_stages)
+  flat = np.arange(out_hw[0] * out_hw[1])
+  q = coords.grid_xy_f32(flat // out_hw[1], flat % out_hw[1], *out_hw)[None]
+  cells = np.broadcast_to(np.array([2 / out_hw[1], 2 / out_hw[0]], np.float32), q.shape)
+  ref = model.apply({"params": params}, lr[:1], q, cells, scales=model.query_kwargs(lr_hw, out_hw)["scales"])
+  assert np.abs(out.reshape(-1, 3) - np.asarray(ref)[0]).max() <= 2e-6
+  # Bands of rows stream the same output whatever their height.
+  streamed = np.concatenate([b for _, b in inference.upscale_rows(model, params, lr[0], *out_hw, chunk=512, rows=7)])
+  np.testing.assert_array_equal(streamed, bands)

@@ -47,6 +47,13 @@ Query API: `encode(lr, scales=...)` then `query(feats, coords, cells, scales=...
 stage maps (q, k, v of every stage) are computed once by `encode` when it gets the same `scales`; otherwise
 `query` computes the missing ones itself (same numbers, redone on every call). Queries are independent, so
 chunking the queries gives the same outputs (the official `chop_forward`).
+
+Full grids (`band_layout`, then `query_band` per band of output rows; what `inrsr.inference` runs): a departure
+in the order of operations, not in the function. The first MLP layer is a sum over (neighbour, head) blocks of
+attention weight x (value @ weight block), and the products depend only on the feature pixel, so a stage with
+many output pixels per feature pixel forms them once per pixel and shares them among the queries nearest to it
+(the row and column bias terms are likewise formed per row and per column). Outputs equal `query`'s up to
+float32 rounding; the official fixture's full grids match to 1e-5 either way.
 """
 
 from __future__ import annotations
@@ -60,8 +67,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from inrsr.coords import make_coord_f32
-from inrsr.models import edsr, rdn, sampling, torch_init
+from inrsr.models import clit_tables, edsr, rdn, sampling, torch_init
+from inrsr.models.clit_tables import (  # re-exported: the scale decomposition is part of clit's API
+    feature_sizes, neighbour_table, posenc_freqs, scales_for_size, stage_scales, stage_sizes)
 
 PRECISION = jax.lax.Precision.HIGHEST
 ENCODERS = ("edsr-baseline", "rdn")
@@ -71,131 +79,11 @@ MODEL_FIELDS = ("encoder", "encoder_args", "base_dim", "head", "r", "num_stages"
                 "freq_encoding", "freq_dims", "freq_scale", "param_init")
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Scales and grids.
-
-
-def stage_scales(scale: float, scale_base: float = 4.0) -> tuple[float, ...]:
-  """Per-stage upsampling factors of the official test-time decomposition (`sample_system_scale`).
-
-  The first factor is `min(scale, scale_base)`; the rest of the scale is split into factors of `scale_base`
-  while it is at least `scale_base`, and a last factor for the remainder (> 1).
-
-  Args:
-    scale: the overall upsampling factor, > 0.
-    scale_base: the largest factor per stage (4 in the official test configs).
-
-  Returns:
-    Tuple of floats, e.g. 3 -> (3,), 12 -> (4, 3), 18 -> (4, 4, 1.125), 7.3 -> (4, 1.825).
-  """
-  scale, scale_base = float(scale), float(scale_base)
-  if not math.isfinite(scale) or scale <= 0:
-    raise ValueError(f"{scale=} must be a finite number > 0")
-  if not math.isfinite(scale_base) or scale_base <= 1:
-    raise ValueError(f"{scale_base=} must be a finite number > 1")
-  if scale <= scale_base:
-    return (scale,)
-  out = [scale_base]
-  s = scale / scale_base
-  while s > 1:
-    out.append(scale_base if s >= scale_base else s)
-    s = s / scale_base
-  return tuple(out)
-
-
-def stage_sizes(lr_hw: Sequence[int], scales: Sequence[float]) -> tuple[tuple[int, int], ...]:
-  """The official `coords` grid sizes: `(round(h * prod(scales[:i+1])), round(w * ...))` for every stage.
-
-  Stage i >= 1 runs on the grid of entry i - 1; the last entry is the final HR grid. Python's `round`
-  (ties to even) on the float64 product, as in the official collate functions.
-  """
-  h, w = (int(v) for v in lr_hw)
-  out, prod = [], 1.0
-  for s in scales:
-    prod = prod * float(s)
-    out.append((int(round(h * prod)), int(round(w * prod))))
-  return tuple(out)
-
-
-def feature_sizes(lr_hw: Sequence[int], scales: Sequence[float]) -> tuple[tuple[int, int], ...]:
-  """Feature-map size of every stage: the LR size, then `stage_sizes(lr_hw, scales)[:-1]`."""
-  h, w = (int(v) for v in lr_hw)
-  return ((h, w),) + stage_sizes((h, w), scales)[:-1]
-
-
-def scales_for_size(lr_hw: Sequence[int], out_hw: Sequence[int], scale_base: float = 4.0) -> tuple[float, ...]:
-  """Stage factors for an LR of `lr_hw` upsampled to `out_hw`: `stage_scales(max(H / h, W / w))`.
-
-  The official test.py decomposes the nominal scale of the test config; the network only uses the number of
-  stages and the intermediate grids (factors of `scale_base`), so the ratio of sizes gives the same model
-  except for a scale within rounding of a power of `scale_base`, where the nominal scale should be passed to
-  `stage_scales` instead.
-  """
-  (h, w), (big_h, big_w) = lr_hw, out_hw
-  if min(h, w, big_h, big_w) <= 0:
-    raise ValueError(f"sizes must be positive, got lr {tuple(lr_hw)} and output {tuple(out_hw)}")
-  return stage_scales(max(big_h / h, big_w / w), scale_base)
-
-
-def posenc_freqs(posenc_scale: float, enc_dims: int) -> np.ndarray:
-  """The official sinusoid frequencies `2**linspace(0, posenc_scale, enc_dims // 4) - 1`, float32 as torch.
-
-  torch.linspace (CPU, float32): `step = (end - start) / (steps - 1)`; the first half is `start + step * i`,
-  the second `end - step * (steps - 1 - i)`. `2.**x` is correctly rounded to float32 here; `- 1` is exact.
-  """
-  steps = enc_dims // 4
-  if steps < 1:
-    raise ValueError(f"enc_dims={enc_dims} must be >= 4")
-  start, end = np.float32(0.0), np.float32(posenc_scale)
-  if steps == 1:
-    lin = np.array([start], np.float32)
-  else:
-    step = np.float32((end - start) / np.float32(steps - 1))
-    idx = np.arange(steps)
-    first = start + step * idx.astype(np.float32)
-    second = end - step * (steps - 1 - idx).astype(np.float32)
-    lin = np.where(idx < steps // 2, first, second).astype(np.float32)
-  return (np.exp2(lin.astype(np.float64)).astype(np.float32) - np.float32(1.0)).astype(np.float32)
-
-
-def _np_unnormalize(c: np.ndarray, n: int) -> np.ndarray:
-  return ((c.astype(np.float32) + np.float32(1)) * np.float32(n / 2)).astype(np.float32) - np.float32(0.5)
-
-
-def neighbour_table(n: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Neighbour coordinates and nearest indices along one axis of an n-pixel map, per centre.
-
-  Row i < n is the centre `make_coord(n)[i]`; row n is the zero centre the official code gets for a query whose
-  nearest pixel is out of range. Column j is the offset `j - r`: the coordinate `float32(centre +
-  float32(float32(j - r) * float32(2 / n)))` and its nearest index, all as the official float32 code.
-
-  Returns:
-    (coords (n + 1, 2r + 1) float32, index (n + 1, 2r + 1) int32, in_range (n + 1, 2r + 1) bool).
-  """
-  centres = np.concatenate([make_coord_f32(n), np.zeros(1, np.float32)])
-  delta = np.arange(-r, r + 1, dtype=np.float32) * np.float32(2 / n)
-  coords = (centres[:, None] + delta[None, :]).astype(np.float32)
-  idx = np.round(_np_unnormalize(coords, n)).astype(np.int32)  # np.round: ties to even
-  return coords, idx, (idx >= 0) & (idx < n)
-
-
-def _resample_axis(n_in: int, n_out: int) -> tuple[np.ndarray, ...]:
-  """Static bilinear taps (zero padding) from an n_in axis to the n_out `make_coord` grid."""
-  u = _np_unnormalize(make_coord_f32(n_out), n_in)
-  i0 = np.floor(u).astype(np.int32)
-  w1 = (u - i0.astype(np.float32)).astype(np.float32)
-  w0 = (np.float32(1) - w1).astype(np.float32)
-  i1 = i0 + 1
-  w0 = np.where((i0 >= 0) & (i0 < n_in), w0, 0).astype(np.float32)
-  w1 = np.where((i1 >= 0) & (i1 < n_in), w1, 0).astype(np.float32)
-  return np.clip(i0, 0, n_in - 1), w0, np.clip(i1, 0, n_in - 1), w1
-
-
 def resample_bilinear(fmap: jax.Array, out_hw: Sequence[int]) -> jax.Array:
   """fmap (B, h, w, C) sampled bilinearly (zero padding, align_corners False) at the make_coord grid out_hw."""
   _, h, w, _ = fmap.shape
-  a0, wa0, a1, wa1 = _resample_axis(h, int(out_hw[0]))
-  b0, wb0, b1, wb1 = _resample_axis(w, int(out_hw[1]))
+  a0, wa0, a1, wa1 = clit_tables.resample_axis(h, int(out_hw[0]))
+  b0, wb0, b1, wb1 = clit_tables.resample_axis(w, int(out_hw[1]))
   rows = fmap[:, a0] * wa0[None, :, None, None] + fmap[:, a1] * wa1[None, :, None, None]
   return rows[:, :, b0] * wb0[None, None, :, None] + rows[:, :, b1] * wb1[None, None, :, None]
 
@@ -215,15 +103,27 @@ class MLP(nn.Module):
   out_dim: int = 3
   act: str = "gelu"
 
-  @nn.compact
+  def setup(self):
+    widths = [int(w) for w in self.hidden_list] + [int(self.out_dim)]
+    self.layers = [nn.Dense(w, precision=PRECISION) for w in widths]  # named layers_0, layers_1, ...
+
   def __call__(self, x: jax.Array) -> jax.Array:
-    for i, width in enumerate(self.hidden_list):
-      x = nn.Dense(int(width), precision=PRECISION, name=f"layers_{i}")(x)
+    return self.tail(self.layers[0](x))
+
+  def first_layer(self) -> tuple[jax.Array, jax.Array]:
+    """The first Linear's (kernel (in, out), bias (out,))."""
+    params = self.layers[0].variables["params"]
+    return params["kernel"], params["bias"]
+
+  def tail(self, y: jax.Array) -> jax.Array:
+    """The layers after the first Linear's affine map `y`: its activation, then the other Linears."""
+    for layer in self.layers[1:]:
       if self.act == "gelu":
-        x = jax.nn.gelu(x, approximate=False)  # torch nn.GELU(): the erf form
+        y = jax.nn.gelu(y, approximate=False)  # torch nn.GELU(): the erf form
       elif self.act == "relu":
-        x = nn.relu(x)
-    return nn.Dense(self.out_dim, precision=PRECISION, name=f"layers_{len(self.hidden_list)}")(x)
+        y = nn.relu(y)
+      y = layer(y)
+    return y
 
 
 class CLIT(nn.Module):
@@ -273,6 +173,9 @@ class CLIT(nn.Module):
   param_init: str = "torch"
 
   batch_keys: ClassVar[tuple] = ("lr", "coords", "cells")
+  # `query_band` factors a stage's first Linear per feature pixel where the output has at least this many
+  # pixels per feature pixel; below, the stage is decoded point by point (`_decode`) (BENCHMARKS.md).
+  factor_min_queries: ClassVar[float] = 6.0
 
   @property
   def radius(self) -> int:
@@ -479,6 +382,147 @@ class CLIT(nn.Module):
     if return_stages:
       return jnp.stack([p + skip for p in preds]) * 0.5 + 0.5
     return (preds[-1] + skip) * 0.5 + 0.5
+
+  # -- full-grid decoding by bands of rows ----------------------------------------------------------------
+
+  @property
+  def band_decoding(self) -> bool:
+    """Whether `query_band` serves this configuration (local attention with the bias and the cell, no
+    frequency encoding: the released code's)."""
+    return self.local_attn and self.pos_bias and self.cell_decode and not self.freq_encoding
+
+  def band_layout(self, lr_hw: Sequence[int], out_hw: Sequence[int], chunk: int):
+    """Static arguments of `query_band` for a full `out_hw` output, in bands sized like `chunk` query points.
+
+    A stage is factored (`_decode_band`) when the output has at least `factor_min_queries` pixels per pixel of
+    the stage's feature map. A band holds as many output rows as keep its largest intermediates (factored: the
+    per-pixel products and the per-query attention; otherwise `query`'s MLP input) within the floats of one
+    `chunk` of `query`'s MLP input.
+
+    Returns:
+      (kwargs, cols, bands): `query_band`'s static keywords {"scales", "factored"}, then
+      `clit_tables.band_plans`' layouts.
+    """
+    height, width = (int(v) for v in out_hw)
+    scales = self.query_kwargs(lr_hw, out_hw)["scales"]
+    hws = self.stage_plan(lr_hw, scales)
+    factored = tuple(height * width >= self.factor_min_queries * h * w for h, w in hws)
+    n_nb, hidden = (2 * self.radius + 1) ** 2, int(self.hidden_list[0]) if self.hidden_list else 3
+    budget = max(int(chunk), width) * self._mlp_in_dim()
+
+    def floats(rows: int) -> int:
+      total = 0
+      for (h, w), fac in zip(hws, factored):
+        if fac:  # the products per feature pixel, then logits, bias, attention and activations per query
+          total += ((rows * h // height + 2) * w * n_nb * (self.head * hidden + self.base_dim)
+                    + 2 * rows * width * (4 * n_nb * self.head + self.base_dim + 2 * hidden))
+        else:
+          total += 2 * rows * width * self._mlp_in_dim()
+      return total
+
+    rows = 1
+    while rows < height and floats(min(2 * rows, height)) <= budget:
+      rows = min(2 * rows, height)
+    cols, bands = clit_tables.band_plans(height, width, hws, rows)
+    return {"scales": scales, "factored": factored}, cols, bands
+
+  def _decode_band(self, stage: int, maps: dict, hw, ys, xs, plan, col, cell) -> jax.Array:
+    """One stage's residual at the band's (R, W) grid, the first Linear factored per feature pixel.
+
+    The MLP's input is the 49 attention-weighted values (and the cell), so its first Linear is a sum over
+    (neighbour, head) blocks: `sum_n,h attn[q, n, h] * (v[p + n, h] @ W[n, h])`. The products `v @ W` depend
+    on the feature pixel p and the block only, so they are formed once per pixel and shared by every query
+    whose nearest pixel is p (s^2 queries at scale s); the queries sharing p are laid out together.
+    """
+    h, w = hw
+    r = self.radius
+    k = 2 * r + 1
+    n_nb = k * k
+    rows, rslot, rpick = plan
+    cslot, cpick = col
+    cy, cx = ys[rslot], xs[cslot]  # (m, A), (w, B)
+    m, a = cy.shape
+    b = cx.shape[1]
+    ty_c, ty_i, ty_v = neighbour_table(h, r)
+    tx_c, tx_i, tx_v = neighbour_table(w, r)
+    ny_c, ny_i, ny_v = (jnp.asarray(t)[rows] for t in (ty_c, ty_i, ty_v))  # (m, k)
+    nx_c, nx_i, nx_v = (jnp.asarray(t[:w]) for t in (tx_c, tx_i, tx_v))  # (w, k)
+    rel_y = (cy[..., None] - ny_c[:, None, :]) * np.float32(h)  # (m, A, k), as `_decode`
+    rel_x = (cx[..., None] - nx_c[:, None, :]) * np.float32(w)  # (w, B, k)
+    shape = (m, w, k, k)
+    niy = jnp.broadcast_to(ny_i[:, None, :, None], shape).reshape(1, m, w, n_nb)
+    nix = jnp.broadcast_to(nx_i[None, :, None, :], shape).reshape(1, m, w, n_nb)
+    nvalid = (ny_v[:, None, :, None] & nx_v[None, :, None, :]).reshape(1, m, w, n_nb)
+    dim = self.base_dim
+    c = dim // self.head
+    v = sampling.gather(maps["v"], niy, nix, nvalid)[0].reshape(m, w, n_nb, self.head, c)
+    kn = sampling.gather(maps["k"], niy, nix, nvalid)[0].reshape(m, w, n_nb, self.head, c)
+    qy = jnp.broadcast_to(cy[:, :, None, None], (m, a, w, b)).reshape(1, -1)
+    qx = jnp.broadcast_to(cx[None, None], (m, a, w, b)).reshape(1, -1)
+    qv = sampling.bilinear(maps["q"], qy, qx, border=False).reshape(m, a, w, b, self.head, c)
+    logits = jnp.einsum("iajbhc,ijnhc->iajbnh", qv, kn, precision=PRECISION) / np.float32(np.sqrt(c))
+    # The bias Linear on [sin(y b), sin(x b), cos(y b), cos(x b)] splits into a row part and a column part.
+    pb = self.pb_proj.variables["params"]
+    f = self.posenc_dims // 4
+    freqs = posenc_freqs(self.posenc_scale, self.posenc_dims)
+    ay, ax = rel_y[..., None] * freqs, rel_x[..., None] * freqs
+    dot = lambda x, kern: jnp.matmul(x, kern, precision=PRECISION)
+    by = dot(jnp.sin(ay), pb["kernel"][:f]) + dot(jnp.cos(ay), pb["kernel"][2 * f:3 * f])  # (m, A, k, head)
+    bx = dot(jnp.sin(ax), pb["kernel"][f:2 * f]) + dot(jnp.cos(ax), pb["kernel"][3 * f:]) + pb["bias"]
+    bias = by[:, :, None, None, :, None, :] + bx[None, None, :, :, None, :, :]  # (m, A, w, B, k, k, head)
+    attn = jax.nn.softmax(logits + bias.reshape(m, a, w, b, n_nb, self.head), axis=4)
+    kern, bias1 = self.imnets[stage].first_layer()
+    u = jnp.einsum("ijnhc,nhcd->ijnhd", v, kern[:n_nb * dim].reshape(n_nb, self.head, c, -1),
+                   precision=PRECISION)  # (m, w, N, head, hidden): once per feature pixel
+    y1 = jnp.einsum("iajbnh,ijnhd->iajbd", attn, u, precision=PRECISION)
+    rel_cell = jnp.stack([cell[1] * np.float32(h), cell[0] * np.float32(w)])
+    y1 = y1 + (dot(rel_cell, kern[n_nb * dim:]) + bias1)
+    out = self.imnets[stage].tail(y1).reshape(m * a, w * b, -1)
+    return out[rpick][:, cpick]
+
+  def query_band(self, feats: dict, ys: jax.Array, xs: jax.Array, cell: jax.Array, plans, cols, *,
+                 scales=None, factored: Sequence[bool] = ()) -> jax.Array:
+    """RGB of whole output rows, equal to `query` at the (x, y) grid `xs` x `ys` up to float32 rounding.
+
+    In the `factored` stages the first MLP layer's products are formed once per feature pixel
+    (`_decode_band`), which divides that layer's cost by about the output pixels per feature pixel (s^2 at
+    scale s for a one-stage model); the other stages run `query`'s decoding on the band. The sums run in
+    another order than `query`'s, so outputs differ by float32 rounding (about 1e-6).
+
+    Args:
+      feats: `encode`'s output for one LR (batch 1), with the same `scales`.
+      ys: (R,) float32 row coordinates of the band; xs: (W,) column coordinates (`make_coord` values).
+      cell: (2,) the output's (x, y) cell.
+      plans: per stage (feature rows (m,), slot (m, A), pick (R,)) of the band; cols: per stage (slot (w, B),
+        pick (W,)); both from `band_layout`.
+      scales: the stage scales (static; see `stage_plan`).
+      factored: per stage (static), whether to factor its first Linear; the others are decoded point by point
+        as in `query`. Missing entries are False.
+
+    Returns:
+      (R, W, 3) RGB, `pred * 0.5 + 0.5`, not clipped.
+    """
+    if not self.band_decoding:
+      raise ValueError("query_band needs local_attn, pos_bias and cell_decode on and freq_encoding off; use query")
+    inp, feat = feats["inp"], feats["feat"]
+    if feat.shape[0] != 1:
+      raise ValueError(f"query_band decodes one image, got a batch of {feat.shape[0]}")
+    sizes = self.stage_plan(feat.shape[1:3], scales)
+    given = feats.get("stages", ())
+    cell = cell.astype(jnp.float32)
+    grid = (ys.shape[0], xs.shape[0])
+    cy = jnp.broadcast_to(ys[:, None], grid).reshape(1, -1)
+    cx = jnp.broadcast_to(xs[None, :], grid).reshape(1, -1)
+    res = None
+    for i, hw in enumerate(sizes):
+      maps = given[i] if i < len(given) else self._stage_maps(feat, i, hw)
+      if i < len(factored) and factored[i]:
+        out = self._decode_band(i, maps, hw, ys, xs, plans[i], cols[i], cell)
+      else:
+        out = self._decode(i, maps, hw, cy, cx, jnp.broadcast_to(cell, (1, cy.shape[1], 2)))[0].reshape(*grid, -1)
+      res = out if res is None else out + np.float32(self.cascade_weight) * res
+    skip = sampling.bilinear(inp, cy, cx, border=True)[0].reshape(res.shape)
+    return (res + skip) * 0.5 + 0.5
 
   def _mlp_in_dim(self) -> int:
     per = self.base_dim + (self.freq_dims if self.freq_encoding else 0)
