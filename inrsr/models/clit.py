@@ -175,7 +175,7 @@ class CLIT(nn.Module):
   batch_keys: ClassVar[tuple] = ("lr", "coords", "cells")
   # `query_band` factors a stage's first Linear per feature pixel where the output has at least this many
   # pixels per feature pixel; below, the stage is decoded point by point (`_decode`) (BENCHMARKS.md).
-  factor_min_queries: ClassVar[float] = 6.0
+  factor_min_queries: ClassVar[float] = 9.0
 
   @property
   def radius(self) -> int:
