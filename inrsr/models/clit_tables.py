@@ -114,7 +114,7 @@ def neighbour_table(n: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
   centres = np.concatenate([make_coord_f32(n), np.zeros(1, np.float32)])
   delta = np.arange(-r, r + 1, dtype=np.float32) * np.float32(2 / n)
   coords = (centres[:, None] + delta[None, :]).astype(np.float32)
-  idx = np.round(np_unnormalize(coords, n)).astype(np.int32)  # np.round: ties to even
+  idx = centre_index(coords, n)
   return coords, idx, (idx >= 0) & (idx < n)
 
 
@@ -199,7 +199,8 @@ def band_plans(height: int, width: int, feature_hws, rows: int) -> tuple[tuple, 
   for h, w in feature_hws:
     cols.append(axis_plan(xs, w, np.arange(w), largest_group(xs, w)))
     a = largest_group(ys, h)
-    spans = [centre_index(ys[r], h) for r, _ in bands]
+    iy = centre_index(ys, h)
+    spans = [iy[r] for r, _ in bands]
     m = max(int(s.max() - s.min()) + 1 for s in spans)
     for (r, stages), s in zip(bands, spans):
       groups = np.minimum(s.min() + np.arange(m), s.max()).astype(np.int32)
