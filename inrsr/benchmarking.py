@@ -269,6 +269,43 @@ def upscale_memory(model_config, *, height: int, width: int, lr_size: int = 512,
           "whole_float32_output_mib": height * width * 3 * 4 / 2**20, "device": device_description()}
 
 
+def upscale_call_peak_bytes(model, params, lr, height: int, width: int, *, chunk: int,
+                            band_decoding: bool = True) -> int | None:
+  """XLA's memory analysis (`compiled_peak_bytes`) of one decoding call of `inrsr.inference.upscale`.
+
+  The call is the one `upscale` dispatches again and again for a generalising model: one band of whole rows
+  (`CLIT.query_band`) when it decodes in bands, otherwise one chunk of `chunk` query points. Every band, and
+  every chunk, has the same shapes, so this is the peak of each. The encoder's call, made once, is not included.
+
+  Args:
+    model, params, lr, height, width, chunk, band_decoding: as for `inrsr.inference.upscale` (chunk > 0).
+
+  Returns:
+    Bytes (arguments, here the parameters and the features, + outputs + temporaries), or None where the backend
+    has no memory analysis.
+  """
+  from inrsr import coords, inference, models  # pylint: disable=g-import-not-at-top
+
+  if not models.is_generalising(model) or chunk <= 0:
+    raise ValueError(f"upscale_call_peak_bytes needs a generalising model and {chunk=} > 0")
+  lr_b = jax.numpy.asarray(lr, jax.numpy.float32)[None]
+  cell = inference._cell(height, width, 1.0)  # pylint: disable=protected-access
+  if band_decoding and getattr(model, "band_decoding", False):
+    kwargs, cols, bands = model.band_layout(lr.shape[:2], (height, width), chunk)
+    feats = inference._encoder(model, (("scales", kwargs["scales"]),))(params, lr_b)  # pylint: disable=protected-access
+    rows, plans = bands[0]
+    decode = inference._band_querier(model, tuple(sorted(kwargs.items())))  # pylint: disable=protected-access
+    return compiled_peak_bytes(decode, params, feats, coords.make_coord_f32(height)[rows],
+                               coords.make_coord_f32(width), cell, plans, cols)
+  kwargs = tuple(sorted(model.query_kwargs(lr.shape[:2], (height, width)).items())
+                 if hasattr(model, "query_kwargs") else ())
+  feats = inference._encoder(model, kwargs)(params, lr_b)  # pylint: disable=protected-access
+  n = min(chunk, height * width)
+  q = jax.numpy.zeros((1, n, 2), jax.numpy.float32)
+  return compiled_peak_bytes(inference._querier(model, kwargs), params, feats, q,  # pylint: disable=protected-access
+                             jax.numpy.broadcast_to(jax.numpy.asarray(cell), q.shape))
+
+
 def inference_throughput(model_configs: dict, lr, scale: float, *, chunk: int = 30000, reps: int = 3,
                          options: dict | None = None) -> dict:
   """Output pixels per second of `inrsr.inference.upscale` for several models on one input, side by side.
@@ -287,7 +324,8 @@ def inference_throughput(model_configs: dict, lr, scale: float, *, chunk: int = 
 
   Returns:
     dict with the input and output sizes, the device, and per label: seconds (median), pixels_per_s,
-    first_call_s (compilation included) and the parameter count.
+    first_call_s (compilation included), the parameter count and, for generalising models whose queries are
+    independent, call_peak_mib (`upscale_call_peak_bytes`: XLA's memory for one band or chunk call).
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
 
@@ -306,6 +344,10 @@ def inference_throughput(model_configs: dict, lr, scale: float, *, chunk: int = 
     run()
     result["models"][label] = {"first_call_s": time.perf_counter() - t,
                                "parameters": int(sum(np.size(x) for x in jax.tree.leaves(params)))}
+    if models.is_generalising(model) and getattr(model, "queries_independent", True) and chunk > 0:
+      peak = upscale_call_peak_bytes(model, params, lr, height, width, chunk=chunk,
+                                     band_decoding=kwargs.get("band_decoding", True))
+      result["models"][label]["call_peak_mib"] = None if peak is None else peak / 2**20
     runs[label] = run
   for label, seconds in alternating_times(runs, reps).items():
     result["models"][label].update(seconds=seconds, pixels_per_s=height * width / seconds)

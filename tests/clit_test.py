@@ -13,7 +13,7 @@ import pytest
 
 from experiments import benchmark_models
 from experiments.configs import common
-from inrsr import coords, inference
+from inrsr import benchmarking, coords, inference
 from inrsr.convert import clit as convert_clit
 from inrsr.models import clit, clit_tables, sampling
 
@@ -388,3 +388,19 @@ def test_inference_band_decoding_equals_point_queries():
   # Bands of rows stream the same output whatever their height.
   streamed = np.concatenate([b for _, b in inference.upscale_rows(model, params, lr[0], *out_hw, chunk=512, rows=7)])
   np.testing.assert_array_equal(streamed, bands)
+
+
+@pytest.mark.parametrize("num_stages,lr_hw,out_hw", [(1, (6, 8), (48, 64)), (3, (3, 4), (54, 72))])
+def test_band_call_needs_no_more_memory_than_a_chunk_of_points(num_stages, lr_hw, out_hw):
+  """XLA's memory analysis of one band call against one chunk of point queries (LIT x8; CLIT3 x18)."""
+  model = _small(num_stages)
+  lr, q, cells = _inputs(*lr_hw)
+  params = _init(model, lr, q, cells)
+  chunk = 1024  # a third of LIT's 3072 output pixels, a quarter of CLIT3's 3888
+  band = benchmarking.upscale_call_peak_bytes(model, params, lr[0], *out_hw, chunk=chunk)
+  points = benchmarking.upscale_call_peak_bytes(model, params, lr[0], *out_hw, chunk=chunk, band_decoding=False)
+  if band is None or points is None:
+    pytest.skip("this backend has no memory analysis")
+  kwargs, _, bands = model.band_layout(lr_hw, out_hw, chunk)
+  assert any(kwargs["factored"]) and len(bands) > 1  # a factored stage, and more than one band
+  assert band <= points, (band, points)
