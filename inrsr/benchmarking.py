@@ -286,8 +286,9 @@ def upscale_call_peak_bytes(model, params, lr, height: int, width: int, *, chunk
   """
   from inrsr import coords, inference, models  # pylint: disable=g-import-not-at-top
 
-  if not models.is_generalising(model) or chunk <= 0:
-    raise ValueError(f"upscale_call_peak_bytes needs a generalising model and {chunk=} > 0")
+  if not models.is_generalising(model) or not getattr(model, "queries_independent", True) or chunk <= 0:
+    raise ValueError(f"upscale_call_peak_bytes needs a generalising model with independent queries (not "
+                     f"{type(model).__name__}) and {chunk=} > 0")
   lr_b = jax.numpy.asarray(lr, jax.numpy.float32)[None]
   cell = inference._cell(height, width, 1.0)  # pylint: disable=protected-access
   if band_decoding and getattr(model, "band_decoding", False):

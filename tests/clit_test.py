@@ -404,3 +404,5 @@ def test_band_call_needs_no_more_memory_than_a_chunk_of_points(num_stages, lr_hw
   kwargs, _, bands = model.band_layout(lr_hw, out_hw, chunk)
   assert any(kwargs["factored"]) and len(bands) > 1  # a factored stage, and more than one band
   assert band <= points, (band, points)
+  with pytest.raises(ValueError, match="chunk=0 > 0"):
+    benchmarking.upscale_call_peak_bytes(model, params, lr[0], *out_hw, chunk=0)
