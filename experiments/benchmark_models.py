@@ -6,7 +6,8 @@ The generalising models have their official sizes (EDSR-baseline encoder; `exper
 GENERALISING_MODELS; LIT is CLIT's one stage, which the official code uses for every scale up to x4; `clit` is the
 three-stage CLIT, which above x4 runs one stage per factor of `scale_base` 4, e.g. x12 as 4 then 3), SR-INR the
 `srinr_demo` model; parameters are random (the compute does not depend on them). The input is a central crop
-of the bundled astronaut photograph. Prints JSON with output pixels per second for each model.
+of the bundled astronaut photograph. Prints JSON with output pixels per second for each model and, for LIIF, LIT
+and CLIT, the compiled memory of the call that inference repeats (`call_peak_mib`: one band or one chunk).
 
 `lit` and `clit` decode whole rows (`CLIT.query_band`, the default of `inrsr.inference`: a stage with at least
 `CLIT.factor_min_queries` output pixels per feature pixel forms its first MLP layer's products once per feature
