@@ -284,27 +284,28 @@ def upscale_call_peak_bytes(model, params, lr, height: int, width: int, *, chunk
     Bytes (arguments, here the parameters and the features, + outputs + temporaries), or None where the backend
     has no memory analysis.
   """
-  from inrsr import coords, inference, models  # pylint: disable=g-import-not-at-top
+  from inrsr import inference  # pylint: disable=g-import-not-at-top
 
-  if not models.is_generalising(model) or not getattr(model, "queries_independent", True) or chunk <= 0:
+  if not has_repeated_call(model, chunk):
     raise ValueError(f"upscale_call_peak_bytes needs a generalising model with independent queries (not "
                      f"{type(model).__name__}) and {chunk=} > 0")
-  lr_b = jax.numpy.asarray(lr, jax.numpy.float32)[None]
-  cell = inference._cell(height, width, 1.0)  # pylint: disable=protected-access
+  # inference's own setup of the call it repeats, so that exactly that call is measured.
   if band_decoding and getattr(model, "band_decoding", False):
-    kwargs, cols, bands = model.band_layout(lr.shape[:2], (height, width), chunk)
-    feats = inference._encoder(model, (("scales", kwargs["scales"]),))(params, lr_b)  # pylint: disable=protected-access
+    decode, feats, ys, xs, cell, cols, bands = inference._band_setup(  # pylint: disable=protected-access
+        model, params, lr, height, width, chunk, 1.0)
     rows, plans = bands[0]
-    decode = inference._band_querier(model, tuple(sorted(kwargs.items())))  # pylint: disable=protected-access
-    return compiled_peak_bytes(decode, params, feats, coords.make_coord_f32(height)[rows],
-                               coords.make_coord_f32(width), cell, plans, cols)
-  kwargs = tuple(sorted(model.query_kwargs(lr.shape[:2], (height, width)).items())
-                 if hasattr(model, "query_kwargs") else ())
-  feats = inference._encoder(model, kwargs)(params, lr_b)  # pylint: disable=protected-access
-  n = min(chunk, height * width)
-  q = jax.numpy.zeros((1, n, 2), jax.numpy.float32)
-  return compiled_peak_bytes(inference._querier(model, kwargs), params, feats, q,  # pylint: disable=protected-access
-                             jax.numpy.broadcast_to(jax.numpy.asarray(cell), q.shape))
+    return compiled_peak_bytes(decode, params, feats, ys[rows], xs, cell, plans, cols)
+  query, feats, cell = inference._point_setup(model, params, lr, height, width, 1.0)  # pylint: disable=protected-access
+  q = jax.numpy.zeros((1, min(chunk, height * width), 2), jax.numpy.float32)
+  return compiled_peak_bytes(query, params, feats, q, jax.numpy.broadcast_to(jax.numpy.asarray(cell), q.shape))
+
+
+def has_repeated_call(model, chunk: int) -> bool:
+  """Whether `inrsr.inference.upscale` decodes `model` by one call repeated per band or chunk (a generalising
+  model whose queries are independent, chunk > 0): the case `upscale_call_peak_bytes` measures."""
+  from inrsr import models  # pylint: disable=g-import-not-at-top
+
+  return models.is_generalising(model) and getattr(model, "queries_independent", True) and chunk > 0
 
 
 def inference_throughput(model_configs: dict, lr, scale: float, *, chunk: int = 30000, reps: int = 3,
@@ -345,7 +346,7 @@ def inference_throughput(model_configs: dict, lr, scale: float, *, chunk: int = 
     run()
     result["models"][label] = {"first_call_s": time.perf_counter() - t,
                                "parameters": int(sum(np.size(x) for x in jax.tree.leaves(params)))}
-    if models.is_generalising(model) and getattr(model, "queries_independent", True) and chunk > 0:
+    if has_repeated_call(model, chunk):
       peak = upscale_call_peak_bytes(model, params, lr, height, width, chunk=chunk,
                                      band_decoding=kwargs.get("band_decoding", True))
       result["models"][label]["call_peak_mib"] = None if peak is None else peak / 2**20

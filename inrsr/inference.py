@@ -160,13 +160,31 @@ def _in_flight(calls):
     yield np.asarray(pending[0])[:pending[1]]
 
 
-def _band_predictions(model, params, lr, height, width, chunk, cell_scale, progress):
-  """(n, C) predictions of whole output rows in order, band by band (`CLIT.band_layout` / `query_band`)."""
+def _band_setup(model, params, lr, height, width, chunk, cell_scale):
+  """Band decoding's compiled call and its per-image arguments: (decode, feats, ys, xs, cell, cols, bands).
+
+  Band b is decoded by `decode(params, feats, ys[rows_b], xs, cell, plans_b, cols)` with (rows_b, plans_b) =
+  bands[b]; every band has the same shapes.
+  """
   kwargs, cols, bands = model.band_layout(lr.shape[:2], (height, width), chunk)
   feats = _encoder(model, (("scales", kwargs["scales"]),))(params, jnp.asarray(lr, jnp.float32)[None])
   decode = _band_querier(model, tuple(sorted(kwargs.items())))
   ys, xs = coords.make_coord_f32(height), jnp.asarray(coords.make_coord_f32(width))
   cell, cols = jnp.asarray(_cell(height, width, cell_scale)), jax.tree.map(jnp.asarray, cols)
+  return decode, feats, ys, xs, cell, cols, bands
+
+
+def _point_setup(model, params, lr, height, width, cell_scale):
+  """A generalising model's compiled point query and its per-image arguments: (query, feats, cell (2,))."""
+  kwargs = model.query_kwargs(lr.shape[:2], (height, width)) if hasattr(model, "query_kwargs") else {}
+  kwargs = tuple(sorted(kwargs.items()))
+  feats = _encoder(model, kwargs)(params, jnp.asarray(lr, jnp.float32)[None])
+  return _querier(model, kwargs), feats, _cell(height, width, cell_scale)
+
+
+def _band_predictions(model, params, lr, height, width, chunk, cell_scale, progress):
+  """(n, C) predictions of whole output rows in order, band by band (`CLIT.band_layout` / `query_band`)."""
+  decode, feats, ys, xs, cell, cols, bands = _band_setup(model, params, lr, height, width, chunk, cell_scale)
   if progress:
     import tqdm  # pylint: disable=g-import-not-at-top
     bands = tqdm.tqdm(bands, desc=f"upscale {lr.shape[1]}x{lr.shape[0]} -> {width}x{height}", leave=False)
@@ -180,25 +198,19 @@ def _band_predictions(model, params, lr, height, width, chunk, cell_scale, progr
 
 def _point_predictions(model, params, lr, height, width, t, chunk, cell_scale, progress):
   """(n, C) predictions of `chunk` query points at a time, in raster order."""
-  generalising = models.is_generalising(model)
-  lr_j = jnp.asarray(lr, jnp.float32)
   total = height * width
   pieces = _chunks(total, chunk)
   if progress:
     import tqdm  # pylint: disable=g-import-not-at-top
     pieces = tqdm.tqdm(pieces, desc=f"upscale {lr.shape[1]}x{lr.shape[0]} -> {width}x{height}", leave=False)
-  if generalising:
-    kwargs = model.query_kwargs(lr.shape[:2], (height, width)) if hasattr(model, "query_kwargs") else {}
-    kwargs = tuple(sorted(kwargs.items()))
-    feats = _encoder(model, kwargs)(params, lr_j[None])
-    query = _querier(model, kwargs)
-    cell = _cell(height, width, cell_scale)
+  if models.is_generalising(model):
+    query, feats, cell = _point_setup(model, params, lr, height, width, cell_scale)
 
     def dispatch(flat):
       q = coords.grid_xy_f32(flat // width, flat % width, height, width)
       return query(params, feats, jnp.asarray(q)[None], jnp.asarray(np.broadcast_to(cell, q.shape))[None])[0]
   else:
-    predict = _predictor(model)
+    predict, lr_j = _predictor(model), jnp.asarray(lr, jnp.float32)
 
     def dispatch(flat):
       return predict(params, lr_j, jnp.asarray(coords.pixel_coords(flat // width, flat % width, height, width, t)))
