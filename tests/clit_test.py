@@ -351,6 +351,10 @@ def test_band_plans_hand_worked():
   assert groups.tolist() == [3, 3] and slot[0].tolist() == [0, 1, 0] and pick.tolist() == [0, 1, 1, 1]
   with pytest.raises(ValueError, match="has 3 positions"):
     clit_tables.axis_plan(coords.make_coord_f32(10), 4, np.arange(4), 2)
+  with pytest.raises(ValueError, match=r"positions \[8, 9\] have their nearest pixel outside"):
+    clit_tables.axis_plan(coords.make_coord_f32(10), 4, np.arange(3), 3)
+  with pytest.raises(ValueError, match="repeat a feature pixel"):
+    clit_tables.axis_plan(coords.make_coord_f32(10), 4, np.array([0, 1, 2, 3, 3]), 3)
 
 
 @pytest.mark.parametrize("case", ["grid", pytest.param("cascade", marks=pytest.mark.slow)])  # cascade: 30 s

@@ -92,6 +92,20 @@ def resample_bilinear(fmap: jax.Array, out_hw: Sequence[int]) -> jax.Array:
 # Modules.
 
 
+def _neighbourhoods(ny_i, ny_v, nx_i, nx_v) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Row-major k x k neighbourhoods from row and column neighbours (..., k) whose leading axes broadcast.
+
+  Returns:
+    (row index, column index, in range), each (..., k * k) over the broadcast leading axes.
+  """
+  k = ny_i.shape[-1]
+  lead = jnp.broadcast_shapes(ny_i.shape[:-1], nx_i.shape[:-1])
+  shape = (*lead, k, k)
+  niy = jnp.broadcast_to(ny_i[..., :, None], shape).reshape(*lead, k * k)
+  nix = jnp.broadcast_to(nx_i[..., None, :], shape).reshape(*lead, k * k)
+  return niy, nix, (ny_v[..., :, None] & nx_v[..., None, :]).reshape(*lead, k * k)
+
+
 def _conv3x3(features: int, name: str | None = None) -> nn.Conv:
   return nn.Conv(features, (3, 3), padding=1, precision=PRECISION, name=name)
 
@@ -314,9 +328,7 @@ class CLIT(nn.Module):
     shape = (bsz, q, k, k)
     rel = jnp.stack([jnp.broadcast_to(rel_y[..., :, None], shape), jnp.broadcast_to(rel_x[..., None, :], shape)],
                     -1).reshape(bsz, q, k * k, 2)
-    niy = jnp.broadcast_to(ny_i[..., :, None], shape).reshape(bsz, q, k * k)
-    nix = jnp.broadcast_to(nx_i[..., None, :], shape).reshape(bsz, q, k * k)
-    nvalid = (ny_v[..., :, None] & nx_v[..., None, :]).reshape(bsz, q, k * k)
+    niy, nix, nvalid = _neighbourhoods(ny_i, ny_v, nx_i, nx_v)  # (B, Q, N)
     v = sampling.gather(maps["v"], niy, nix, nvalid)  # (B, Q, N, C)
     dim = v.shape[-1]
     if self.local_attn:
@@ -449,10 +461,7 @@ class CLIT(nn.Module):
     nx_c, nx_i, nx_v = (jnp.asarray(t[:w]) for t in (tx_c, tx_i, tx_v))  # (w, k)
     rel_y = (cy[..., None] - ny_c[:, None, :]) * np.float32(h)  # (m, A, k), as `_decode`
     rel_x = (cx[..., None] - nx_c[:, None, :]) * np.float32(w)  # (w, B, k)
-    shape = (m, w, k, k)
-    niy = jnp.broadcast_to(ny_i[:, None, :, None], shape).reshape(1, m, w, n_nb)
-    nix = jnp.broadcast_to(nx_i[None, :, None, :], shape).reshape(1, m, w, n_nb)
-    nvalid = (ny_v[:, None, :, None] & nx_v[None, :, None, :]).reshape(1, m, w, n_nb)
+    niy, nix, nvalid = (a[None] for a in _neighbourhoods(ny_i[:, None], ny_v[:, None], nx_i[None], nx_v[None]))
     dim = self.base_dim
     c = dim // self.head
     v = sampling.gather(maps["v"], niy, nix, nvalid)[0].reshape(m, w, n_nb, self.head, c)

@@ -145,27 +145,36 @@ def axis_plan(coords: np.ndarray, n: int, groups: np.ndarray, slots: int) -> tup
   Args:
     coords: (L,) float32 output coordinates along the axis (each one's nearest pixel must be in `groups`).
     n: the feature map's size along the axis.
-    groups: (m,) feature pixels, one row of the layout each.
+    groups: (m,) distinct feature pixels, one row of the layout each.
     slots: positions per group, at least the largest group.
 
   Returns:
-    (slot (m, slots) int32: the position in `coords` of each slot, unused slots repeating the group's first
-    position (0 for an empty group); pick (L,) int32: the flat slot `g * slots + a` of each position).
+    (slot (m, slots) int32: the position in `coords` of each slot, in increasing order, unused slots repeating
+    the group's first position (0 for an empty group); pick (L,) int32: the flat slot `g * slots + a` of each
+    position).
   """
   idx = centre_index(coords, n)
-  slot = np.zeros((len(groups), slots), np.int32)
-  pick = np.full(len(coords), -1, np.int32)
-  for g, pixel in enumerate(np.asarray(groups)):
-    members = np.flatnonzero(idx == pixel)
-    if len(members) > slots:
-      raise ValueError(f"feature pixel {pixel} has {len(members)} positions but the layout has {slots=}")
-    if len(members):
-      slot[g] = members[0]
-      slot[g, :len(members)] = members
-      pick[members] = g * slots + np.arange(len(members))
-  if (pick < 0).any():
-    raise ValueError(f"positions {np.flatnonzero(pick < 0)[:5].tolist()} have their nearest pixel outside groups")
-  return slot, pick
+  groups = np.asarray(groups, np.int32)
+  if len(np.unique(groups)) != len(groups):
+    raise ValueError(f"groups {groups.tolist()[:8]} repeat a feature pixel")
+  order_g = np.argsort(groups)
+  at = np.minimum(np.searchsorted(groups[order_g], idx), len(groups) - 1)
+  outside = groups[order_g][at] != idx
+  if outside.any():
+    raise ValueError(f"positions {np.flatnonzero(outside)[:5].tolist()} have their nearest pixel outside groups")
+  gid = order_g[at]  # each position's row of the layout
+  counts = np.bincount(gid, minlength=len(groups))
+  if counts.max() > slots:
+    g = int(np.argmax(counts))
+    raise ValueError(f"feature pixel {groups[g]} has {counts[g]} positions but the layout has {slots=}")
+  members = np.argsort(gid, kind="stable")  # positions grouped by row, in increasing order within a row
+  starts = np.cumsum(counts) - counts
+  rank = np.empty(len(idx), np.int64)
+  rank[members] = np.arange(len(idx)) - starts[gid[members]]
+  first = np.where(counts > 0, members[np.minimum(starts, len(idx) - 1)], 0)
+  slot = np.repeat(first[:, None], slots, 1).astype(np.int32)
+  slot[gid, rank] = np.arange(len(idx))
+  return slot, (gid * slots + rank).astype(np.int32)
 
 
 def largest_group(coords: np.ndarray, n: int) -> int:
