@@ -158,20 +158,20 @@ def axis_plan(coords: np.ndarray, n: int, groups: np.ndarray, slots: int) -> tup
   if len(np.unique(groups)) != len(groups):
     raise ValueError(f"groups {groups.tolist()[:8]} repeat a feature pixel")
   order_g = np.argsort(groups)
-  at = np.minimum(np.searchsorted(groups[order_g], idx), len(groups) - 1)
-  outside = groups[order_g][at] != idx
+  at = np.minimum(np.searchsorted(groups[order_g], idx), max(len(groups) - 1, 0))
+  outside = groups[order_g][at] != idx if len(groups) else np.ones(len(idx), bool)
   if outside.any():
     raise ValueError(f"positions {np.flatnonzero(outside)[:5].tolist()} have their nearest pixel outside groups")
   gid = order_g[at]  # each position's row of the layout
   counts = np.bincount(gid, minlength=len(groups))
-  if counts.max() > slots:
+  if counts.max(initial=0) > slots:
     g = int(np.argmax(counts))
     raise ValueError(f"feature pixel {groups[g]} has {counts[g]} positions but the layout has {slots=}")
   members = np.argsort(gid, kind="stable")  # positions grouped by row, in increasing order within a row
   starts = np.cumsum(counts) - counts
   rank = np.empty(len(idx), np.int64)
   rank[members] = np.arange(len(idx)) - starts[gid[members]]
-  first = np.where(counts > 0, members[np.minimum(starts, len(idx) - 1)], 0)
+  first = np.where(counts > 0, np.append(members, 0)[starts], 0)  # a group's first position, 0 if it has none
   slot = np.repeat(first[:, None], slots, 1).astype(np.int32)
   slot[gid, rank] = np.arange(len(idx))
   return slot, (gid * slots + rank).astype(np.int32)
