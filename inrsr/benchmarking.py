@@ -290,7 +290,7 @@ def upscale_call_peak_bytes(model, params, lr, height: int, width: int, *, chunk
     raise ValueError(f"upscale_call_peak_bytes needs a generalising model with independent queries (not "
                      f"{type(model).__name__}) and {chunk=} > 0")
   # inference's own setup of the call it repeats, so that exactly that call is measured.
-  if band_decoding and getattr(model, "band_decoding", False):
+  if inference._decodes_in_bands(model, chunk, band_decoding):  # pylint: disable=protected-access
     decode, feats, ys, xs, cell, cols, bands = inference._band_setup(  # pylint: disable=protected-access
         model, params, lr, height, width, chunk, 1.0)
     rows, plans = bands[0]

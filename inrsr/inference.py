@@ -122,14 +122,12 @@ def upscale_rows(model, params, lr: np.ndarray, height: int, width: int, *, t: f
 
 def _bands(model, params, lr, height, width, t, chunk, rows, cell_scale, progress, band_decoding):
   """`upscale_rows`'s generator (a separate function so that bad arguments raise at the call)."""
-  generalising = models.is_generalising(model)
-  lr_j = jnp.asarray(lr, jnp.float32)
-  if generalising and not getattr(model, "queries_independent", True):
-    out = _upscale_global(model, params, lr_j, height, width, chunk, cell_scale)
+  if models.is_generalising(model) and not getattr(model, "queries_independent", True):
+    out = _upscale_global(model, params, jnp.asarray(lr, jnp.float32), height, width, chunk, cell_scale)
     for r in range(0, height, rows):
       yield r, out[r:r + rows]
     return
-  if generalising and band_decoding and chunk > 0 and getattr(model, "band_decoding", False):
+  if _decodes_in_bands(model, chunk, band_decoding):
     predictions = functools.partial(_band_predictions, model, params, lr, height, width, chunk, cell_scale, progress)
   else:
     predictions = functools.partial(_point_predictions, model, params, lr, height, width, t, chunk, cell_scale,
@@ -158,6 +156,12 @@ def _in_flight(calls):
     pending = nxt
   if pending is not None:
     yield np.asarray(pending[0])[:pending[1]]
+
+
+def _decodes_in_bands(model, chunk, band_decoding) -> bool:
+  """Whether `upscale` decodes `model` band by band (`_band_predictions`) rather than by chunks of points."""
+  return (models.is_generalising(model) and getattr(model, "queries_independent", True) and band_decoding
+          and chunk > 0 and getattr(model, "band_decoding", False))
 
 
 def _band_setup(model, params, lr, height, width, chunk, cell_scale):
