@@ -158,8 +158,9 @@ def axis_plan(coords: np.ndarray, n: int, groups: np.ndarray, slots: int) -> tup
   if len(np.unique(groups)) != len(groups):
     raise ValueError(f"groups {groups.tolist()[:8]} repeat a feature pixel")
   order_g = np.argsort(groups)
-  at = np.minimum(np.searchsorted(groups[order_g], idx), max(len(groups) - 1, 0))
-  outside = groups[order_g][at] != idx if len(groups) else np.ones(len(idx), bool)
+  sorted_g = groups[order_g]
+  at = np.minimum(np.searchsorted(sorted_g, idx), max(len(groups) - 1, 0))
+  outside = sorted_g[at] != idx if len(groups) else np.ones(len(idx), bool)
   if outside.any():
     raise ValueError(f"positions {np.flatnonzero(outside)[:5].tolist()} have their nearest pixel outside groups")
   gid = order_g[at]  # each position's row of the layout
