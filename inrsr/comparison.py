@@ -1,4 +1,4 @@
-"""Several models' evaluated results side by side: one PSNR-versus-scale figure and one Markdown table.
+"""Several models' evaluated results side by side: one PSNR- (or SSIM-) versus-scale figure and one Markdown table.
 
 A source is a run folder holding `results.json` (from `evaluation.evaluate_run`), such a file itself (results
 kept in `results/runs/` outlive the run folders), or the `results.json` of `experiments.evaluate_zeroshot`
@@ -6,7 +6,7 @@ kept in `results/runs/` outlive the run folders), or the `results.json` of `expe
 cumulative schedule's by every stage's steps ("CLIT (440 + 175 + 185 steps)"; "? + 185" when the earlier stages'
 folders were gone at evaluation); bicubic is taken from the first source that has each scale. A scale a source was
 not evaluated at is `-`. A group of sources (one run evaluated at some scales, then at others) makes one row; two
-rows with one label are an error.
+rows with one label are an error. `quantity` picks the mean PSNR (dB, the default) or the mean SSIM of each cell.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pathlib
 from inrsr import evaluation, plotting
 
 ZERO_SHOT = "zero_shot"
+QUANTITIES = {"psnr": ("PSNR (dB)", "{:.2f}"), "ssim": ("SSIM", "{:.4f}")}  # name: (axis label, table format)
 
 
 def zero_shot_results(sets: dict, *, metric: str, budget: str, model: str = "srinr") -> dict:
@@ -34,7 +35,12 @@ def load_results(source) -> dict:
   return json.loads(path.read_text())
 
 
-def row(results: dict, protocol: str, metric: str, source="") -> tuple[str, dict, dict]:
+def _check_quantity(quantity: str) -> None:
+  if quantity not in QUANTITIES:
+    raise ValueError(f"{quantity=} is not one of {sorted(QUANTITIES)}")
+
+
+def row(results: dict, protocol: str, metric: str, source="", quantity: str = "psnr") -> tuple[str, dict, dict]:
   """One source's row.
 
   Args:
@@ -42,10 +48,12 @@ def row(results: dict, protocol: str, metric: str, source="") -> tuple[str, dict
     protocol: e.g. "heldout:Set14" (a zero-shot result is looked up by the set after the colon).
     metric: an `inrsr.metrics` protocol name.
     source: where the results came from, for errors.
+    quantity: "psnr" or "ssim": which mean of each cell the row holds.
 
   Returns:
-    (label, {scale: model PSNR}, {scale: bicubic PSNR}), scales as strings ("2", "2.5").
+    (label, {scale: model quantity}, {scale: bicubic quantity}), scales as strings ("2", "2.5").
   """
+  _check_quantity(quantity)
   if results.get("kind") == ZERO_SHOT:
     set_name = protocol.split(":")[-1]
     if set_name not in results["sets"]:
@@ -66,11 +74,15 @@ def row(results: dict, protocol: str, metric: str, source="") -> tuple[str, dict
     before = results.get("init_steps", ())  # a cumulative schedule's earlier stages; None: their steps unknown
     steps = [*(["?"] if before is None else before), results["step"]]
     label = f"{evaluation.model_label(results.get('model', 'srinr'))} ({' + '.join(map(str, steps))} steps)"
-  pick = lambda method: {f"{float(s):g}": c[method]["psnr"] for s, c in cells.items()}
+  missing = sorted((s for s, c in cells.items() if any(quantity not in c[m] for m in ("model", "bicubic"))), key=float)
+  if missing:
+    raise ValueError(f"{source}: no {quantity!r} at scales {missing} of {protocol!r}")
+  pick = lambda method: {f"{float(s):g}": c[method][quantity] for s, c in cells.items()}
   return label, pick("model"), pick("bicubic")
 
-def compare(sources, path, *, protocol: str, metric: str = "benchmark") -> str:
-  """Write one PSNR-versus-scale figure of several results and return their Markdown table.
+
+def compare(sources, path, *, protocol: str, metric: str = "benchmark", quantity: str = "psnr") -> str:
+  """Write one PSNR- (or SSIM-) versus-scale figure of several results and return their Markdown table.
 
   Args:
     sources: run folders or results JSON files (see the module docstring); an item that is a list or tuple of
@@ -78,15 +90,18 @@ def compare(sources, path, *, protocol: str, metric: str = "benchmark") -> str:
     path: the PNG to write.
     protocol: the protocol to compare (e.g. "heldout:Set14").
     metric: the metric to compare.
+    quantity: "psnr" (mean PSNR in dB, 2 decimals) or "ssim" (mean SSIM, 4 decimals).
 
   Returns:
     The Markdown table: bicubic, then one row per source in order; a column per scale any source has.
   """
+  _check_quantity(quantity)
+  axis_label, fmt = QUANTITIES[quantity]
   rows, bicubic = {}, {}
   for group in sources:
     label, model = None, {}
     for source in group if isinstance(group, (list, tuple)) else [group]:
-      part_label, part, bic = row(load_results(source), protocol, metric, source)
+      part_label, part, bic = row(load_results(source), protocol, metric, source, quantity)
       if label is not None and part_label != label:
         raise ValueError(f"{source}: labelled {part_label!r}, but its group is one run labelled {label!r}")
       repeated = sorted(set(model) & set(part), key=float)
@@ -102,15 +117,15 @@ def compare(sources, path, *, protocol: str, metric: str = "benchmark") -> str:
   rows = {"bicubic": bicubic, **rows}
   scales = sorted(bicubic, key=float)
   fig, ax = plotting.subplots()
-  for i, (label, psnrs) in enumerate(rows.items()):
-    xs = [s for s in scales if s in psnrs]
-    ax.plot([float(s) for s in xs], [psnrs[s] for s in xs], "--s" if label == "bicubic" else "-o", color=f"C{i}",
+  for i, (label, values) in enumerate(rows.items()):
+    xs = [s for s in scales if s in values]
+    ax.plot([float(s) for s in xs], [values[s] for s in xs], "--s" if label == "bicubic" else "-o", color=f"C{i}",
             label=label)
   ax.set_xscale("log", base=2)
   ax.set_xticks([float(s) for s in scales], [f"x{s}" for s in scales])
-  plotting.decorate(ax, "scale", f"PSNR (dB), {metric}, {protocol}")
+  plotting.decorate(ax, "scale", f"{axis_label}, {metric}, {protocol}")
   plotting.save(fig, path)
   lines = ["| method | " + " | ".join(f"x{s}" for s in scales) + " |", "|---|" + "---|" * len(scales)]
-  for label, psnrs in rows.items():
-    lines.append(f"| {label} | " + " | ".join(f"{psnrs[s]:.2f}" if s in psnrs else "-" for s in scales) + " |")
+  for label, values in rows.items():
+    lines.append(f"| {label} | " + " | ".join(fmt.format(values[s]) if s in values else "-" for s in scales) + " |")
   return "\n".join(lines) + "\n"

@@ -1,7 +1,8 @@
-"""Tests for inrsr.comparison: rows from run results and zero-shot results, union of scales, errors."""
+"""Tests for inrsr.comparison: rows from run results and zero-shot results, union of scales, PSNR or SSIM, errors."""
 
 import json
 
+import numpy as np
 import pytest
 
 from inrsr import comparison
@@ -80,4 +81,45 @@ def test_compare_names_what_is_missing(tmp_path):
     comparison.compare([zs], tmp_path / "a.png", protocol="heldout:Set14")
   with pytest.raises(ValueError, match="scored with metric 'y', not 'benchmark'"):
     comparison.compare([zs], tmp_path / "a.png", protocol="heldout:Set5")
+  assert not (tmp_path / "a.png").exists()
+
+
+def test_quantity_ssim_tables_the_mean_ssim_of_every_source(tmp_path):
+  rng = np.random.default_rng(0)
+  draw = lambda: {"psnr": float(rng.uniform(20, 35)), "ssim": float(rng.uniform(0.4, 1))}
+  per_image = lambda: {f"im{i}.png": {"model": draw(), "bicubic": draw()} for i in range(3)}
+  mean = lambda images, method, q: float(np.mean([im[method][q] for im in images.values()]))
+  cell = lambda images: {"per_image": images, **{m: {q: mean(images, m, q) for q in ("psnr", "ssim")}
+                                                  for m in ("model", "bicubic")}}
+  run_images = {"2.0": per_image(), "6.0": per_image()}
+  run = {"model": "hiif", "step": 2400,
+         "protocols": {"heldout:Set14": {s: {"benchmark": cell(ims)} for s, ims in run_images.items()}}}
+  zs_images = {"2": per_image(), "4": per_image()}
+  zs = comparison.zero_shot_results({"Set14": {s: cell(ims) for s, ims in zs_images.items()}}, metric="benchmark",
+                                    budget="120s", model="liif")
+  (tmp_path / "run.json").write_text(json.dumps(run))
+  (tmp_path / "zs.json").write_text(json.dumps(zs))
+  sources = [tmp_path / "run.json", tmp_path / "zs.json"]
+  for quantity, fmt in (("ssim", "{:.4f}"), ("psnr", "{:.2f}")):
+    want = lambda images, method: fmt.format(mean(images, method, quantity))  # pylint: disable=cell-var-from-loop
+    table = comparison.compare(sources, tmp_path / f"{quantity}.png", protocol="heldout:Set14", quantity=quantity)
+    assert table.splitlines()[2:] == [  # bicubic from the first source with each scale: the run's x2 and x6
+        f"| bicubic | {want(run_images['2.0'], 'bicubic')} | {want(zs_images['4'], 'bicubic')} | "
+        f"{want(run_images['6.0'], 'bicubic')} |",
+        f"| HIIF (2400 steps) | {want(run_images['2.0'], 'model')} | - | {want(run_images['6.0'], 'model')} |",
+        f"| LIIF zero-shot (120s per image) | {want(zs_images['2'], 'model')} | {want(zs_images['4'], 'model')} | - |"]
+  assert table == comparison.compare(sources, tmp_path / "default.png", protocol="heldout:Set14")  # psnr by default
+
+
+def test_quantity_is_checked_and_must_be_in_every_cell(tmp_path):
+  run = tmp_path / "run.json"
+  run.write_text(json.dumps(run_results("liif", 10, {"2.0": (30.0, 29.0)})))
+  with pytest.raises(ValueError, match="quantity='lpips' is not one of \\['psnr', 'ssim'\\]"):
+    comparison.compare([run], tmp_path / "a.png", protocol="heldout:Set14", quantity="lpips")
+  zs = tmp_path / "zs.json"  # zero-shot cells without SSIM
+  zs.write_text(json.dumps(comparison.zero_shot_results(
+      {"Set14": {"4": {"model": {"psnr": 25.0}, "bicubic": {"psnr": 26.1}, "per_image": {}}}},
+      metric="benchmark", budget="300")))
+  with pytest.raises(ValueError, match="zs.json: no 'ssim' at scales \\['4'\\] of 'heldout:Set14'"):
+    comparison.compare([run, zs], tmp_path / "a.png", protocol="heldout:Set14", quantity="ssim")
   assert not (tmp_path / "a.png").exists()

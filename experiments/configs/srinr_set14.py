@@ -1,6 +1,7 @@
 """SR-INR on Set14 at native size, trained at x32 (protocol `fit`), metric `benchmark` (Y, shave scale).
 
-Same settings as srinr_set5; Set14's grayscale `bridge.png` is converted to RGB.
+Same settings and arguments as srinr_set5 (the papers' literal ones; `:robust` the scale-robust ones); Set14's
+grayscale `bridge.png` is converted to RGB.
 
   python -m experiments.train --config=srinr_set14 --workdir=workdirs/set14
   python -m experiments.evaluate --workdir=workdirs/set14

@@ -5,7 +5,7 @@ the model is then applied to the LR frames and scored against the real HR frames
 
   python -m experiments.train --config=vrinr_vid4_internal:calendar --workdir=workdirs/vid4_internal
   python -m experiments.evaluate --workdir=workdirs/vid4_internal
-Arguments as vrinr_vid4 (clip, `cpu`, `small`).
+Arguments as vrinr_vid4 (clip, `robust`, `cpu`, `small`).
 """
 
 from experiments.configs import vrinr_vid4
