@@ -2,11 +2,9 @@
 
 The fixture (`../shared/fixtures/bvsr_ik`, README section "bvsr_ik") holds the official model's seeded weights, a
 5-frame 36x36 BGR clip, its outputs and the first call of each module's forward hook. Module tests run each
-module on the hook inputs; the end-to-end test (slow: one compile of the whole model) runs the clip.
+module on the hook inputs; the end-to-end test runs the clip through one compile of the whole model (about 20 s of
+CPU) and checks its outputs, `lr_corrs` and module outputs.
 """
-
-import os
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -16,8 +14,6 @@ import pytest
 from inrsr.convert import bvsr_ik as convert_lib
 from inrsr.models import bvsr_ik, spynet
 
-SHARED = pathlib.Path(os.environ.get("INRSR_SHARED_DIR", pathlib.Path(__file__).resolve().parents[1].parent / "shared"))
-FIXTURE_DIR = SHARED / "fixtures" / "bvsr_ik"
 T = 5
 TOL = 1e-5
 
@@ -137,12 +133,11 @@ def test_convert_rejects_foreign_layouts():
 # -------------------------------------------------------------------------------------------------- fixture
 
 @pytest.fixture(scope="module")
-def fixture():
-  if not (FIXTURE_DIR / "bvsr_ik.pth").exists():
-    pytest.skip(f"BVSR-IK fixture not found at {FIXTURE_DIR} (set INRSR_SHARED_DIR)")
+def fixture(shared):
   from inrsr.convert import pth  # pylint: disable=g-import-not-at-top
-  sd = pth.load(FIXTURE_DIR / "bvsr_ik.pth")
-  z = dict(np.load(FIXTURE_DIR / "bvsr_ik.npz"))
+  folder = shared / "fixtures" / "bvsr_ik"
+  sd = pth.load(folder / "bvsr_ik.pth")
+  z = dict(np.load(folder / "bvsr_ik.npz"))
   config, params = convert_lib.convert(sd)
   return {"sd": sd, "z": z, "config": config, "params": params, "lrs": _nhwc(z["lrs"][0])}  # (T, h, w, 3) BGR
 
@@ -247,24 +242,29 @@ def test_ita_first_calls(fixture, flows, spc):
   assert _err(hooks["fusion2"][0], _nhwc(z["hook/INRAlign_forward.fusion2"][0, 0])) > 1e-2
 
 
-@pytest.mark.slow
 def test_end_to_end(fixture):
-  """The whole model on the RGB clip (one compile of everything: about a minute on 2 CPU cores)."""
+  """The whole model on the fixture's RGB clip, one jit of the forward pass (about 20 s of CPU, mostly compiling):
+  outputs, `lr_corrs` and the module outputs inside the run against the official ones. One test, so that pytest-xdist
+  never compiles the model twice; every error is computed before the assertion, which names them all."""
   z = fixture["z"]
   model = bvsr_ik.from_config(fixture["config"])
-  lr_rgb = jnp.asarray(z["lr_rgb"])[None]
   fn = jax.jit(lambda p, x: model.apply({"params": p}, x, mutable=["intermediates"]))
-  out, state = fn(fixture["params"], lr_rgb)
+  out, state = fn(fixture["params"], jnp.asarray(z["lr_rgb"])[None])
   hooks = state["intermediates"]
-  rgb = lambda a: _nhwc(a)[..., ::-1]
+  rgb = lambda a: _nhwc(a)[..., ::-1]  # official (..., C, H, W) BGR -> (..., H, W, C) RGB
   assert out["outputs"].shape == (1, T, 144, 144, 3) and out["lr_corrs"].shape == (1, T, 36, 36, 3)
-  assert _err(out["outputs"], rgb(z["outputs"])) < TOL
-  assert _err(out["lr_corrs"], rgb(z["lr_corrs"])) < TOL
-  # Module outputs inside the full run (BGR inside the model).
-  assert _err(hooks["hook_backward_resblocks"][0][0, T - 1], _nhwc(z["hook/backward_resblocks"][0, 0])) < TOL
-  assert _err(hooks["hook_forward_resblocks"][0][0, 0], _nhwc(z["hook/forward_resblocks"][0, 0])) < TOL
-  assert _err(hooks["hook_fusion"][0][0], _nhwc(z["hook/fusion"][0, 0])) < TOL
-  assert _err(hooks["hook_img_upsample"][0][0], _nhwc(z["hook/img_upsample"][0, 0])) < TOL
-  assert _err(hooks["hook_INRAlign_backward_out"][0][0, 0], _nhwc(z["hook/INRAlign_backward#0"][0, 0])) < TOL
-  assert _err(hooks["hook_INRAlign_forward_out"][0][0, 0], _nhwc(z["hook/INRAlign_forward#0"][0, 0])) < TOL
-  assert _err(hooks["hook_flows_backward"][0][0], _nhwc(z["hook/spynet"][0])) < TOL
+  errs = {
+      "outputs": _err(out["outputs"], rgb(z["outputs"])),
+      "lr_corrs": _err(out["lr_corrs"], rgb(z["lr_corrs"])),
+      # Module outputs inside the full run (BGR inside the model).
+      "backward_resblocks": _err(hooks["hook_backward_resblocks"][0][0, T - 1],
+                                 _nhwc(z["hook/backward_resblocks"][0, 0])),
+      "forward_resblocks": _err(hooks["hook_forward_resblocks"][0][0, 0], _nhwc(z["hook/forward_resblocks"][0, 0])),
+      "fusion": _err(hooks["hook_fusion"][0][0], _nhwc(z["hook/fusion"][0, 0])),
+      "img_upsample": _err(hooks["hook_img_upsample"][0][0], _nhwc(z["hook/img_upsample"][0, 0])),
+      "INRAlign_backward": _err(hooks["hook_INRAlign_backward_out"][0][0, 0],
+                                _nhwc(z["hook/INRAlign_backward#0"][0, 0])),
+      "INRAlign_forward": _err(hooks["hook_INRAlign_forward_out"][0][0, 0], _nhwc(z["hook/INRAlign_forward#0"][0, 0])),
+      "flows_backward": _err(hooks["hook_flows_backward"][0][0], _nhwc(z["hook/spynet"][0])),
+  }
+  assert all(e < TOL for e in errs.values()), errs  # a NaN fails too

@@ -17,13 +17,12 @@ from inrsr.convert import pth
 from inrsr.data import pipeline
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED = pathlib.Path(os.environ.get("INRSR_SHARED_DIR", REPO.parent / "shared"))
-LIIF_FIXTURE = SHARED / "fixtures" / "liif"
 
 
-def needs_liif_fixture():
-  if not (LIIF_FIXTURE / "edsr_baseline_liif.pth").is_file():
-    pytest.skip(f"LIIF fixture not found in {LIIF_FIXTURE} (the shared folder is absent)")
+@pytest.fixture
+def liif_fixture(shared):
+  """The official LIIF fixture folder (`shared` skips, or fails under CI, when ../shared is absent)."""
+  return shared / "fixtures" / "liif"
 
 
 def stepped(steps):
@@ -200,9 +199,8 @@ def test_pth_reader_refuses_code_and_non_checkpoints(tmp_path):
     pth.load(text)
 
 
-def test_pth_reader_reads_the_official_liif_file():
-  needs_liif_fixture()
-  ckpt = pth.load(LIIF_FIXTURE / "edsr_baseline_liif.pth")
+def test_pth_reader_reads_the_official_liif_file(liif_fixture):
+  ckpt = pth.load(liif_fixture / "edsr_baseline_liif.pth")
   sd = ckpt["model"]["sd"]
   assert ckpt["model"]["name"] == "liif" and ckpt["epoch"] == 1
   assert sd["encoder.head.0.weight"].shape == (64, 3, 3, 3) and sd["imnet.layers.0.weight"].shape == (256, 580)
@@ -211,14 +209,13 @@ def test_pth_reader_reads_the_official_liif_file():
   assert sum(v.size for k, v in sd.items() if "mean" not in k) == 1567323 - 24
 
 
-def test_converted_checkpoint_upscales_to_the_official_output_through_the_clis(tmp_path):
-  needs_liif_fixture()
-  z = np.load(LIIF_FIXTURE / "edsr_baseline_liif.npz")
+def test_converted_checkpoint_upscales_to_the_official_output_through_the_clis(tmp_path, liif_fixture):
+  z = np.load(liif_fixture / "edsr_baseline_liif.npz")
   lr = z["lr"]
   src, out, run = tmp_path / "lr.png", tmp_path / "sr.png", tmp_path / "run"
   iio.imwrite(src, np.round(lr * 255).astype(np.uint8))  # The fixture's LR is 8-bit exactly.
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  for args in (["experiments.convert", f"--input={LIIF_FIXTURE / 'edsr_baseline_liif.pth'}", f"--workdir={run}"],
+  for args in (["experiments.convert", f"--input={liif_fixture / 'edsr_baseline_liif.pth'}", f"--workdir={run}"],
                ["experiments.upscale", f"--workdir={run}", f"--input={src}", f"--output={out}", "--size=77x57",
                 "--progress=false"]):
     subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, check=True, capture_output=True)
@@ -228,12 +225,11 @@ def test_converted_checkpoint_upscales_to_the_official_output_through_the_clis(t
   assert (got == official).mean() > 0.999
 
 
-def test_convert_names_what_is_wrong(tmp_path):
-  needs_liif_fixture()
+def test_convert_names_what_is_wrong(tmp_path, liif_fixture):
   from inrsr import convert  # pylint: disable=g-import-not-at-top
 
   with pytest.raises(ValueError, match="holds a 'liif' model, not 'hiif'"):
-    convert.read_checkpoint(LIIF_FIXTURE / "edsr_baseline_liif.pth", model="hiif")
+    convert.read_checkpoint(liif_fixture / "edsr_baseline_liif.pth", model="hiif")
   with pytest.raises(ValueError, match="no such file"):
     convert.read_checkpoint(tmp_path / "missing.pth")
 

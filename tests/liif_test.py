@@ -1,8 +1,5 @@
 """Tests for LIIF (models/liif.py, models/rdn.py, convert/liif.py): official fixtures, a NumPy decoder, hand cases."""
 
-import os
-import pathlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,20 +9,16 @@ from inrsr import coords
 from inrsr.convert import liif as convert_liif
 from inrsr.models import liif, rdn, sampling
 
-SHARED = pathlib.Path(os.environ.get("INRSR_SHARED_DIR", pathlib.Path(__file__).resolve().parents[1].parent / "shared"))
-FIXTURES = SHARED / "fixtures" / "liif"
 
-
-def _fixture(name):
-  if not (FIXTURES / f"{name}.pth").is_file() or not (FIXTURES / f"{name}.npz").is_file():
-    pytest.skip(f"LIIF fixture {name} not found under {FIXTURES} (set INRSR_SHARED_DIR)")
+def _fixture(shared, name):
   from inrsr.convert import pth
-  return pth.load(FIXTURES / f"{name}.pth"), np.load(FIXTURES / f"{name}.npz")
+  folder = shared / "fixtures" / "liif"
+  return pth.load(folder / f"{name}.pth"), np.load(folder / f"{name}.npz")
 
 
 @pytest.mark.parametrize("name", ["edsr_baseline_liif", "rdn_a_liif"])
-def test_matches_official_fixture(name):
-  checkpoint, ref = _fixture(name)
+def test_matches_official_fixture(name, shared):
+  checkpoint, ref = _fixture(shared, name)
   config, params = convert_liif.convert(checkpoint)
   assert config["name"] == "liif"
   if name.startswith("rdn"):
@@ -45,8 +38,8 @@ def test_matches_official_fixture(name):
     assert err <= 1e-5, (name, case, err)
 
 
-def test_make_coord_is_bit_exact_with_official_grid():
-  _, ref = _fixture("edsr_baseline_liif")
+def test_make_coord_is_bit_exact_with_official_grid(shared):
+  _, ref = _fixture(shared, "edsr_baseline_liif")
   grid = ref["coord_grid"].reshape(57, 77, 2)  # official make_coord((57, 77)), computed by torch in float32
   np.testing.assert_array_equal(coords.make_coord_f32(57), grid[:, 0, 0])
   np.testing.assert_array_equal(coords.make_coord_f32(77), grid[0, :, 1])
