@@ -6,7 +6,9 @@ evaluates the real HR frames of a run trained only on their LR, `heldout` evalua
 
 The LR of a fitting model (SR-INR / VR-INR) is made as its training made it: without the mod-crop
 (`data.modcrop` False, the whole frame downsampled, so a pixel keeps its coordinate at every scale) or with it
-(runs whose config predates the field); generalising models keep the literature's mod-crop.
+(runs whose config predates the field); generalising models keep the literature's mod-crop. Generalising models
+decode with their test-time query cell (`inrsr.inference`'s default, HIIF's official clipping), as `upscale`
+does, unless `cell_scale` says otherwise; results.json records which (`cell_rule`).
 """
 
 from __future__ import annotations
@@ -14,16 +16,18 @@ from __future__ import annotations
 import json
 import pathlib
 
+import imageio.v3 as iio
 import ml_collections
 import numpy as np
 from absl import logging
 
-from inrsr import blind_evaluation, checkpoints, inference, metrics, models, plotting, resize
+from inrsr import blind_evaluation, checkpoints, inference, metrics, models, plotting, resize, upscaling
 from inrsr.data import sources, video
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 RESULTS_PNG = "psnr_vs_scale.png"
+PREDICTIONS = "predictions"  # evaluate_run(save_predictions=True) writes the scored outputs here
 
 
 HELDOUT_TIMES = ("zero", "trained")
@@ -87,7 +91,7 @@ def score_against_bicubic(pred, bic, hr, metric: str, scale: float) -> dict:
 
 def evaluate_images(model, params, items, scales, metric_names, *, noise=None, temporal: bool = False,
                     chunk: int = 65536, progress: bool = False, seed: int = 0, quantize_lr: bool = False,
-                    modcrop: bool = True) -> dict:
+                    modcrop: bool = True, cell_scale: float | None = None, save_to=None) -> dict:
   """PSNR/SSIM of the model and of bicubic on `items` ((name, HR, t) triples) at each scale and metric.
 
   Args:
@@ -103,12 +107,19 @@ def evaluate_images(model, params, items, scales, metric_names, *, noise=None, t
     quantize_lr: round the LR to 8 bits, as benchmark LR files are (the LIIF family's protocol).
     modcrop: mod-crop the HR to the scale before downsampling (the literature's protocol); False downsamples
       the whole frame (`resize.downsample`), the degradation SR-INR runs train with.
+    cell_scale: generalising models' query cell factor, as `inference.upscale`'s: None, the model's test-time
+      rule (HIIF's official clipping), as `upscale` applies it; a number, exactly that factor.
+    save_to: optional folder: each scored prediction, rounded to 8 bits, is written to
+      `save_to/x<scale>/<stem>.png` and the LR the model was given to `save_to/x<scale>/lr/<stem>.png` (exactly
+      that LR when it is 8-bit, `quantize_lr` without noise), so `upscale` can be run on the same input (`<stem>`:
+      the item's name without its suffix, or the whole name where two items share a stem).
 
   Returns:
     {str(scale): {metric: {"model": {"psnr", "ssim"}, "bicubic": {...}, "per_image": {name: {...}}},
                   ["temporal": {"model": rmse, "bicubic": rmse}]}}
   """
   out = {}
+  file_names = _file_names(items) if save_to is not None else None
   for scale in scales:
     per_scale = {m: {"per_image": {}} for m in metric_names}
     preds, bics, gts = [], [], []
@@ -118,10 +129,10 @@ def evaluate_images(model, params, items, scales, metric_names, *, noise=None, t
         lr = np.round(lr * 255.0) / 255.0
       if noise:
         lr = video.add_noise(lr, noise[0], noise[1], np.random.default_rng([seed, i]))
-      cell_max = getattr(model, "test_cell_scale_max", None)  # HIIF's test-time cell clipping.
-      cell_scale = max(scale / cell_max, 1.0) if cell_max else 1.0
       pred = inference.upscale(model, params, lr, hr_c.shape[0], hr_c.shape[1], t=t, chunk=chunk,
                                progress=progress, cell_scale=cell_scale)
+      if save_to is not None:
+        _save_prediction(pathlib.Path(save_to) / f"x{scale:g}", file_names[i], pred, lr)
       bic = np.clip(resize.resize(lr, hr_c.shape[0], hr_c.shape[1]), 0, 1)
       for m in metric_names:
         per_scale[m]["per_image"][name] = score_against_bicubic(pred, bic, hr_c, m, scale)
@@ -139,6 +150,26 @@ def evaluate_images(model, params, items, scales, metric_names, *, noise=None, t
     logging.info("x%g%s: %s", scale, f" {noise}" if noise else "",
                  {m: per_scale[m]["model"] for m in metric_names})
   return out
+
+
+def _file_names(items) -> list[str]:
+  """A PNG name per item: its name's stem + .png, or the whole name + .png where two items share a stem."""
+  stems = [pathlib.Path(str(name)).stem for name, _, _ in items]
+  return [f"{stem if stems.count(stem) == 1 else name}.png" for stem, (name, _, _) in zip(stems, items)]
+
+
+def _save_prediction(folder: pathlib.Path, file_name: str, pred: np.ndarray, lr: np.ndarray) -> None:
+  """Write a scored prediction and its LR as 8-bit PNGs (`folder/<file_name>`, `folder/lr/<file_name>`)."""
+  (folder / "lr").mkdir(parents=True, exist_ok=True)
+  iio.imwrite(folder / file_name, upscaling.to_uint8(np.clip(pred, 0.0, 1.0)))
+  iio.imwrite(folder / "lr" / file_name, upscaling.to_uint8(np.clip(lr, 0.0, 1.0)))
+
+
+def cell_rule_name(cell_scale: float | None) -> str:
+  """How results name a cell setting: "model" (the model's test-time rule), "none" (factor 1) or "x<factor>"."""
+  if cell_scale is None:
+    return "model"
+  return "none" if cell_scale == 1.0 else f"x{cell_scale:g}"
 
 
 def _metric_names(by_scale) -> list[str]:
@@ -193,6 +224,10 @@ def markdown_table(results: dict) -> str:
           cells = [f"{noisy[n][s][m][method]['psnr']:.2f} / {noisy[n][s][m][method]['ssim']:.4f}" for n, s in cols]
           lines.append(f"| {m} | {name(method)} | " + " | ".join(cells) + " |")
       lines.append("")
+  rule = results.get("cell_rule", "model")
+  if rule != "model":
+    used = "2 / size, without the model's test-time rule" if rule == "none" else f"2 / size {rule}"
+    lines.append(f"Query cells: {used}.")
   return "\n".join(lines) + "\nCells: PSNR (dB) / SSIM.\n"
 
 
@@ -215,7 +250,7 @@ def plot_psnr(results: dict, path) -> None:
 
 
 def evaluate_run(workdir, *, scales=None, progress: bool = True, compare=(), clip_methods=None,
-                 blind_overrides=None) -> dict:
+                 blind_overrides=None, cell_scale: float | None = None, save_predictions: bool = False) -> dict:
   """Evaluate the latest checkpoint of a run; writes results.json, results.md and psnr_vs_scale.png.
 
   A whole-clip model (BVSR-IK) is evaluated by the blind protocol instead (`inrsr.blind_evaluation`: clips
@@ -229,6 +264,10 @@ def evaluate_run(workdir, *, scales=None, progress: bool = True, compare=(), cli
     clip_methods: with a whole-clip model, more whole-clip restorers scored on the same input
       (`blind_evaluation.evaluate`; e.g. zero-shot VR-INR, `inrsr.zero_shot.clip_restorer`).
     blind_overrides: with a whole-clip model, `eval.blind` fields that replace the run's (e.g. a central crop).
+    cell_scale: generalising models' query cell factor: None, the model's test-time rule (HIIF's official
+      clipping), which `upscale` applies too; 1.0, the plain cell 2 / size. Recorded as results["cell_rule"].
+    save_predictions: also write each scored prediction (8 bits) and its LR under WORKDIR/predictions/
+      <protocol>/x<scale>/ (`evaluate_images`' `save_to`; ':' in a protocol name becomes '_').
 
   Returns:
     The results dict written to results.json.
@@ -258,6 +297,7 @@ def evaluate_run(workdir, *, scales=None, progress: bool = True, compare=(), cli
   temporal = bool(e.get("temporal", False))
   modcrop = True if models.is_generalising(model) else bool(config.data.get("modcrop", True))
   results["modcrop"] = modcrop
+  results["cell_rule"] = cell_rule_name(cell_scale)
   before = checkpoints.init_steps(workdir)
   if before != ():  # started from other runs (a cumulative schedule's stage): their steps, earliest first
     results["init_steps"] = None if before is None else list(before)  # None: those runs are gone
@@ -266,12 +306,14 @@ def evaluate_run(workdir, *, scales=None, progress: bool = True, compare=(), cli
     results["protocols"][protocol] = evaluate_images(model, params, items, scales, metric_names,
                                                      temporal=temporal, chunk=e.chunk, progress=progress,
                                                      quantize_lr=bool(e.get("quantize_lr", False)),
-                                                     modcrop=modcrop)
+                                                     modcrop=modcrop, cell_scale=cell_scale,
+                                                     save_to=(workdir / PREDICTIONS / protocol.replace(":", "_")
+                                                              if save_predictions else None))
     for kind, level in e.get("noise", ()):
       name = f"{kind} sigma={level:g}" if kind == "gaussian" else f"{kind}" + (f" peak={level:g}" if level else "")
       results.setdefault("noise", {}).setdefault(protocol, {})[name] = evaluate_images(
           model, params, items, tuple(float(s) for s in e.noise_scales), metric_names, noise=(kind, level),
-          chunk=e.chunk, progress=progress, modcrop=modcrop)
+          chunk=e.chunk, progress=progress, modcrop=modcrop, cell_scale=cell_scale)
   (workdir / RESULTS_JSON).write_text(json.dumps(results, indent=1))
   (workdir / RESULTS_MD).write_text(markdown_table(results))
   plot_psnr(results, workdir / RESULTS_PNG)

@@ -6,8 +6,11 @@ files); `upscale` is its one-band case and returns the whole (H, W, 3) frame.
 One op for every registered model (no file I/O here; files are `inrsr.upscaling`'s job):
   * fitting models (SR-INR/VR-INR, batch keys lr, coords, lr_size) are queried at (x, y, t);
   * generalising models (LIIF, HIIF, LIT/CLIT, batch keys lr, coords, cells) run `encode` once and `query` per
-    chunk with each query's cell (2 / W, 2 / H). A model whose queries interact (HIIF's attention averages over
-    every query of a call, `queries_independent = False`) is evaluated as one call over the whole output, the
+    chunk with each query's cell (2 / W, 2 / H), times the model's test-time factor by default
+    (`inrsr.models.cell_scale`: HIIF's official clipping, x max(s / 4, 1); 1 for the others), so every caller
+    (evaluate, upscale of files and clips, zero-shot, notebooks) decodes with the same cells (`cell_scale=1.0`
+    opts out). A model whose queries interact (HIIF's attention averages over every query of a call,
+    `queries_independent = False`) is evaluated as one call over the whole output, the
     official evaluation's setting: with `chunk > 0` through its module's `query_global`, which accumulates the
     attention statistics chunk by chunk and gives the one-call result with bounded activations (the (H, W, 3)
     output itself is then held whole; `upscale_rows` yields bands of it). A model may define
@@ -58,7 +61,7 @@ def _chunks(total: int, chunk: int):
 
 
 def upscale(model, params, lr: np.ndarray, height: int, width: int, *, t: float = 0.0, chunk: int = 65536,
-            progress: bool = False, cell_scale: float = 1.0, band_decoding: bool = True) -> np.ndarray:
+            progress: bool = False, cell_scale: float | None = None, band_decoding: bool = True) -> np.ndarray:
   """Predict an HR frame of any size from an LR frame, `chunk` query points at a time.
 
   The whole frame in one array: `upscale_rows` with one band of all H rows. For outputs too large to hold,
@@ -74,8 +77,9 @@ def upscale(model, params, lr: np.ndarray, height: int, width: int, *, t: float 
     chunk: query points per call (the last chunk is padded, so one compilation serves all chunks); 0 queries
       the whole output in one call. Models whose queries interact always give the one-call result.
     progress: show a tqdm progress bar.
-    cell_scale: generalising models: the cell passed is (2 / W, 2 / H) times this (HIIF's test-time cell
-      clipping passes max(scale / 4, 1)).
+    cell_scale: generalising models: the cell passed is (2 / W, 2 / H) times this factor. None (the default):
+      the model's test-time rule, `inrsr.models.cell_scale(model, (h, w), (H, W))` (HIIF: the official clipping
+      max(s / 4, 1); 1 for the other models); a number: exactly that factor (1.0: the plain cell).
     band_decoding: models with `band_decoding` (LIT/CLIT) decode whole rows, and a stage with many output
       pixels per feature pixel forms its first MLP layer's products once per feature pixel (`CLIT.query_band`:
       the same outputs up to float32 rounding); False queries them point by point like every other model.
@@ -90,7 +94,7 @@ def upscale(model, params, lr: np.ndarray, height: int, width: int, *, t: float 
 
 
 def upscale_rows(model, params, lr: np.ndarray, height: int, width: int, *, t: float = 0.0, chunk: int = 65536,
-                 rows: int | None = None, cell_scale: float = 1.0, progress: bool = False,
+                 rows: int | None = None, cell_scale: float | None = None, progress: bool = False,
                  band_decoding: bool = True):
   """Predict an HR frame band by band: yields (row_start, band) from the top, bands of `rows` rows.
 
@@ -117,7 +121,27 @@ def upscale_rows(model, params, lr: np.ndarray, height: int, width: int, *, t: f
     rows = -(-chunk // width) if chunk > 0 else height
   if rows <= 0:
     raise ValueError(f"{rows=} must be > 0")
+  cell_scale = resolve_cell_scale(model, lr.shape[:2], (height, width), cell_scale)
   return _bands(model, params, lr, height, width, t, chunk, min(rows, height), cell_scale, progress, band_decoding)
+
+
+def resolve_cell_scale(model, lr_hw, out_hw, cell_scale: float | None) -> float:
+  """The cell factor a decode uses: the model's rule (`inrsr.models.cell_scale`) for None, else `cell_scale`.
+
+  Args:
+    model: a registered model.
+    lr_hw: (h, w) of the LR.
+    out_hw: (H, W) of the output.
+    cell_scale: None (the model's rule) or an explicit factor, finite and > 0.
+
+  Returns:
+    The factor.
+  """
+  if cell_scale is None:
+    return models.cell_scale(model, lr_hw, out_hw)
+  if not np.isfinite(cell_scale) or cell_scale <= 0:
+    raise ValueError(f"{cell_scale=} must be None (the model's rule) or a finite number > 0")
+  return float(cell_scale)
 
 
 def _bands(model, params, lr, height, width, t, chunk, rows, cell_scale, progress, band_decoding):
@@ -261,12 +285,13 @@ def _dihedral_inverse(x: np.ndarray, transpose: bool, flip_rows: bool, flip_cols
 
 
 def upscale_self_ensemble(model, params, lr: np.ndarray, height: int, width: int, *, chunk: int = 65536,
-                          cell_scale: float = 1.0, progress: bool = False) -> np.ndarray:
+                          cell_scale: float | None = None, progress: bool = False) -> np.ndarray:
   """The geometric self-ensemble: the mean of `upscale` over the 8 flips and transposes of the LR, each undone.
 
   EDSR's "+" and ZSSR's test-time augmentation. Only for generalising models (they see nothing but the LR, and
   pixel-centre query grids map onto themselves under flips and transposes); a fitting model's positional
-  tables are tied to the frame's orientation. The output is held whole; 8 times `upscale`'s compute.
+  tables are tied to the frame's orientation. The output is held whole; 8 times `upscale`'s compute. Every pass
+  uses the cell factor of the untransformed upscale (the model's rule for None, as `upscale`).
 
   Args:
     model, params, lr, height, width, chunk, cell_scale, progress: as for `upscale`.
@@ -277,6 +302,7 @@ def upscale_self_ensemble(model, params, lr: np.ndarray, height: int, width: int
   if not models.is_generalising(model):
     raise ValueError(f"{type(model).__name__} is a fitting model: its positional tables are not symmetric under "
                      "flips, so the self-ensemble is for generalising models (LIIF, HIIF, LIT/CLIT) only")
+  cell_scale = resolve_cell_scale(model, lr.shape[:2], (height, width), cell_scale)
   total = np.zeros((height, width, lr.shape[-1]), np.float64)
   for g in DIHEDRAL:
     h, w = (width, height) if g[0] else (height, width)

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from inrsr import models
 from inrsr.convert import hiif as convert_hiif
 from inrsr.models import hiif
 
@@ -50,6 +51,8 @@ def test_matches_official(official, case):
   cell_raw = np.ascontiguousarray(d[f"cell_raw_{case}"][::-1])
   cells = hiif.clip_cell(cell_raw, float(d[f"scale_{case}"]))
   np.testing.assert_array_equal(cells, d[f"cell_{case}"][::-1])
+  # The model's test-time rule, from the LR and output sizes alone, is the official factor (1 or 1.75).
+  assert models.cell_scale(model, d["lr"].shape[:2], (h, w)) == float(d[f"clip_{case}"])
   cells = np.broadcast_to(cells, coords.shape)
 
   @jax.jit

@@ -6,6 +6,10 @@ Every registered model is a flax.linen module with a class attribute `batch_keys
 and `query(feats, coords, cells)` so inference runs the encoder once and the queries in chunks. Each model file
 has `from_config(model_config)`, and may have `init_params(model, key)` (fresh parameters without running the
 model; `init_params` below uses it). Imports are lazy, so importing one model does not import the others.
+
+A generalising model may state a test-time cell rule, a method `cell_scale(lr_hw, out_hw)` returning the factor
+its query cell (2 / W, 2 / H) is multiplied by for that upscale (HIIF: the official clipping x max(s / 4, 1));
+`cell_scale` below reads it (1.0, no change, for every other model) and `inrsr.inference` applies it by default.
 """
 
 from __future__ import annotations
@@ -53,6 +57,24 @@ def from_config(model_config: ml_collections.ConfigDict):
 def is_generalising(model) -> bool:
   """True for models queried with cells (LIIF, HIIF, CLIT): they have `encode` and `query`."""
   return tuple(getattr(model, "batch_keys", ())) == ("lr", "coords", "cells")
+
+
+def cell_scale(model, lr_hw, out_hw) -> float:
+  """The factor a model's test-time query cell is multiplied by for an (h, w) -> (H, W) upscale.
+
+  The model's own rule (its `cell_scale(lr_hw, out_hw)` method, HIIF's official clipping), else 1.0: the cell
+  stays (2 / W, 2 / H). The one place the rule is looked up; `inrsr.inference` applies it on every path.
+
+  Args:
+    model: a registered model.
+    lr_hw: (h, w) of the LR.
+    out_hw: (H, W) of the output.
+
+  Returns:
+    The factor (1.0 for models without a rule).
+  """
+  rule = getattr(type(model), "cell_scale", None)
+  return 1.0 if rule is None else float(rule(model, tuple(lr_hw), tuple(out_hw)))
 
 
 def example_inputs(model) -> tuple:

@@ -33,8 +33,18 @@ Behaviour a user must know:
   * Cells: the official code takes one cell per image, (B, 2). Here `cells` may be (B, 2) or (B, Q, 2); a
     per-query cell is used per query, which equals the official result whenever all queries of an image share
     the cell (as in every official call).
-  * Cell clipping at test time, `cell * max(scale / scale_max, 1)` with scale_max 4 (official `test.py`
-    `eval_psnr`), is not applied by the model: inference code calls `clip_cell(cells, scale)` first.
+  * Cell clipping at test time: the official `test.py` `eval_psnr` passes `cell * max(scale / scale_max, 1)`
+    with scale_max 4, one factor for both cell components, `scale` the integer of its `eval_type` (the
+    benchmarks' HR is s times the LR on both sides). `query` takes the cell as given; the rule is stated by
+    `HIIF.cell_scale(lr_hw, out_hw)` and applied by every decoding path (`inrsr.inference`, through
+    `inrsr.models.cell_scale`: evaluate, upscale of files and clips, zero-shot, the notebook API), unless the
+    caller passes an explicit factor (`cell_scale=1.0`, the CLIs' `--notest_cell_clip`, turns it off). The
+    scale is computed from the sizes, `s = sqrt(H * W / (h * w))` (`size_scale`): the scale `test.py` itself
+    recovers from the HR and LR sizes when it reshapes a prediction (`s = math.sqrt(coord.shape[1] *
+    coord.shape[2] / (ih * iw))`), equal to the official scale whenever H = s * h and W = s * w, and for an
+    output of another aspect (`upscale --size=WxH`) the geometric mean of the two axes' ratios, still one
+    factor for both components as the official code applies it. At a non-integer scale the sizes are rounded
+    and s is their ratio, not the number asked for; `evaluate` and `upscale` use the same sizes, so the same s.
   * Discontinuities: the nearest-feature choice, the `rel > 0` mask and the hierarchical bits are
     discontinuous in the coordinates, and HR pixel centres hit them exactly (dyadic offsets, odd integer
     scales). To reproduce official outputs at such queries, pass coordinates built like the official
@@ -48,6 +58,7 @@ and attention contractions run at `Precision.HIGHEST`. LayerNorm eps is PyTorch'
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, ClassVar, Mapping
 
 import flax.linen as nn
@@ -72,6 +83,27 @@ def make_coord_grid(height: int, width: int) -> np.ndarray:
   ys, xs = make_coord_f32(height), make_coord_f32(width)
   grid = np.stack(np.meshgrid(xs, ys, indexing="xy"), axis=-1)  # (H, W, 2): [..., 0] = x, [..., 1] = y
   return grid.reshape(-1, 2)
+
+
+def size_scale(lr_hw, out_hw) -> float:
+  """The scale of an (h, w) -> (H, W) upscale as the official test recovers it from the sizes: sqrt(H W / (h w)).
+
+  Args:
+    lr_hw: (h, w) of the LR.
+    out_hw: (H, W) of the output.
+
+  Returns:
+    s, exactly the common factor when H = s * h and W = s * w (for integer s; float64 sqrt of an exact square).
+  """
+  (h, w), (big_h, big_w) = lr_hw, out_hw
+  if min(h, w, big_h, big_w) <= 0:
+    raise ValueError(f"sizes {lr_hw} -> {out_hw} must be positive")
+  return math.sqrt(big_h * big_w / (h * w))
+
+
+def clip_factor(lr_hw, out_hw, scale_max: float = SCALE_MAX) -> float:
+  """The official test-time cell factor `max(s / scale_max, 1)` for an (h, w) -> (H, W) upscale, s = `size_scale`."""
+  return max(size_scale(lr_hw, out_hw) / float(scale_max), 1.0)
 
 
 def clip_cell(cells, scale: float, scale_max: float = SCALE_MAX):
@@ -192,7 +224,7 @@ class HIIF(nn.Module):
 
   batch_keys: ClassVar[tuple] = ("lr", "coords", "cells")
   queries_independent: ClassVar[bool] = False  # the attention mixes every query of a `query` call
-  test_cell_scale_max: ClassVar[float] = SCALE_MAX  # evaluation passes cells * max(scale / this, 1)
+  test_cell_scale_max: ClassVar[float] = SCALE_MAX  # the test-time cell is cell * max(scale / this, 1)
 
   def setup(self):
     if self.encoder not in ENCODERS:
@@ -207,6 +239,13 @@ class HIIF(nn.Module):
     self.fc_layers = [MLPWithShortcut(3 if d == self.n_hi_layers - 1 else self.hidden_dim, self.mlp_hidden,
                                       name=f"fc_layers_{d}") for d in range(self.n_hi_layers)]
     self.attn = [LinearAttention(self.hidden_dim, self.heads, name=f"attn_{i}") for i in range(self.n_attn_blocks)]
+
+  def cell_scale(self, lr_hw, out_hw) -> float:
+    """The test-time cell factor for an (h, w) -> (H, W) upscale: the official clipping, `clip_factor`.
+
+    Read through `inrsr.models.cell_scale`, which every decoding path applies by default.
+    """
+    return clip_factor(lr_hw, out_hw, self.test_cell_scale_max)
 
   def encode(self, lr: jax.Array) -> dict:
     """Features of an LR batch.
@@ -284,8 +323,8 @@ class HIIF(nn.Module):
     Args:
       feats: the output of `encode`.
       coords: (B, Q, 2) inrsr (x, y) coordinates in [-1, 1].
-      cells: (B, Q, 2) or (B, 2) cells (x, y) = (2 / W_hr, 2 / H_hr), already clipped with `clip_cell` where
-        the official test would clip them.
+      cells: (B, Q, 2) or (B, 2) cells (x, y) = (2 / W_hr, 2 / H_hr), used as given: times `cell_scale`'s
+        factor where the official test clips them (`inrsr.inference` does that).
       query_mask: optional (B, Q) bool; False marks padding queries, which are left out of the attention's
         average (their outputs are meaningless). None: every query counts, as in the official code.
       kv_means: optional sequence of n_attn_blocks (B, heads, d, d) attention statistics computed over a
