@@ -7,8 +7,6 @@ DIR/capacity.png (fit PSNR against log2 T, with a labelled extrapolation to 2^24
 are read back and an interrupted one resumes. --tables=weight_norm,table_size runs some tables only.
 """
 
-import sys
-
 from absl import app
 from absl import flags
 from ml_collections import config_flags
@@ -31,4 +29,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main, argv=configs.resolve_argv(sys.argv))
+  configs.run(main)

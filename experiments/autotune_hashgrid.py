@@ -13,11 +13,11 @@ threads would repeat each other's points). Needs a GPU: the Pallas kernel does n
 import itertools
 import pathlib
 
-from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
 
+from experiments import configs
 from inrsr import benchmarking
 from inrsr import encoding
 from inrsr import kernel_report
@@ -98,4 +98,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  configs.run(main, names=())

@@ -9,10 +9,10 @@ time those bytes take at --bandwidth_gbs) and writes it to --out as JSON lines.
 
 import json
 
-from absl import app
 from absl import flags
 import jax
 
+from experiments import configs
 from inrsr import benchmarking
 from inrsr import hashgrid_bench
 
@@ -44,4 +44,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  configs.run(main, names=())

@@ -13,6 +13,7 @@ import pathlib
 from absl import app
 from absl import flags
 
+from experiments import configs
 from inrsr import benchmarking
 from inrsr.data import images
 
@@ -38,4 +39,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  configs.run(main, names=())

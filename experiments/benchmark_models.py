@@ -22,6 +22,7 @@ from absl import app
 from absl import flags
 import ml_collections
 
+from experiments import configs
 from experiments.configs import clit_train291, common, srinr_demo
 from inrsr import benchmarking
 from inrsr.data import images
@@ -66,4 +67,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  configs.run(main, names=())

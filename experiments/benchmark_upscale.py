@@ -13,7 +13,6 @@ would have taken. The memory is set by --chunk, not --size.
 """
 
 import json
-import sys
 
 from absl import app
 from absl import flags
@@ -39,4 +38,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, argv=configs.resolve_argv(sys.argv))
+  configs.run(main)

@@ -5,7 +5,7 @@ r"""Compare evaluated models side by side.
 Each of --results is a run folder evaluated by experiments.evaluate, a results.json kept from one (e.g. under
 results/runs/), or the results.json of experiments.evaluate_zeroshot; A+B joins the results of one run evaluated
 in two goes (e.g. x2-x4, then x6-x30) into one row. Writes one PSNR-versus-scale figure with every model and
-bicubic, and prints the Markdown table (`inrsr.comparison`).
+bicubic, and prints the Markdown table (`inrsr.comparison`); --quantity=ssim compares mean SSIM instead.
 """
 
 import os
@@ -13,12 +13,15 @@ import os
 from absl import app
 from absl import flags
 
+from experiments import configs
 from inrsr import comparison
 
 _RESULTS = flags.DEFINE_list("results", None, "Evaluated run folders or results JSON files; A+B: one run's "
                              "results from two evaluations, one row.")
 _PROTOCOL = flags.DEFINE_string("protocol", "heldout:Set14", "Protocol to compare.")
 _METRIC = flags.DEFINE_string("metric", "benchmark", "Metric to compare.")
+_QUANTITY = flags.DEFINE_enum("quantity", "psnr", sorted(comparison.QUANTITIES), "Mean per cell to compare: PSNR "
+                              "(dB) or SSIM.")
 _OUTPUT = flags.DEFINE_string("output", "psnr_vs_scale_compare.png", "Figure to write.")
 
 
@@ -26,9 +29,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   sources = [tuple(s.split("+")) if "+" in s and not os.path.exists(s) else s for s in _RESULTS.value]
-  print(comparison.compare(sources, _OUTPUT.value, protocol=_PROTOCOL.value, metric=_METRIC.value))
+  print(comparison.compare(sources, _OUTPUT.value, protocol=_PROTOCOL.value, metric=_METRIC.value,
+                           quantity=_QUANTITY.value))
 
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["results"])
-  app.run(main)
+  configs.run(main, names=())

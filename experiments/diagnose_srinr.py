@@ -13,6 +13,7 @@ import pathlib
 from absl import app
 from absl import flags
 
+from experiments import configs
 from inrsr import diagnostics
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder of an SR-INR or VR-INR run.")
@@ -35,4 +36,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["workdir"])
-  app.run(main)
+  configs.run(main, names=())

@@ -1,7 +1,9 @@
 r"""Evaluate a run: `python -m experiments.evaluate --workdir=DIR [--scales=2,4,7.5]`.
 
 Writes results.json, results.md and psnr_vs_scale.png into the workdir (PSNR/SSIM per protocol, scale and
-metric, next to bicubic).
+metric, next to bicubic). A generalising model decodes with its test-time query cell as `experiments.upscale`
+does (HIIF: the official clipping, cell x max(s / 4, 1)); --notest_cell_clip passes the plain cell 2 / size.
+--save_predictions also writes each scored output (8 bits) and its LR under WORKDIR/predictions/.
 
 A whole-clip model's run (BVSR-IK) is scored by the blind protocol of `inrsr/blind_evaluation.py` (Vid4 blurred
 by the test recipe, Y PSNR/SSIM with a 4 px border, centre frames of 5-frame windows), next to bicubic and to
@@ -13,7 +15,6 @@ degraded clip's own LR frames for that budget (`inrsr.zero_shot.clip_restorer`; 
 """
 
 import pathlib
-import sys
 
 from absl import app
 from absl import flags
@@ -33,6 +34,12 @@ _BLIND_FRAMES = flags.DEFINE_integer("blind_frames", None, "Whole-clip model run
                                      "(0: all; default: the run's eval.blind.frames).")
 _ZS_BUDGET = flags.DEFINE_string("zero_shot_budget", "", "Whole-clip model runs: add zero-shot VR-INR fitted on "
                                  "each degraded clip for this budget, steps (300) or seconds (120s); '' for none.")
+_TEST_CELL_CLIP = flags.DEFINE_bool("test_cell_clip", True, "Generalising models: query with the model's test-time "
+                                    "cell (HIIF: the official clipping, cell x max(s / 4, 1) above x4), as upscale "
+                                    "does; --notest_cell_clip passes the plain cell 2 / size. Recorded in "
+                                    "results.json as cell_rule.")
+_SAVE_PREDICTIONS = flags.DEFINE_bool("save_predictions", False, "Also write each scored prediction (8 bits) and "
+                                      "the LR it was made from under WORKDIR/predictions/<protocol>/x<scale>/.")
 _ZS_CONFIG = config_flags.DEFINE_config_file("zero_shot_config", str(configs.CONFIG_DIR / "srinr_zeroshot.py"),
                                              "Zero-shot model config (with --zero_shot_budget).", lock_config=True)
 
@@ -50,7 +57,9 @@ def main(argv):
     clip_methods = {f"VR-INR zero-shot ({_ZS_BUDGET.value} per clip)": restore}
   results = evaluation.evaluate_run(_WORKDIR.value, scales=scales, progress=_PROGRESS.value,
                                     compare=_COMPARE.value, clip_methods=clip_methods,
-                                    blind_overrides=overrides or None)
+                                    blind_overrides=overrides or None,
+                                    cell_scale=None if _TEST_CELL_CLIP.value else 1.0,
+                                    save_predictions=_SAVE_PREDICTIONS.value)
   table = (blind_evaluation.markdown_table(results) if results.get("protocol") == "blind"
            else evaluation.markdown_table(results))
   print(table)
@@ -58,4 +67,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["workdir"])
-  app.run(main, argv=configs.resolve_argv(sys.argv, names=("zero_shot_config",)))
+  configs.run(main, names=("zero_shot_config",))

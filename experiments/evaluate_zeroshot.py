@@ -10,7 +10,6 @@ PSNR/SSIM, bicubic, seconds), WORKDIR/lr and WORKDIR/sr (inputs and outputs) and
 
 import json
 import pathlib
-import sys
 
 from absl import app
 from absl import flags
@@ -49,4 +48,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["workdir"])
-  app.run(main, argv=configs.resolve_argv(sys.argv))
+  configs.run(main)

@@ -16,9 +16,9 @@ import os
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")
 
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from experiments import configs  # noqa: E402
 from inrsr import kernel_report  # noqa: E402
 
 _OUT = flags.DEFINE_string("out", "", "Folder for kernel_report.json and kernel_report.md (none: print only).")
@@ -57,4 +57,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  configs.run(main, names=())

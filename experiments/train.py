@@ -11,8 +11,6 @@ or the environment variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PRO
 let JAX detect them under SLURM, Open MPI or on a TPU pod (BUILD.md has the sbatch and TPU commands).
 """
 
-import sys
-
 from absl import app
 from absl import flags
 from ml_collections import config_flags
@@ -40,4 +38,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main, argv=configs.resolve_argv(sys.argv))
+  configs.run(main)

@@ -12,7 +12,6 @@ wins when set): every scale set of a stage-grid shape already compiled then cost
 """
 
 import os
-import sys
 
 import jax
 from absl import app
@@ -46,4 +45,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main, argv=configs.resolve_argv(sys.argv))
+  configs.run(main)

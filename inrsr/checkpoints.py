@@ -2,7 +2,9 @@
 
 A run folder holds `config.json` and `checkpoints/<step>/` (Orbax, written atomically: a temporary folder
 renamed when complete). `restore_model` gives the model and its parameters for evaluation, upscaling or a
-notebook without building an optimizer: it restores only the `params` subtree of the saved train state.
+notebook without building an optimizer: it restores only the `params` subtree of the saved train state. A
+checkpoint that cannot be read is passed over for the previous one, with one log line that names the step used;
+training renames it `<step>.corrupt-<n>` (`restore_latest`), so the steps it retrains replace it.
 `check_resume` refuses a restart whose `model.*` fields differ from the stored config, naming them. Orbax's
 INFO log lines are dropped (warnings and errors kept) unless INRSR_VERBOSE_ORBAX=1.
 """
@@ -13,6 +15,7 @@ import json
 import logging as py_logging
 import os
 import pathlib
+import sys
 
 import grain
 import jax
@@ -140,7 +143,47 @@ def checkpoint_manager(workdir, keep: int | None = None) -> ocp.CheckpointManage
   return ocp.CheckpointManager(pathlib.Path(workdir).absolute() / CHECKPOINT_DIR, options=options)
 
 
-def _restore_newest(manager: ocp.CheckpointManager, make_args, only_step: int | None = None):
+class CheckpointError(RuntimeError):
+  """A run folder's checkpoints exist but none can be read."""
+
+
+def _first_line(e: Exception, limit: int = 160) -> str:
+  """`Type: first line of the message`, cut at `limit` characters (TensorStore errors run to dozens of lines)."""
+  text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+  text = text if len(text) <= limit else text[:limit - 3] + "..."
+  return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _drop_closed_loop_callbacks() -> None:
+  """Silence the echo of a failed restore: TensorStore reads still in flight call back into Orbax's event loop,
+  closed by then, and each would print a traceback ('Event loop is closed') through `sys.unraisablehook`. Those,
+  and only those, are dropped from now on."""
+  previous = sys.unraisablehook
+  if getattr(previous, "inrsr_drops_closed_loop", False):
+    return
+
+  def hook(unraisable):
+    if not (isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"):
+      previous(unraisable)
+
+  hook.inrsr_drops_closed_loop = True
+  sys.unraisablehook = hook
+
+
+def _set_aside(directory: pathlib.Path, step: int) -> pathlib.Path:
+  """Rename `directory/<step>` to `<step>.corrupt-<n>` (n from 1, the first free), a name Orbax does not read."""
+  n = 1
+  while (directory / f"{step}.corrupt-{n}").exists():
+    n += 1
+  target = directory / f"{step}.corrupt-{n}"
+  (directory / str(step)).rename(target)
+  return target
+
+
+def _restore_newest(manager: ocp.CheckpointManager, make_args, only_step: int | None = None,
+                    set_aside: bool = False):
+  """The newest checkpoint that reads, and its step; with `set_aside`, the newer ones that do not are renamed
+  `<step>.corrupt-<n>` (and the manager reloaded) so that the steps retrained after them replace them."""
   steps = sorted(manager.all_steps(), reverse=True)
   if only_step is not None:
     if only_step not in steps:
@@ -149,25 +192,44 @@ def _restore_newest(manager: ocp.CheckpointManager, make_args, only_step: int | 
   errors = []
   for step in steps:
     try:
-      return manager.restore(step, args=make_args()), step
-    except Exception as e:  # Orbax/tensorstore raise many types for damaged files.
-      logging.error("checkpoint step %d in %s cannot be read (%s: %s); trying the previous one", step,
-                    manager.directory, type(e).__name__, e)
-      errors.append(f"step {step}: {type(e).__name__}: {e}")
+      restored = manager.restore(step, args=make_args())
+    except Exception as e:  # Orbax/tensorstore raise many types for damaged files.  pylint: disable=broad-except
+      _drop_closed_loop_callbacks()
+      errors.append((step, _first_line(e)))
+      continue
+    if errors:
+      why = "; ".join(f"step {s}: {m}" for s, m in errors)
+      if set_aside and jax.process_index() == 0:
+        moved = ", ".join(_set_aside(pathlib.Path(manager.directory), s).name for s, _ in errors)
+        logging.warning("%s: using checkpoint step %d; the newer ones cannot be read and are moved aside to %s, so "
+                        "the steps retrained replace them (%s)", manager.directory, step, moved, why)
+      else:
+        logging.warning("%s: using checkpoint step %d; the newer ones cannot be read (%s)", manager.directory, step,
+                        why)
+      if set_aside:
+        if jax.process_count() > 1:
+          from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+          multihost_utils.sync_global_devices("inrsr_checkpoints_set_aside")
+        manager.reload()
+    return restored, step
   if steps:
-    raise RuntimeError(f"no readable checkpoint in {manager.directory} (tried steps {steps}); refusing to start "
-                       f"from scratch over them. Move the folder away to start a new run. Errors: {errors}")
+    raise CheckpointError(f"no readable checkpoint in {manager.directory} (tried steps {steps}: "
+                          f"{'; '.join(f'step {s}: {m}' for s, m in errors)}); refusing to start from scratch over "
+                          "them. Move the folder away to start a new run")
   return None, None
 
 
 def restore_latest(manager: ocp.CheckpointManager, abstract_state, iterator=None):
   """Restore the newest readable train state (and, if given, the data iterator's state into `iterator`).
 
+  Newer checkpoints that cannot be read are renamed `<step>.corrupt-<n>` in the checkpoint folder (kept for a
+  look, ignored by Orbax), so the run retrains those steps and saves them again.
+
   Returns:
     (state, step), or (None, None) when the manager holds no checkpoint.
 
   Raises:
-    RuntimeError: checkpoints exist but none can be read.
+    CheckpointError: checkpoints exist but none can be read.
   """
   def make_args():
     items = {"state": ocp.args.StandardRestore(abstract_state)}
@@ -175,7 +237,7 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state, iterator=None
       items["data"] = grain.checkpoint.CheckpointRestore(iterator)
     return ocp.args.Composite(**items)
 
-  restored, step = _restore_newest(manager, make_args)
+  restored, step = _restore_newest(manager, make_args, set_aside=True)
   return (None, None) if restored is None else (restored["state"], step)
 
 
@@ -218,6 +280,7 @@ def restore_model(workdir, step: int | None = None):
 
   Raises:
     ValueError: the folder has no config or no checkpoint (of `step`).
+    CheckpointError: checkpoints exist but none can be read.
   """
   config = load_config(workdir)
   model = models.from_config(config.model)

@@ -6,8 +6,9 @@ replicated except SR-INR's hash tables and their Adam moments, which `train.tabl
 "levels") shards over the `train.model_axis` devices of the `model` axis; the state is donated.
 Orbax's CheckpointManager saves the state and the Grain iterator state together (atomically: a checkpoint is
 written to a temporary folder and renamed), so a run started again in the same workdir resumes where it
-stopped and reaches the same parameters as an uninterrupted run. A checkpoint that cannot be read is skipped
-for the previous one, with an error in the log; if none can be read the run stops rather than starting over.
+stopped and reaches the same parameters as an uninterrupted run. A checkpoint that cannot be read is renamed
+`<step>.corrupt-<n>` and the run resumes from the previous one (one line in the log), so the steps it retrains
+replace it; if none can be read the run stops rather than starting over.
 A restart whose `model.*` fields differ from the stored config.json is refused, naming them
 (`checkpoints.check_resume`); scales are checked before any image is loaded (`validate_config`).
 A non-finite loss, gradient or update stops the run before anything non-finite is saved.
@@ -32,6 +33,7 @@ import json
 import math
 import os
 import pathlib
+import shutil
 import time
 
 import grain
@@ -75,7 +77,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   """Check a training config's scales before any image is loaded or anything compiled.
 
   Every protocol needs `data.scale` >= 1 (finite) and, when set (non-zero), `data.scale_max` >= `data.scale`;
-  protocol `internal` also needs `data.internal_scale` >= 1.
+  protocol `internal` also needs `data.internal_scale` >= 1; `train.steps` and `train.epochs` are whole numbers
+  >= 0, not both 0.
 
   Args:
     config: a training config.
@@ -83,6 +86,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   Raises:
     ValueError: naming the field and what was expected.
   """
+  for field in ("steps", "epochs"):
+    value = config.train.get(field, 0)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+      raise ValueError(f"train.{field}={value!r} must be a whole number > 0 (or 0: train.steps=0 trains "
+                       "train.epochs epochs)")
+  if not config.train.get("steps", 0) and not config.train.get("epochs", 0):
+    raise ValueError("train.steps=0 and train.epochs=0 leave nothing to train: set train.steps (or train.epochs) > 0")
   d = config.data
   scale = _check_scale("data.scale", d.scale)
   if d.get("scale_max", 0):
@@ -404,6 +414,69 @@ def _agree(flag: bool) -> bool:
   return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
 
 
+def host_memory_available() -> int | None:
+  """Bytes of host memory this process can still take: /proc/meminfo's MemAvailable, lowered to the cgroup's
+  limit when one is set (containers); None when neither can be read."""
+  found = []
+  try:
+    with open("/proc/meminfo") as f:
+      found += [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")]
+  except (OSError, ValueError, IndexError):
+    pages = getattr(os, "sysconf_names", {}).get("SC_AVPHYS_PAGES")
+    if pages is not None:
+      found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+  try:
+    limit = pathlib.Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    if limit != "max":
+      found.append(int(limit) - int(pathlib.Path("/sys/fs/cgroup/memory.current").read_text()))
+  except (OSError, ValueError):
+    pass
+  return min(found) if found else None
+
+
+def check_state_memory(config: ml_collections.ConfigDict, abstract, state_sharding) -> int:
+  """Log the memory a train state takes (over this process's devices) and, on a CPU, refuse one the host cannot
+  hold, before anything is allocated.
+
+  Args:
+    config: the training config (named in the message by its model).
+    abstract: the train state's shapes (`abstract_state`).
+    state_sharding: its shardings (a pytree like `abstract`).
+
+  Returns:
+    The bytes a step needs at least: the state (parameters and optimizer moments) and a step's gradients and
+    updates (the compiled step's other temporaries come on top).
+
+  Raises:
+    ValueError: on a CPU, more than `host_memory_available`.
+  """
+  def nbytes(x, sh):
+    return math.prod(sh.shard_shape(x.shape)) * x.dtype.itemsize * len(sh.addressable_devices)
+
+  state = sum(jax.tree.leaves(jax.tree.map(nbytes, abstract, state_sharding)))
+  params = sum(jax.tree.leaves(jax.tree.map(nbytes, abstract["params"], state_sharding["params"])))
+  count = sum(math.prod(x.shape) for x in jax.tree.leaves(abstract["params"]))
+  need = state + 2 * params
+  gib = lambda n: f"{n / 2**30:.2f} GiB"
+  available = host_memory_available()
+  logging.info("train state: %s parameters, %s with the optimizer's moments; a step needs at least %s (host memory "
+               "available: %s)", f"{count:,}", gib(state), gib(need),
+               "unknown" if available is None else gib(available))
+  if jax.default_backend() == "cpu" and available is not None and need > available:
+    raise ValueError(f"model.name={config.model.get('name', 'srinr')!r} ({count:,} parameters) needs at least "
+                     f"{gib(need)} ({need:,} bytes: parameters, optimizer moments, a step's gradients and updates), "
+                     f"more than the {gib(available)} of host memory available: use a smaller model (a config's :cpu "
+                     "or :small argument, or smaller model.* fields) or a machine with more memory")
+  return need
+
+
+def _remove_if_empty(workdir: pathlib.Path) -> None:
+  """Remove `workdir` if it holds no file at all (only empty folders a failed start made)."""
+  if workdir.is_dir() and not any(p.is_file() or p.is_symlink() for p in workdir.rglob("*")):
+    shutil.rmtree(workdir, ignore_errors=True)
+    logging.info("removed %s: the failed start left nothing in it", workdir)
+
+
 def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True) -> dict:
   """Train the model `config.model.name` names as `config` says, resuming from `workdir` if it holds checkpoints.
 
@@ -411,6 +484,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
   config and workdir: each reads its share of every global batch (`pipeline.batched_dataset`), the batch is
   assembled over the processes' devices, Orbax writes one checkpoint (each process its data iterator's
   state), and only process 0 writes config.json, metrics and the progress bar.
+
+  A workdir this call creates and a failure leaves without a file is removed; a folder that existed before,
+  or holds a file, never is. On a CPU, a model whose train state the host cannot hold is refused before it is
+  allocated (`check_state_memory`).
 
   Args:
     config: a training config (see experiments/configs).
@@ -420,8 +497,18 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
   Returns:
     The final train state (a dict of device arrays).
   """
-  validate_config(config)
   workdir = pathlib.Path(workdir)
+  created = not workdir.exists()
+  try:
+    return _train(config, workdir, progress=progress)
+  except BaseException:
+    if created:
+      _remove_if_empty(workdir)
+    raise
+
+
+def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, *, progress: bool) -> dict:
+  validate_config(config)
   checkpoints.check_resume(workdir, config)  # A changed model is named before anything is loaded.
   lead = jax.process_index() == 0
   workdir.mkdir(parents=True, exist_ok=True)
@@ -444,6 +531,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
   if table_sharding != "replicated" and all(s.spec == P() for s in jax.tree.leaves(state_sharding)):
     raise ValueError(f"train.table_sharding={table_sharding!r}: model {config.model.get('name', 'srinr')!r} has no "
                      "hash tables to shard (use 'replicated')")
+  check_state_memory(config, abstract, state_sharding)
   target = jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), abstract, state_sharding)
   manager = checkpoints.checkpoint_manager(workdir, config.train.keep_checkpoints)
   state, start = checkpoints.restore_latest(manager, target, iterator)
@@ -477,6 +565,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
       scales = stage_scales(batch)
       batch = {k: jax.make_array_from_process_local_data(batch_sharding, v) for k, v in batch.items()
                if k != "scale"}
+      if step == start + 1 and jax.default_backend() != "cpu":  # The line `python -m experiments.aot` prints.
+        compiled = train_step.lower(state, batch, scales).compile()  # Reused by the call below.
+        logging.info("train step %s", sharding.device_memory_line(compiled, jax.local_devices()[0]))
       state, metrics = train_step(state, batch, scales)
       loss, gnorm, unorm = (float(metrics[k]) for k in ("loss", "grad_norm", "update_norm"))
       if not all(math.isfinite(v) for v in (loss, gnorm, unorm)):

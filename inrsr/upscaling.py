@@ -28,6 +28,9 @@ MAX_WHOLE_FRAME_PIXELS = 2**28
 STREAMED_FORMATS = (".png",)
 # Largest width or height each format can store.
 MAX_SIDE = {".png": 2**31 - 1, ".jpg": 65535, ".jpeg": 65535, ".gif": 65535, ".webp": 16383, ".bmp": 2**31 - 1}
+# Output formats, by suffix: images, and video files for clips (MP4 and others need the `video` extra).
+IMAGE_OUTPUTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+OUTPUT_EXTENSIONS = IMAGE_OUTPUTS + tuple(e for e in video.VIDEO_EXTENSIONS if e not in IMAGE_OUTPUTS)
 
 
 def _gib(n_bytes: int) -> str:
@@ -37,11 +40,18 @@ def _gib(n_bytes: int) -> str:
 def check_output(path, height: int, width: int) -> None:
   """Raise a ValueError if an H x W RGB output cannot be written to `path` (its format chosen by the suffix).
 
-  Refused: a side beyond what the format stores (`MAX_SIDE`), more than `MAX_OUTPUT_PIXELS` pixels, and, for a
-  format encoded from the whole frame (everything but PNG), more than `MAX_WHOLE_FRAME_PIXELS`.
+  Refused: an existing folder, a suffix not in `OUTPUT_EXTENSIONS`, a side beyond what the format stores
+  (`MAX_SIDE`), more than `MAX_OUTPUT_PIXELS` pixels, and, for a format encoded from the whole frame (everything
+  but PNG), more than `MAX_WHOLE_FRAME_PIXELS`.
   """
   path = pathlib.Path(path)
   suffix = path.suffix.lower()
+  if path.is_dir():
+    raise ValueError(f"--output={path} is a folder: expected a file name ending in one of "
+                     f"{', '.join(OUTPUT_EXTENSIONS)} (a folder is the output of an image folder or a clip's frames)")
+  if suffix not in OUTPUT_EXTENSIONS:
+    raise ValueError(f"--output={path}: unknown output format {suffix or '(no suffix)'!s}; expected one of "
+                     f"{', '.join(OUTPUT_EXTENSIONS)}")
   pixels = height * width
   size = f"{width}x{height} ({pixels:,} pixels, {_gib(3 * pixels)} as 8-bit RGB)"
   side = MAX_SIDE.get(suffix)
@@ -153,19 +163,22 @@ def _filter_scanlines(raw: np.ndarray, prev: np.ndarray, bpp: int) -> bytes:
 
 
 def upscale_to_file(model, params, lr: np.ndarray, path, height: int, width: int, *, t: float = 0.0,
-                    chunk: int = 65536, progress: bool = False, self_ensemble: bool = False) -> None:
+                    chunk: int = 65536, progress: bool = False, self_ensemble: bool = False,
+                    cell_scale: float | None = None) -> None:
   """Upscale `lr` to H x W and write it to `path`: a PNG streamed band by band, other formats whole.
 
   With `self_ensemble`, the mean over the LR's 8 flips and transposes (`inference.upscale_self_ensemble`,
-  generalising models only), computed whole before it is written.
+  generalising models only), computed whole before it is written. `cell_scale` as `inference.upscale`'s (None:
+  the model's test-time cell rule).
   """
   path = pathlib.Path(path)
   check_output(path, height, width)
   if self_ensemble:
     bands = iter([(0, inference.upscale_self_ensemble(model, params, lr, height, width, chunk=chunk,
-                                                      progress=progress))])
+                                                      cell_scale=cell_scale, progress=progress))])
   else:
-    bands = inference.upscale_rows(model, params, lr, height, width, t=t, chunk=chunk, progress=progress)
+    bands = inference.upscale_rows(model, params, lr, height, width, t=t, chunk=chunk, cell_scale=cell_scale,
+                                   progress=progress)
   if path.suffix.lower() in STREAMED_FORMATS:
     write_png(path, bands, height, width)
   else:
@@ -250,9 +263,67 @@ def output_size(lr_shape, scale: float | None, size: str | None) -> tuple[int, i
   return max(1, int(round(lr_shape[0] * scale))), max(1, int(round(lr_shape[1] * scale)))
 
 
+def _same_path(a: pathlib.Path, b: pathlib.Path) -> bool:
+  if a.exists() and b.exists():
+    return os.path.samefile(a, b)
+  return a.resolve() == b.resolve()
+
+
+def _image_pairs(src: pathlib.Path, dst: pathlib.Path) -> list[tuple[pathlib.Path, pathlib.Path]]:
+  """(input image, output file) pairs of an image or a folder of images; two inputs with one output refused."""
+  if not src.is_dir():
+    return [(src, dst)]
+  pairs, by_output = [], {}
+  for p in images.list_images(src, "--input"):
+    out = dst / (p.stem + ".png")
+    if out.name.lower() in by_output:
+      raise ValueError(f"--input={src}: {by_output[out.name.lower()].name} and {p.name} would both be written to "
+                       f"{out}; rename one of them")
+    by_output[out.name.lower()] = p
+    pairs.append((p, out))
+  return pairs
+
+
+def check_paths(input_path, output_path, *, clip: bool = False, overwrite: bool = False) -> None:
+  """Refuse, before any work, an upscale that would write over its input, over one of its own outputs, or
+  (unless `overwrite`) over an existing file.
+
+  Args:
+    input_path: as `upscale_paths`'s.
+    output_path: as `upscale_paths`'s.
+    clip: as `upscale_paths`'s.
+    overwrite: replace existing output files (never the input).
+
+  Raises:
+    ValueError: the input is missing; the output is the input, a folder where a file is written or a file where
+      a folder is; two inputs of a folder have one output name (a.png and a.jpg).
+    FileExistsError: an output file exists and `overwrite` is False.
+  """
+  src, dst = pathlib.Path(input_path), pathlib.Path(output_path)
+  if not src.exists():
+    raise ValueError(f"--input={src} does not exist")
+  if _same_path(src, dst):
+    raise ValueError(f"--output={dst} is the input {src}: an upscale never writes over its input; give another "
+                     "output")
+  is_clip = (src.is_file() and src.suffix.lower() in video.VIDEO_EXTENSIONS) or (clip and src.is_dir())
+  to_folder = dst.suffix.lower() not in video.VIDEO_EXTENSIONS if is_clip else src.is_dir()  # as `first_output`
+  if to_folder and dst.exists() and not dst.is_dir():
+    raise ValueError(f"--output={dst} is a file: the input {src} is written into a folder")
+  if not to_folder:
+    check_output(dst, 1, 1)  # a folder or an unknown suffix, before any work
+  if is_clip:
+    outputs = sorted(p for p in dst.glob("[0-9]" * 8 + ".png")) if to_folder else [dst]
+  else:
+    outputs = [out for _, out in _image_pairs(src, dst)]
+  existing = [p for p in outputs if p.exists()]
+  if existing and not overwrite:
+    more = f" (and {len(existing) - 1} more output files)" if len(existing) > 1 else ""
+    raise FileExistsError(f"--output: {existing[0]} exists{more}: give another output, or --overwrite to replace it")
+
+
 def upscale_paths(workdir, input_path, output_path, *, scale: float | None = None, size: str | None = None,
                   clip: bool = False, chunk: int = 65536, progress: bool = True,
-                  self_ensemble: bool = False) -> list[str]:
+                  self_ensemble: bool = False, cell_scale: float | None = None, overwrite: bool = True) -> list[str]:
   """Upscale an image, a folder of images, or a clip, with the latest checkpoint of a run.
 
   Args:
@@ -267,17 +338,21 @@ def upscale_paths(workdir, input_path, output_path, *, scale: float | None = Non
     chunk: query points per inference call.
     progress: progress bars.
     self_ensemble: images only: the mean over the input's 8 flips and transposes (generalising models).
+    cell_scale: generalising models' query cell factor, as `inference.upscale`'s: None, the model's test-time
+      rule (HIIF's official clipping, as `evaluate` scores it); 1.0, the plain cell 2 / size.
+    overwrite: replace output files that exist (False refuses them, as `experiments.upscale` does without
+      --overwrite); the input is never written over, whatever this says.
 
-  Every output is checked (`check_output`) before any is computed. PNG outputs (images, a folder of frames)
-  are streamed band by band; a video file is written one frame at a time.
+  Every output is checked (`check_paths`, `check_output`) before any is computed: the input is never written
+  over, nor one output by another; existing files are replaced only with `overwrite`. PNG outputs (images, a
+  folder of frames) are streamed band by band; a video file is written one frame at a time.
 
   Returns:
     The paths written.
   """
   src, dst = pathlib.Path(input_path), pathlib.Path(output_path)
+  check_paths(src, dst, clip=clip, overwrite=overwrite)
   is_video = src.is_file() and src.suffix.lower() in video.VIDEO_EXTENSIONS
-  if not src.exists():
-    raise ValueError(f"--input={src} does not exist")
   if self_ensemble and (is_video or (clip and src.is_dir())):
     raise ValueError(f"--input={src}: the self-ensemble is for images, not clips")
   if is_video or (clip and src.is_dir()):
@@ -296,7 +371,8 @@ def upscale_paths(workdir, input_path, output_path, *, scale: float | None = Non
       seq = range(len(frames))
     else:
       times = coords.time_coords(len(frames))
-      bands = lambda k: inference.upscale_rows(model, params, frames[k], h, w, t=float(times[k]), chunk=chunk)
+      bands = lambda k: inference.upscale_rows(model, params, frames[k], h, w, t=float(times[k]), chunk=chunk,
+                                               cell_scale=cell_scale)
       seq = range(len(frames))
     if progress:
       import tqdm  # pylint: disable=g-import-not-at-top
@@ -325,10 +401,7 @@ def upscale_paths(workdir, input_path, output_path, *, scale: float | None = Non
       write_png(frame_path(dst, k), bands(k), h, w)
       written.append(str(frame_path(dst, k)))
     return written
-  if src.is_dir():
-    pairs = [(p, dst / (p.stem + ".png")) for p in images.list_images(src, "--input")]
-  else:
-    pairs = [(src, dst)]
+  pairs = _image_pairs(src, dst)
   sizes = []
   for inp, out in pairs:  # every output checked before any work
     sizes.append(output_size(image_shape(inp), scale, size))
@@ -338,7 +411,7 @@ def upscale_paths(workdir, input_path, output_path, *, scale: float | None = Non
   for (inp, out), (h, w) in zip(pairs, sizes):
     out.parent.mkdir(parents=True, exist_ok=True)
     upscale_to_file(model, params, images.load_image(inp), out, h, w, chunk=chunk, progress=progress,
-                    self_ensemble=self_ensemble)
+                    self_ensemble=self_ensemble, cell_scale=cell_scale)
     written.append(str(out))
   return written
 
@@ -348,7 +421,15 @@ def image_shape(path) -> tuple[int, ...]:
   try:
     return iio.improps(path).shape
   except Exception as e:  # imageio raises many types for bad files.
-    raise ValueError(f"{path}: cannot read image ({type(e).__name__}: {e})") from e
+    path = pathlib.Path(path)
+    size = path.stat().st_size if path.is_file() else None
+    if size == 0:
+      raise ValueError(f"{path}: not a readable image (an empty file, 0 bytes)") from e
+    if path.suffix.lower() in IMAGE_OUTPUTS:  # formats Pillow reads: the file's content is not one
+      raise ValueError(f"{path}: not a readable image ({size:,} bytes that do not decode as a "
+                       f"{path.suffix.lower()[1:].upper()} image)") from e
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    raise ValueError(f"{path}: not a readable image ({type(e).__name__}: {first})") from e
 
 
 def _video_error(dst, e: Exception) -> ValueError:

@@ -172,7 +172,7 @@ def fit(config: ml_collections.ConfigDict, workdir, *, progress: bool = True) ->
 
 def upscale(config: ml_collections.ConfigDict, input_path, output_path, *, scale: float | None = None,
             size: str | None = None, clip: bool = False, budget: str = "", workdir=None, chunk: int = 65536,
-            progress: bool = True) -> list[str]:
+            progress: bool = True, cell_scale: float | None = None) -> list[str]:
   """Fit the model on the input itself, then upscale the input with it (`upscaling.upscale_paths`).
 
   Args:
@@ -186,6 +186,7 @@ def upscale(config: ml_collections.ConfigDict, input_path, output_path, *, scale
     workdir: keep the fitted run here (resumed if it holds this input's fit); None fits in a temporary folder.
     chunk: query points per inference call.
     progress: progress bars.
+    cell_scale: generalising models' query cell factor (`inference.upscale`'s; None: the model's test-time rule).
 
   Returns:
     The paths written.
@@ -201,7 +202,7 @@ def upscale(config: ml_collections.ConfigDict, input_path, output_path, *, scale
       workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="inrsr_zero_shot_"))
     fit(c, workdir, progress=progress)
     return upscaling.upscale_paths(workdir, input_path, output_path, scale=scale, size=size, clip=clip,
-                                   chunk=chunk, progress=progress,
+                                   chunk=chunk, progress=progress, cell_scale=cell_scale,
                                    self_ensemble=bool(c.zero_shot.get("self_ensemble", False)))
 
 

@@ -47,7 +47,7 @@ def test_upscale_cli_on_real_image(run_dir, tmp_path):
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
   model, params, _, _ = checkpoints.restore_model(run_dir)
   for args, (h, w) in ((["--scale=2.5"], (125, 175)), (["--size=101x33"], (33, 101))):
-    out = tmp_path / "out.png"
+    out = tmp_path / f"out_{h}.png"  # an existing output is refused without --overwrite
     subprocess.run([sys.executable, "-m", "experiments.upscale", f"--workdir={run_dir}", f"--input={src}",
                     f"--output={out}", "--progress=false", *args], cwd=REPO, env=env, check=True,
                    capture_output=True)

@@ -21,6 +21,29 @@ def data_root() -> pathlib.Path:
 
 
 SOURCES = ("bundled", "folder", "file", "frames", "video", "bundled_clip")
+# Where the sets that configs read from $INRSR_DATA_DIR come from (for the error when one is missing; the
+# shared data folder's README.md has the commits and paths).
+DATA_SETS = {
+    "CelebA-HQ": "56 CelebA-HQ faces (1024x1024 JPEG) from github.com/clovaai/stargan-v2, "
+                 "assets/representative/celeba_hq (any CelebA-HQ images will do)",
+    "Set5": "the Set5 HR images from github.com/majedelhelou/denoising_datasets, CSet5",
+    "Set14": "the Set14 HR images from github.com/majedelhelou/denoising_datasets, CSet14",
+    "Vid4": "the Vid4 ground-truth frames (Vid4/GT/<clip>/00000000.png ...) from github.com/yhjo09/VSR-DUF, "
+            "inputs/G",
+    "DIV2K_valid_downscaled512": "DIV2K validation images 0801, 0829, 0845 at ~512 px from "
+                                 "github.com/smiler96/Image-Super-Resolution, images",
+    "train291": "the 291 training images (train291/T91, train291/BSD200) from "
+                "github.com/jiny2001/dcscn-super-resolution, data/yang91 and data/bsd200",
+}
+
+
+def _missing_data_error(setting: str, root: str, path: pathlib.Path) -> ValueError:
+  """A one-line error for a `$INRSR_DATA_DIR/...` root that does not exist: the field, the folder, the source."""
+  name = root.split("$INRSR_DATA_DIR", 1)[1].strip("/").split("/")[0]
+  origin = f" {name}: {DATA_SETS[name]}." if name in DATA_SETS else ""
+  return ValueError(f"{setting}.root={root!r} is {path}, which does not exist.{origin} Set INRSR_DATA_DIR to the "
+                    f"folder that holds {name}/ (default ../shared/data beside the repository), or {setting}.root "
+                    "to your own copy")
 
 
 def load_images(source: str, *, names: Sequence[str] = (), root: str = "", limit: int = 0,
@@ -53,7 +76,10 @@ def load_images(source: str, *, names: Sequence[str] = (), root: str = "", limit
     if not root:
       raise ValueError(f"{setting}.root is empty: set it to a {'file' if source in ('file', 'video') else 'folder'}")
     if "$INRSR_DATA_DIR" in root:
-      root = root.replace("$INRSR_DATA_DIR", os.fspath(data_root()))
+      expanded = pathlib.Path(root.replace("$INRSR_DATA_DIR", os.fspath(data_root())))
+      if not expanded.exists():
+        raise _missing_data_error(setting, root, expanded)
+      root = os.fspath(expanded)
   if source == "bundled":
     items = [(n, images.bundled_image(n)) for n in names]
   elif source == "folder":
