@@ -421,15 +421,7 @@ def image_shape(path) -> tuple[int, ...]:
   try:
     return iio.improps(path).shape
   except Exception as e:  # imageio raises many types for bad files.
-    path = pathlib.Path(path)
-    size = path.stat().st_size if path.is_file() else None
-    if size == 0:
-      raise ValueError(f"{path}: not a readable image (an empty file, 0 bytes)") from e
-    if path.suffix.lower() in IMAGE_OUTPUTS:  # formats Pillow reads: the file's content is not one
-      raise ValueError(f"{path}: not a readable image ({size:,} bytes that do not decode as a "
-                       f"{path.suffix.lower()[1:].upper()} image)") from e
-    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    raise ValueError(f"{path}: not a readable image ({type(e).__name__}: {first})") from e
+    raise images.unreadable(path, e) from e
 
 
 def _video_error(dst, e: Exception) -> ValueError:

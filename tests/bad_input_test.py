@@ -339,6 +339,20 @@ def test_a_model_larger_than_the_host_is_refused_in_one_line(tmp_path):
   assert not (tmp_path / "run").exists()
 
 
+def test_a_table_size_the_hashing_cannot_index_is_refused_in_one_line(tmp_path):
+  # kernels/hashgrid gathers table rows with int32 indices: 2**31 rows overflowed inside jnp.take (a traceback).
+  base = srinr_demo.get_config("small").model
+  for log2_t in (0, 30):
+    assert models.from_config(ml_collections.ConfigDict({**base, "log2_table_size": log2_t})).log2_table_size == log2_t
+  for bad in (31, -1, 2.5):
+    with pytest.raises(ValueError, match=rf"^model.log2_table_size={bad} must be a whole number in \[0, 30\]"):
+      models.from_config(ml_collections.ConfigDict({**base, "log2_table_size": bad}))
+  line = _one_error_line(*_cli("experiments.train", "--config=srinr_demo:small", f"--workdir={tmp_path / 'run'}",
+                               "--config.model.log2_table_size=31"))
+  assert line.startswith("error: model.log2_table_size=31 must be a whole number in [0, 30]")
+  assert not (tmp_path / "run").exists()
+
+
 def test_missing_benchmark_set_names_the_field_and_where_it_comes_from(tmp_path, monkeypatch):
   monkeypatch.setenv("INRSR_DATA_DIR", str(tmp_path))
   with pytest.raises(ValueError, match=r"data.root='\$INRSR_DATA_DIR/CelebA-HQ' is .*CelebA-HQ, which does not exist\. "

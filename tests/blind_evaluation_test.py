@@ -9,10 +9,13 @@ import pytest
 
 from experiments.configs import bvsr_ik_train291, liif_train291
 from inrsr import blind_evaluation, checkpoints, evaluation, models, resize
-from inrsr.data import degradations, sources
+from inrsr.data import degradations
 
-VID4 = sources.data_root() / "Vid4" / "GT"
-needs_vid4 = pytest.mark.skipif(not VID4.exists(), reason=f"Vid4 frames not found at {VID4} (set INRSR_DATA_DIR)")
+
+@pytest.fixture
+def vid4(shared_data, monkeypatch):
+  """Blind evaluation reads `$INRSR_DATA_DIR/Vid4/GT`: the `shared_data` folder (skips, or fails under CI)."""
+  monkeypatch.setenv("INRSR_DATA_DIR", str(shared_data))
 
 
 def _official_y_psnr(pred, gt, border):
@@ -73,7 +76,7 @@ def test_settings_fill_defaults_and_name_bad_fields():
     blind_evaluation.settings(bad)
 
 
-@needs_vid4
+@pytest.mark.usefixtures("vid4")
 def test_degraded_vid4_is_the_test_recipe():
   blind = blind_evaluation.settings(ml_collections.ConfigDict(
       {"eval": {"blind": {"clips": ("calendar",), "frames": 2, "crop": 0}}}))
@@ -91,7 +94,7 @@ def test_degraded_vid4_is_the_test_recipe():
   np.testing.assert_array_equal(np.round(clip.lr[0] * 255.0), np.round(np.clip(want, 0, 255)))
 
 
-@needs_vid4
+@pytest.mark.usefixtures("vid4")
 def test_evaluate_a_clip_model_run_next_to_bicubic_and_a_frame_model(tmp_path):
   config = bvsr_ik_train291.get_config("small")
   model = models.from_config(config.model)

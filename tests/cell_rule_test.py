@@ -18,8 +18,6 @@ from inrsr import inference, models
 from inrsr.models import hiif
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED = pathlib.Path(os.environ.get("INRSR_SHARED_DIR", REPO.parent / "shared"))
-FIXTURE = SHARED / "fixtures" / "hiif"
 SMALL = dict(encoder_args=(("n_feats", 8), ("n_resblocks", 1)), hidden_dim=32, heads=4, n_hi_layers=3,
              mlp_hidden=16)
 HR = skimage.data.astronaut()[60:108, 180:252]  # 48 x 72: LR 8 x 12 at x6, 6 x 9 at x8, both mod-crop exact
@@ -79,12 +77,6 @@ def test_library_paths_apply_the_rule_by_default(small_hiif):
     inference.upscale(model, params, lr, h, w, cell_scale=0.0)
 
 
-def _official():
-  if not (FIXTURE / "edsr_baseline_hiif.pth").is_file() or not (FIXTURE / "edsr_baseline_hiif.npz").is_file():
-    pytest.skip(f"HIIF fixture not found in {FIXTURE} (set INRSR_SHARED_DIR to the shared/ folder)")
-  return dict(np.load(FIXTURE / "edsr_baseline_hiif.npz"))
-
-
 def _cli(module, *args):
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
   r = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO, env=env, capture_output=True,
@@ -93,14 +85,15 @@ def _cli(module, *args):
 
 
 @pytest.fixture(scope="module")
-def cli_outputs(tmp_path_factory):
+def cli_outputs(tmp_path_factory, shared):
   """The shared HIIF checkpoint converted, evaluated and used to upscale, all through the CLIs."""
-  d = _official()
+  fixture = shared / "fixtures" / "hiif"  # `shared` skips, or fails under CI, when ../shared is absent
+  d = dict(np.load(fixture / "edsr_baseline_hiif.npz"))
   tmp = tmp_path_factory.mktemp("cell_rule")
   (tmp / "hr").mkdir()
   iio.imwrite(tmp / "hr" / "face.png", HR)
   run = tmp / "run"
-  _cli("experiments.convert", f"--input={FIXTURE / 'edsr_baseline_hiif.pth'}", f"--workdir={run}",
+  _cli("experiments.convert", f"--input={fixture / 'edsr_baseline_hiif.pth'}", f"--workdir={run}",
        "--config=hiif_train291:small", f"--config.eval.heldout_sets.Set5.root={tmp / 'hr'}")
   plain_run = tmp / "plain_run"
   shutil.copytree(run, plain_run)

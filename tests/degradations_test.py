@@ -1,16 +1,11 @@
 """Tests of inrsr.data.degradations (BVSR-IK's official blur-and-subsample recipes)."""
 
 import dataclasses
-import os
-import pathlib
 
 import numpy as np
 import pytest
 
 from inrsr.data import degradations as deg
-
-SHARED = pathlib.Path(os.environ.get("INRSR_SHARED_DIR", pathlib.Path(__file__).resolve().parents[1].parent / "shared"))
-FIXTURE = SHARED / "fixtures" / "bvsr_ik" / "bvsr_ik.npz"
 
 # The code's sigma list (data.py L243-244, gen_dataset_blurdown.py L69-70) and the sizes 2 * ceil(3 sigma) + 1
 # its float arithmetic gives (e.g. 0.7 * 3 = 2.0999... -> 7, 1.3 * 3 = 3.9000...1 -> 9).
@@ -142,10 +137,8 @@ def test_bad_inputs():
     deg.gaussian_kernel(0.0)
 
 
-def test_fixture_kernel_and_lr():
-  if not FIXTURE.exists():
-    pytest.skip(f"BVSR-IK fixture not found at {FIXTURE} (set INRSR_SHARED_DIR)")
-  z = np.load(FIXTURE)
+def test_fixture_kernel_and_lr(shared):
+  z = np.load(shared / "fixtures" / "bvsr_ik" / "bvsr_ik.npz")  # `shared` skips, or fails under CI, when absent
   # Equal to the official float64 kernel within a few ulps (NumPy releases may order the normalising sum
   # differently: 4 entries of 81 differ by 8.7e-19 under one); the uint8 LR below must still be equal exactly.
   np.testing.assert_allclose(deg.gaussian_kernel(deg.TEST_SIGMA), z["blur_kernel"], rtol=1e-14, atol=0)

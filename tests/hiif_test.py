@@ -1,8 +1,5 @@
 """HIIF: equality with the official code on the shared fixture, plus hand-worked checks of its parts."""
 
-import os
-import pathlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,20 +9,16 @@ from inrsr import models
 from inrsr.convert import hiif as convert_hiif
 from inrsr.models import hiif
 
-SHARED = pathlib.Path(os.environ.get("INRSR_SHARED_DIR", pathlib.Path(__file__).resolve().parents[1].parent / "shared"))
-FIXTURE = SHARED / "fixtures" / "hiif"
-
 SMALL = dict(encoder_args=(("n_feats", 8), ("n_resblocks", 1)), hidden_dim=32, heads=4, n_hi_layers=3,
              mlp_hidden=16)
 
 
 @pytest.fixture(scope="module")
-def official():
-  if not (FIXTURE / "edsr_baseline_hiif.pth").is_file() or not (FIXTURE / "edsr_baseline_hiif.npz").is_file():
-    pytest.skip(f"HIIF fixture not found in {FIXTURE} (set INRSR_SHARED_DIR to the shared/ folder)")
+def official(shared):
+  fixture = shared / "fixtures" / "hiif"  # `shared` skips, or fails under CI, when ../shared is absent
   from inrsr.convert import pth
-  config, params = convert_hiif.convert(pth.load(FIXTURE / "edsr_baseline_hiif.pth"))
-  data = dict(np.load(FIXTURE / "edsr_baseline_hiif.npz"))
+  config, params = convert_hiif.convert(pth.load(fixture / "edsr_baseline_hiif.pth"))
+  data = dict(np.load(fixture / "edsr_baseline_hiif.npz"))
   model = hiif.from_config(config)
   variables = {"params": jax.tree.map(jnp.asarray, params)}
   feats = jax.jit(lambda v, lr: model.apply(v, lr, method=hiif.HIIF.encode))(variables, data["lr"][None])

@@ -68,11 +68,34 @@ def test_conversions(tmp_path):
       ["gray.png", "gray16.png", "photo.bmp", "photo.jpg", "rgb.png", "rgba.png"])
 
 
-def test_unreadable_file_names_the_file(tmp_path):
-  bad = tmp_path / "broken.png"
-  bad.write_bytes(b"not a png at all")
-  with pytest.raises(ValueError, match="broken.png: cannot read image"):
+def _half_png(tmp_path, depth):
+  """The first half of a valid 8- or 16-bit RGB PNG (a 16-bit one is decoded by images.read_png16)."""
+  rgb = np.random.default_rng(depth).integers(0, 2 ** depth, (16, 16, 3))
+  write_png(tmp_path / "whole.png", rgb.astype(np.uint16 if depth == 16 else np.uint8))
+  data = (tmp_path / "whole.png").read_bytes()
+  return data[:len(data) // 2]
+
+
+@pytest.mark.parametrize("kind", ["empty", "text", "half8", "half16"])
+def test_a_file_named_png_that_is_no_image_is_one_line_naming_it(tmp_path, kind):
+  content = {"empty": b"", "text": b"not a png at all"}[kind] if kind in ("empty", "text") else _half_png(
+      tmp_path, int(kind[4:]))
+  (tmp_path / "data").mkdir()
+  bad = tmp_path / "data" / "broken.png"
+  bad.write_bytes(content)
+  iio.imwrite(tmp_path / "data" / "good.png", np.zeros((8, 8, 3), np.uint8))
+  why = f"{len(content):,} bytes that do not decode as a PNG image" if content else "an empty file, 0 bytes"
+  with pytest.raises(ValueError) as e:
     images.load_image(bad)
+  assert str(e.value) == f"{bad}: not a readable image ({why})"  # one line: no imageio plugin advice
+  with pytest.raises(ValueError) as e:  # a training folder holding it: the same line, before any training
+    sources.load_images("folder", root=str(tmp_path / "data"))
+  assert str(e.value) == f"{bad}: not a readable image ({why})"
+
+
+def test_a_missing_file_is_one_line_naming_it(tmp_path):
+  with pytest.raises(ValueError, match=r"^\S*gone\.png: not a readable image \(FileNotFoundError: [^\n]*$"):
+    images.load_image(tmp_path / "gone.png")
 
 
 def test_wrong_channel_count_names_the_image():

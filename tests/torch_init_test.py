@@ -1,8 +1,5 @@
 """PyTorch's default init for the ported models (`param_init="torch"`): hand-worked bounds and the official init."""
 
-import os
-import pathlib
-
 import jax
 import numpy as np
 import pytest
@@ -10,9 +7,6 @@ from flax import traverse_util
 
 from inrsr import models
 from inrsr.models import clit, hiif, liif, torch_init
-
-SHARED = pathlib.Path(os.environ.get("INRSR_SHARED_DIR", pathlib.Path(__file__).resolve().parents[1].parent / "shared"))
-HIIF_FIXTURE = SHARED / "fixtures" / "hiif" / "edsr_baseline_hiif.pth"
 
 
 def _flat(model, seed=0):
@@ -75,17 +69,15 @@ def test_unknown_scheme_is_named():
       models.init_params(model, jax.random.key(0))
 
 
-def test_variances_match_the_official_init():
+def test_variances_match_the_official_init(shared):
   """Each layer's weight variance against the HIIF fixture's, whose weights the official code initialised.
 
   The fixture's generator drew torch's default init, then added 0.01 * N(0, 1) to every weight (fixtures
   README), so its variance is ours + 1e-4. flax's default is 3 times ours and fails this test.
   """
-  if not HIIF_FIXTURE.is_file():
-    pytest.skip(f"HIIF fixture not found at {HIIF_FIXTURE} (set INRSR_SHARED_DIR to the shared/ folder)")
   from inrsr.convert import hiif as convert_hiif
   from inrsr.convert import pth
-  config, official = convert_hiif.convert(pth.load(HIIF_FIXTURE))
+  config, official = convert_hiif.convert(pth.load(shared / "fixtures" / "hiif" / "edsr_baseline_hiif.pth"))
   official = traverse_util.flatten_dict(official)
   checked = 0
   for scheme, lo, hi in (("torch", 0.9, 1.1), ("flax", 2.5, 3.5)):

@@ -16,6 +16,7 @@ import zlib
 
 import imageio.v3 as iio
 import numpy as np
+import PIL.Image
 from absl import logging
 
 from inrsr import resize
@@ -155,8 +156,38 @@ def read_png16(path) -> np.ndarray:
   return image.view(">u2").astype(np.uint16)
 
 
+def unreadable(path, error: Exception) -> ValueError:
+  """The one-line error for a file that does not decode as an image (raise it `from error`).
+
+  Args:
+    path: the file.
+    error: what the decoder raised (imageio's may be several lines of plugin advice).
+
+  Returns:
+    A ValueError naming the file: empty, or so many bytes that are not the image format its suffix names, or
+    the first line of `error` for anything else (a missing file, an unknown suffix).
+  """
+  path = pathlib.Path(path)
+  size = path.stat().st_size if path.is_file() else None
+  suffix = path.suffix.lower()
+  if size == 0:
+    return ValueError(f"{path}: not a readable image (an empty file, 0 bytes)")
+  if size is not None and suffix in PIL.Image.registered_extensions():  # a format Pillow reads; the bytes are not
+    return ValueError(f"{path}: not a readable image ({size:,} bytes that do not decode as a {suffix[1:].upper()} "
+                      "image)")
+  first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+  return ValueError(f"{path}: not a readable image ({type(error).__name__}: {first})")
+
+
 def load_image(path) -> np.ndarray:
-  """Read an image file (PNG, JPEG, BMP, ...) as (H, W, 3) float32 RGB in [0, 1]."""
+  """Read an image file (PNG, JPEG, BMP, ...) as (H, W, 3) float32 RGB in [0, 1].
+
+  Args:
+    path: the file.
+
+  Returns:
+    (H, W, 3) float32 array; a file that does not decode raises a one-line ValueError naming it (`unreadable`).
+  """
   path = os.fspath(path)
   try:
     header = _png_header(path) if os.path.isfile(path) else None
@@ -165,7 +196,7 @@ def load_image(path) -> np.ndarray:
     else:
       array = iio.imread(path)
   except Exception as e:  # imageio and zlib raise many types for bad files.
-    raise ValueError(f"{path}: cannot read image ({type(e).__name__}: {e})") from e
+    raise unreadable(path, e) from e
   return to_rgb_float(array, path)
 
 
@@ -187,8 +218,8 @@ def list_images(folder, setting: str = "data.root", recursive: bool = False) -> 
   entries = folder.rglob("*") if recursive else folder.iterdir()
   files = sorted(p for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
   if not files:
-    raise ValueError(f"image folder {folder} holds no PNG/JPEG/BMP images{' (searched subfolders too)' if recursive else ''} "
-                     f"(set {setting})")
+    searched = " (searched subfolders too)" if recursive else ""
+    raise ValueError(f"image folder {folder} holds no PNG/JPEG/BMP images{searched} (set {setting})")
   return files
 
 
