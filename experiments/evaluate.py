@@ -5,9 +5,10 @@ metric, next to bicubic). A generalising model decodes with its test-time query 
 does (HIIF: the official clipping, cell x max(s / 4, 1)); --notest_cell_clip passes the plain cell 2 / size.
 --save_predictions also writes each scored output (8 bits) and its LR under WORKDIR/predictions/.
 
-A whole-clip model's run (BVSR-IK) is scored by the blind protocol of `inrsr/blind_evaluation.py` (Vid4 blurred
-by the test recipe, Y PSNR/SSIM with a 4 px border, centre frames of 5-frame windows), next to bicubic and to
-non-blind runs given with --compare on the same degraded frames:
+The run's model picks its evaluator (`inrsr.evaluators.for_model`). A whole-clip model's run (BVSR-IK) is scored
+by the `blind` evaluator, `inrsr/evaluators/blind.py` (Vid4 blurred by the test recipe, Y PSNR/SSIM with a 4 px
+border, centre frames of 5-frame windows), next to bicubic and to non-blind runs given with --compare on the same
+degraded frames:
   python -m experiments.evaluate --workdir=workdirs/bvsr291 --compare=workdirs/liif291
 --blind_crop=256 --blind_frames=20 score the central 256x256 of the first 20 frames of each clip (a cheaper
 subset); --zero_shot_budget=300 adds zero-shot VR-INR (`srinr_zeroshot`, or --zero_shot_config), fitted on each
@@ -21,7 +22,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import configs
-from inrsr import blind_evaluation, evaluation, zero_shot
+from inrsr import evaluators, zero_shot
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder of a training run.")
 _SCALES = flags.DEFINE_list("scales", None, "Scales to evaluate (default: the run's eval.scales).")
@@ -55,14 +56,12 @@ def main(argv):
     restore = zero_shot.clip_restorer(_ZS_CONFIG.value, pathlib.Path(_WORKDIR.value) / "zero_shot",
                                       budget=_ZS_BUDGET.value, progress=_PROGRESS.value)
     clip_methods = {f"VR-INR zero-shot ({_ZS_BUDGET.value} per clip)": restore}
-  results = evaluation.evaluate_run(_WORKDIR.value, scales=scales, progress=_PROGRESS.value,
-                                    compare=_COMPARE.value, clip_methods=clip_methods,
-                                    blind_overrides=overrides or None,
-                                    cell_scale=None if _TEST_CELL_CLIP.value else 1.0,
-                                    save_predictions=_SAVE_PREDICTIONS.value)
-  table = (blind_evaluation.markdown_table(results) if results.get("protocol") == "blind"
-           else evaluation.markdown_table(results))
-  print(table)
+  results = evaluators.evaluate_run(_WORKDIR.value, scales=scales, progress=_PROGRESS.value,
+                                     compare=_COMPARE.value, clip_methods=clip_methods,
+                                     blind_overrides=overrides or None,
+                                     cell_scale=None if _TEST_CELL_CLIP.value else 1.0,
+                                     save_predictions=_SAVE_PREDICTIONS.value)
+  print(evaluators.markdown(results))
 
 
 if __name__ == "__main__":

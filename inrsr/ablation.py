@@ -17,7 +17,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from inrsr import evaluation, plotting, training
+from inrsr import evaluators, training
+from inrsr.evaluators import plots
 
 # table -> (title, the field it varies, the values).
 TABLES = {
@@ -106,7 +107,7 @@ def score_run(config: ml_collections.ConfigDict, run_dir, *, progress: bool = Fa
   state = training.train(config, str(run_dir), progress=progress)
   train_s = time.perf_counter() - tic
   scale = float(config.data.scale)
-  results = evaluation.evaluate_run(run_dir, scales=(scale,), progress=False)
+  results = evaluators.evaluate_run(run_dir, scales=(scale,), progress=False)
   metric = results["metrics"][0]
   cell = results["protocols"]["fit"][f"{scale:g}"][metric]
   row = {"psnr": cell["model"]["psnr"], "ssim": cell["model"]["ssim"], "bicubic_psnr": cell["bicubic"]["psnr"],
@@ -191,13 +192,13 @@ def plot_capacity(rows, path, target: float = 24.0) -> None:
   rows = sorted(rows, key=lambda r: r["value"])
   x = [float(r["value"]) for r in rows]
   y = [r["psnr"] for r in rows]
-  fig, ax = plotting.subplots()
+  fig, ax = plots.subplots()
   ax.plot(x, y, "-o", label=f"SR-INR, fit, measured (step {rows[0]['step']})")
   ax.plot(x, [r["bicubic_psnr"] for r in rows], "--", color="gray", label="bicubic")
   if len(x) >= 2 and target > max(x):
     end = extrapolate(x, y, target)
     ax.plot([max(x), target], [extrapolate(x, y, max(x)), end], ":", color="C0",
             label=f"extrapolation (line through the last 3), not measured: {end:.1f} dB at 2^{target:g}")
-  plotting.decorate(ax, "log2 T (hash table rows per level)",
-                    f"PSNR (dB), {rows[0]['metric']}, x{rows[0]['scale']:g}", legend_size=7)
-  plotting.save(fig, path)
+  plots.decorate(ax, "log2 T (hash table rows per level)",
+                 f"PSNR (dB), {rows[0]['metric']}, x{rows[0]['scale']:g}", legend_size=7)
+  plots.save(fig, path)

@@ -10,7 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from inrsr import checkpoints, coords, encoding, evaluation, models, plotting, resize
+from inrsr import checkpoints, coords, encoding, models, resize
+from inrsr.evaluators import frames, plots
 from inrsr.models import srinr
 from kernels import hashgrid
 
@@ -129,7 +130,7 @@ def diagnose_run(workdir, *, scales=(2.0, 4.0, 8.0), ref_scale: float = 4.0, que
   touched = touched_rows(params["hash"]["tables"], init["hash"]["tables"])
   resolutions = model.resolutions
   modcrop = bool(config.data.get("modcrop", True))
-  sets = evaluation.evaluation_sets(config)
+  sets = frames.evaluation_sets(config)
   rng = np.random.default_rng(seed)
   result = {"workdir": str(workdir), "step": step, "resolutions": list(resolutions), "scales": scales,
             "ref_scale": float(ref_scale), "modcrop": modcrop,
@@ -148,7 +149,7 @@ def diagnose_run(workdir, *, scales=(2.0, 4.0, 8.0), ref_scale: float = 4.0, que
       for s in scales:
         ref = points[float(ref_scale)] if trained else None
         per_scale[f"{s:g}"].append(level_stats(points[s], ref, touched, resolutions))
-    psnr = evaluation.evaluate_images(model, params, items, scales, ("benchmark",), modcrop=modcrop)
+    psnr = frames.evaluate_images(model, params, items, scales, ("benchmark",), modcrop=modcrop)
     averaged = {}
     for s, rows_ in per_scale.items():
       averaged[s] = {k: np.mean([r[k] for r in rows_], axis=0).tolist() for k in rows_[0]}
@@ -162,7 +163,7 @@ def diagnose_run(workdir, *, scales=(2.0, 4.0, 8.0), ref_scale: float = 4.0, que
 def plot(result: dict, path) -> None:
   """Three panels: code shift per level, trained-corner share per level, PSNR vs scale (heldout dashed)."""
   levels = np.arange(len(result["resolutions"]))
-  fig, axes = plotting.subplots(1, 3, figsize=(15, 4))
+  fig, axes = plots.subplots(1, 3, figsize=(15, 4))
   for name, by_scale in result["sets"].items():
     style = "--" if name.startswith("heldout") else "-"
     for sc, st in by_scale.items():
@@ -182,7 +183,7 @@ def plot(result: dict, path) -> None:
   axes[2].set(xscale="log", xlabel="scale", ylabel="PSNR (dB, Y, shave = scale)", title="PSNR vs scale")
   for ax in axes:
     ax.legend(fontsize=7)
-  plotting.save(fig, path, dpi=100)
+  plots.save(fig, path, dpi=100)
 
 
 def markdown(result: dict) -> str:

@@ -14,7 +14,8 @@ protocol `internal` (DESIGN.md): no HR pixel is ever seen. The config's `data.pr
 Then the fitted model upscales the input by s.
 
 A run kept in a workdir records its input (`data.root`); the same command again resumes it (or, when it is
-finished, only upscales), and a workdir that holds another input's fit or a trained run is refused.
+finished, only upscales), and a workdir that holds another input's fit or a trained run is refused. Zero-shot
+upscaling scored on benchmark images is the `zero_shot` evaluator (`inrsr.evaluators.zero_shot`).
 """
 
 from __future__ import annotations
@@ -25,13 +26,12 @@ import math
 import pathlib
 import re
 import tempfile
-import time
 
 import imageio.v3 as iio
 import ml_collections
 import numpy as np
 
-from inrsr import checkpoints, evaluation, resize, training, upscaling
+from inrsr import checkpoints, training, upscaling
 from inrsr.data import images, video
 
 
@@ -207,7 +207,7 @@ def upscale(config: ml_collections.ConfigDict, input_path, output_path, *, scale
 
 
 def clip_restorer(config: ml_collections.ConfigDict, workdir, *, budget: str = "", progress: bool = False):
-  """Zero-shot VR-INR as a whole-clip restorer for `inrsr.blind_evaluation.evaluate` (its `clip_methods`).
+  """Zero-shot VR-INR as a whole-clip restorer for `inrsr.evaluators.blind.evaluate` (its `clip_methods`).
 
   Each clip's LR frames (already 8-bit) are written as PNGs to `workdir/NAME-DIGEST/lr` (DIGEST: 8 hex digits
   of the SHA-1 of the 8-bit frames, so another subset or degradation of the clip gets its own folder); `upscale`
@@ -235,67 +235,3 @@ def clip_restorer(config: ml_collections.ConfigDict, workdir, *, budget: str = "
     return np.stack([images.load_image(upscaling.frame_path(root / "sr", k)) for k in range(len(lr))])
   return restore
 
-
-def evaluate(config: ml_collections.ConfigDict, items, scales, workdir, *, budget: str = "",
-             metric: str = "benchmark", progress: bool = False) -> dict:
-  """Zero-shot upscaling scored against HR images it never sees (protocol `internal`).
-
-  For each HR image and scale: the LR is the HR mod-cropped and downscaled by antialiased bicubic and rounded
-  to 8 bits, written as a PNG; `upscale` fits the model on that file alone and upscales it to the HR's size;
-  the output PNG is scored against the HR next to bicubic. Each fit is kept in `workdir/fits/NAME_xS`.
-
-  Args:
-    config: the zero-shot config.
-    items: (name, HR image) pairs.
-    scales: SR scales.
-    workdir: output folder (LR inputs, outputs, fits).
-    budget: the fitting budget of each image (`parse_budget` text).
-    metric: an `inrsr.metrics` protocol.
-    progress: progress bars.
-
-  Returns:
-    {str(scale): {"per_image": {name: {"model", "bicubic", "seconds", "steps"}}, "model": mean PSNR/SSIM,
-     "bicubic": mean}}.
-  """
-  root = pathlib.Path(workdir)
-  out = {}
-  for s in scales:
-    per_image = {}
-    for name, hr in items:
-      stem = f"{pathlib.Path(name).stem}_x{s:g}"
-      lr, hr_c = resize.downsample(hr, s, modcrop=True)
-      lr8 = upscaling.to_uint8(lr)
-      (root / "lr").mkdir(parents=True, exist_ok=True)
-      lr_path, out_path = root / "lr" / f"{stem}.png", root / "sr" / f"{stem}.png"
-      out_path.parent.mkdir(parents=True, exist_ok=True)
-      iio.imwrite(lr_path, lr8)
-      tic = time.perf_counter()
-      upscale(config, lr_path, out_path, size=f"{hr_c.shape[1]}x{hr_c.shape[0]}", budget=budget,
-              workdir=root / "fits" / stem, progress=progress)
-      seconds = time.perf_counter() - tic
-      steps = checkpoints.latest_step(root / "fits" / stem)
-      pred = images.load_image(out_path)
-      bic = np.clip(resize.resize(lr8.astype(np.float32) / 255.0, hr_c.shape[0], hr_c.shape[1]), 0, 1)
-      per_image[name] = {**evaluation.score_against_bicubic(pred, bic, hr_c, metric, s), "seconds": seconds,
-                         "steps": steps}
-    cell = {"per_image": per_image}
-    for m in ("model", "bicubic"):
-      cell[m] = {k: float(np.mean([r[m][k] for r in per_image.values()])) for k in ("psnr", "ssim")}
-    out[f"{s:g}"] = cell
-  return out
-
-
-def markdown_table(results: dict, metric: str = "benchmark") -> str:
-  """Per-image PSNR (dB) of zero-shot upscaling and bicubic, {set: `evaluate` result}, as a Markdown table."""
-  lines = [f"Zero-shot upscaling (protocol `internal`), `{metric}` PSNR (dB) / SSIM, seconds per image", "",
-           "| set | image | scale | zero-shot | bicubic | gain (dB) | seconds | steps |",
-           "|---|---|---|---|---|---|---|---|"]
-  for set_name, by_scale in results.items():
-    for s, cell in by_scale.items():
-      rows = list(cell["per_image"].items()) + [("**mean**", cell)]
-      for name, r in rows:
-        seconds = f"{r['seconds']:.0f}" if "seconds" in r else ""
-        lines.append(f"| {set_name} | {name} | x{s} | {r['model']['psnr']:.2f} / {r['model']['ssim']:.4f} | "
-                     f"{r['bicubic']['psnr']:.2f} / {r['bicubic']['ssim']:.4f} | "
-                     f"{r['model']['psnr'] - r['bicubic']['psnr']:+.2f} | {seconds} | {r.get('steps', '')} |")
-  return "\n".join(lines) + "\n"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import common, srinr_celeba_ablation
-from inrsr import ablation, checkpoints, evaluation
+from inrsr import ablation, checkpoints, evaluators
 
 
 def _tiny_config():
@@ -77,7 +77,7 @@ def test_ablation_runs_each_value_scores_it_and_resumes(tmp_path, monkeypatch):
   assert checkpoints.load_config(tmp_path / "train.loss=mse").train.loss == "mse"
   assert checkpoints.load_config(tmp_path / "base").train.loss == "pea"
   # The row is the run's own evaluation at the trained scale, protocol fit.
-  stored = json.loads((tmp_path / "train.loss=mse" / evaluation.RESULTS_JSON).read_text())
+  stored = json.loads((tmp_path / "train.loss=mse" / evaluators.RESULTS_JSON).read_text())
   assert loss_rows["mse"]["psnr"] == stored["protocols"]["fit"]["4"]["full"]["model"]["psnr"]
   assert loss_rows["mse"]["step"] == 3 and np.isfinite(loss_rows["mse"]["psnr"])
   assert loss_rows["mse"]["psnr"] != loss_rows["pea"]["psnr"]  # two trainings, not one scored twice

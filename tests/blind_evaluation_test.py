@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from experiments.configs import bvsr_ik_train291, liif_train291
-from inrsr import blind_evaluation, checkpoints, evaluation, models, resize
+from inrsr import checkpoints, evaluators, models, resize
+from inrsr.evaluators import blind as blind_evaluation
 from inrsr.data import degradations
 
 
@@ -103,8 +104,8 @@ def test_evaluate_a_clip_model_run_next_to_bicubic_and_a_frame_model(tmp_path):
   liif = models.from_config(other.model)
   checkpoints.save_params(tmp_path / "liif", other, models.init_params(liif, jax.random.key(1)), step=5)
 
-  results = evaluation.evaluate_run(tmp_path / "bvsr", compare=[tmp_path / "liif"])
-  assert json.loads((tmp_path / "bvsr" / evaluation.RESULTS_JSON).read_text())["pooled"] == results["pooled"]
+  results = evaluators.evaluate_run(tmp_path / "bvsr", compare=[tmp_path / "liif"])
+  assert json.loads((tmp_path / "bvsr" / evaluators.RESULTS_JSON).read_text())["pooled"] == results["pooled"]
   labels = list(results["pooled"])
   assert labels[0] == "bvsr_ik (step 3)" and labels[1].startswith("liif (liif, step 5)")
   assert labels[2:] == ["bicubic", blind_evaluation.GRID_BICUBIC]
@@ -117,13 +118,13 @@ def test_evaluate_a_clip_model_run_next_to_bicubic_and_a_frame_model(tmp_path):
   # Bicubic, recomputed independently from the degraded frames.
   want = [_official_y_psnr(resize.resize(c.lr[t], *c.hr.shape[1:3]), c.hr[t], 4) for c in clips for t in (2, 3)]
   np.testing.assert_allclose(results["pooled"]["bicubic"]["psnr"], np.mean(want), rtol=1e-6)
-  assert "| bvsr_ik (step 3) |" in (tmp_path / "bvsr" / evaluation.RESULTS_MD).read_text()
+  assert "| bvsr_ik (step 3) |" in (tmp_path / "bvsr" / evaluators.RESULTS_MD).read_text()
   with pytest.raises(ValueError, match="--compare is for whole-clip models"):
-    evaluation.evaluate_run(tmp_path / "liif", compare=[tmp_path / "bvsr"])
+    evaluators.evaluate_run(tmp_path / "liif", compare=[tmp_path / "bvsr"])
   with pytest.raises(ValueError, match="zero-shot clip methods and blind settings are for whole-clip model runs.*holds a liif model"):
-    evaluation.evaluate_run(tmp_path / "liif", clip_methods={"zs": lambda *a: None})
+    evaluators.evaluate_run(tmp_path / "liif", clip_methods={"zs": lambda *a: None})
   with pytest.raises(ValueError, match="a whole-clip model upscales only at its scale x4"):
-    evaluation.evaluate_run(tmp_path / "bvsr", scales=[2.0])
+    evaluators.evaluate_run(tmp_path / "bvsr", scales=[2.0])
 
 
 def test_grid_bicubic_reproduces_a_ramp_sampled_by_the_blind_subsampling():

@@ -12,8 +12,9 @@ import pytest
 import skimage.data
 
 from experiments.configs import srinr_demo, srinr_set5
-from inrsr import checkpoints, evaluation, inference, training, upscaling
+from inrsr import checkpoints, evaluators, inference, training, upscaling
 from inrsr.data import sources
+from inrsr.evaluators import frames
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -81,7 +82,7 @@ def test_upscale_bad_arguments(kw, match):
 
 
 def test_evaluate_writes_json_table_and_plot(run_dir):
-  results = evaluation.evaluate_run(run_dir, scales=(2.0, 3.5), progress=False)
+  results = evaluators.evaluate_run(run_dir, scales=(2.0, 3.5), progress=False)
   assert set(results["protocols"]) == {"fit", "heldout"}
   cell = results["protocols"]["fit"]["3.5"]["benchmark"]
   assert set(cell["per_image"]) == {"astronaut", "coffee"}
@@ -94,7 +95,7 @@ def test_evaluate_writes_json_table_and_plot(run_dir):
 
 def test_evaluation_uses_each_training_image_time(run_dir):
   config = checkpoints.load_config(run_dir)
-  sets = evaluation.evaluation_sets(config)
+  sets = frames.evaluation_sets(config)
   assert [t for _, _, t in sets["fit"]] == sources.image_times(config, 2) == [-0.5, 0.5]
   assert [t for _, _, t in sets["heldout"]] == [0.0]
 
@@ -104,7 +105,7 @@ def test_evaluate_on_set5(shared_data, tmp_path):
   c.data.root = str(shared_data / "Set5")
   c.train.update(steps=2, checkpoint_every=2)
   training.train(c, tmp_path, progress=False)
-  results = evaluation.evaluate_run(tmp_path, scales=(7.5,), progress=False)
+  results = evaluators.evaluate_run(tmp_path, scales=(7.5,), progress=False)
   assert results["num_images"] == {"fit": 2}
   assert set(results["protocols"]["fit"]["7.5"]["benchmark"]["per_image"]) == {"baby.png", "bird.png"}
   assert (tmp_path / "results.md").exists() and (tmp_path / "psnr_vs_scale.png").exists()

@@ -10,7 +10,8 @@ import pytest
 from skimage.metrics import structural_similarity
 
 from experiments.configs import liif_train291, srinr_demo
-from inrsr import checkpoints, evaluation, inference, resize, training
+from inrsr import checkpoints, evaluators, inference, resize, training
+from inrsr.evaluators import frames
 
 Y = np.array([65.738, 129.057, 25.064]) / 256.0  # LIIF's calc_psnr / MATLAB rgb2ycbcr luma, on [0, 1] values
 
@@ -75,11 +76,11 @@ def _degrade(hr, scale, modcrop):
 def test_reported_metrics_equal_a_recomputation(tmp_path, make_config, model_name, modcrop):
   config = make_config()
   training.train(config, tmp_path, progress=False)
-  results = evaluation.evaluate_run(tmp_path, progress=False, save_predictions=True)
-  assert results == json.loads((tmp_path / evaluation.RESULTS_JSON).read_text())
+  results = evaluators.evaluate_run(tmp_path, progress=False, save_predictions=True)
+  assert results == json.loads((tmp_path / evaluators.RESULTS_JSON).read_text())
   assert results["model"] == model_name and results["modcrop"] == modcrop
   model, params, _, _ = checkpoints.restore_model(tmp_path)
-  sets = evaluation.evaluation_sets(config)
+  sets = frames.evaluation_sets(config)
   assert set(results["protocols"]) == set(sets) == ({"fit", "heldout"} if model_name == "srinr" else {"heldout"})
   if model_name == "srinr":  # image k of K trained at t = -1 + (2k + 1) / K; unseen images at t = 0
     assert [t for _, _, t in sets["fit"]] == [-0.5, 0.5] and [t for _, _, t in sets["heldout"]] == [0.0]

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from experiments.configs import common, liif_train291, srinr_demo
-from inrsr import checkpoints, coords, evaluation, inference, models, resize, training
+from inrsr import checkpoints, coords, evaluators, inference, models, resize, training
 from inrsr.convert import pth
 from inrsr.data import pipeline
+from inrsr.evaluators import frames, schema
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -99,25 +100,25 @@ def test_liif_trains_resumes_exactly_and_evaluates(tmp_path):
   assert s1 == s2 == 6
   for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  results = evaluation.evaluate_run(straight, scales=(2.0, 3.0), progress=False)
+  results = evaluators.evaluate_run(straight, scales=(2.0, 3.0), progress=False)
   assert set(results["protocols"]) == {"heldout"} and results["model"] == "liif"
-  assert "| benchmark | LIIF |" in (straight / evaluation.RESULTS_MD).read_text()
+  assert "| benchmark | LIIF |" in (straight / evaluators.RESULTS_MD).read_text()
   assert "init_steps" not in results  # trained from scratch
   # A run started from another (a cumulative schedule's stage) records the earlier run's steps for its label.
   follow = stepped(2)
   follow.train.init_from = str(straight)
   training.train(follow, tmp_path / "follow", progress=False)
-  assert evaluation.evaluate_run(tmp_path / "follow", scales=(2.0,), progress=False)["init_steps"] == [6]
+  assert evaluators.evaluate_run(tmp_path / "follow", scales=(2.0,), progress=False)["init_steps"] == [6]
   straight.rename(tmp_path / "moved")  # the earlier run is gone: its steps are recorded as unknown, not as none
-  assert evaluation.evaluate_run(tmp_path / "follow", scales=(2.0,), progress=False)["init_steps"] is None
+  assert evaluators.evaluate_run(tmp_path / "follow", scales=(2.0,), progress=False)["init_steps"] is None
 
 
 def test_results_name_a_one_stage_clit_lit():
   base = common.GENERALISING_MODELS["clit"]
-  assert evaluation.model_key(ml_collections.ConfigDict(base)) == "lit"
-  assert evaluation.model_key(ml_collections.ConfigDict({**base, "num_stages": 3})) == "clit"
-  assert evaluation.model_key(ml_collections.ConfigDict(common.GENERALISING_MODELS["liif"])) == "liif"
-  assert evaluation.markdown_table({"model": "lit", "step": 1, "num_images": {"p": 1}, "protocols": {"p": {
+  assert schema.model_key(ml_collections.ConfigDict(base)) == "lit"
+  assert schema.model_key(ml_collections.ConfigDict({**base, "num_stages": 3})) == "clit"
+  assert schema.model_key(ml_collections.ConfigDict(common.GENERALISING_MODELS["liif"])) == "liif"
+  assert frames.markdown_table({"model": "lit", "step": 1, "num_images": {"p": 1}, "protocols": {"p": {
       "2": {"benchmark": {"model": {"psnr": 30.0, "ssim": 0.9}, "bicubic": {"psnr": 29.0, "ssim": 0.8}}}}}}
   ).count("| benchmark | LIT | 30.00 / 0.9000 |") == 1
 

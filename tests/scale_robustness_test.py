@@ -8,8 +8,9 @@ import optax
 import pytest
 import skimage.data
 
-from inrsr import coords, evaluation, inference, losses, metrics, resize
+from inrsr import coords, inference, losses, metrics, resize
 from inrsr.data import pipeline
+from inrsr.evaluators import frames
 from inrsr.models import srinr
 
 SMALL = dict(num_levels=3, log2_table_size=10, n_min=4, n_max=16)
@@ -92,13 +93,13 @@ def test_bicubic_residual_is_a_config_field_off_in_the_papers_reading():
 
 def test_heldout_time_field():
   c = ml_collections.ConfigDict(dict(data=dict(image_time="index"), eval=dict(heldout_time="zero")))
-  assert evaluation.heldout_time(c, 4) == 0.0
+  assert frames.heldout_time(c, 4) == 0.0
   c.eval.heldout_time = "trained"
-  assert evaluation.heldout_time(c, 4) == pytest.approx(-0.25)  # t of image 1 of 4, a trained row
-  assert evaluation.heldout_time(c, 3) == pytest.approx(0.0)
+  assert frames.heldout_time(c, 4) == pytest.approx(-0.25)  # t of image 1 of 4, a trained row
+  assert frames.heldout_time(c, 3) == pytest.approx(0.0)
   c.eval.heldout_time = "middle"
   with pytest.raises(ValueError, match="eval.heldout_time"):
-    evaluation.heldout_time(c, 4)
+    frames.heldout_time(c, 4)
 
 
 def fit_multiscale(model, frame, scales, *, steps, pixels, learning_rate=1e-2, seed=0):

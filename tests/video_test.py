@@ -10,7 +10,7 @@ import skimage.data
 
 import fitting
 from experiments.configs import vrinr_demo, vrinr_vid4
-from inrsr import coords, evaluation, metrics, resize, training, upscaling
+from inrsr import coords, evaluators, metrics, resize, training, upscaling
 from inrsr.data import images, sources, video
 from inrsr.models import srinr
 
@@ -114,7 +114,7 @@ def video_run(tmp_path_factory):
 
 
 def test_video_evaluation_has_noise_and_temporal_tables(video_run):
-  results = evaluation.evaluate_run(video_run, scales=(4.0,), progress=False)
+  results = evaluators.evaluate_run(video_run, scales=(4.0,), progress=False)
   assert results["num_images"] == {"fit": 3}
   assert set(results["protocols"]["fit"]["4"]["temporal"]) == {"model", "bicubic"}
   assert set(results["noise"]["fit"]) == {"gaussian sigma=30", "gaussian sigma=50", "poisson"}

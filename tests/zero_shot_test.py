@@ -17,6 +17,7 @@ import skimage.data
 from experiments.configs import liif_zeroshot, srinr_demo, srinr_zeroshot
 from inrsr import checkpoints, inference, training, zero_shot
 from inrsr.data import images, video
+from inrsr.evaluators import zero_shot as zero_shot_evaluator
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -237,7 +238,7 @@ def test_liif_zero_shot_beats_bicubic_on_an_image_it_never_saw_the_hr_of(shared_
   # Set5 `baby` x2, protocol `internal`: the fit sees only the 8-bit bicubic LR (RESULTS.md, "Zero-shot
   # upscaling with LIIF": +0.83 dB after 120 s, 300 steps; this asserts most of it at 300 steps).
   hr = images.load_image(shared_data / "Set5" / "baby.png")
-  result = zero_shot.evaluate(liif_zeroshot.get_config(), [("baby", hr)], [2.0], tmp_path, budget="300")
+  result = zero_shot_evaluator.evaluate(liif_zeroshot.get_config(), [("baby", hr)], [2.0], tmp_path, budget="300")
   cell = result["2"]["per_image"]["baby"]
   assert cell["model"]["psnr"] >= cell["bicubic"]["psnr"] + 0.7, cell
 

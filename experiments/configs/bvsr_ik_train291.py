@@ -27,7 +27,7 @@ test runs, 2026-12-05: 109.8 minutes for the 1000 steps in one run, 6.6 s a step
 later run on the same machine, whose speed varies, so `train.budget_s` of 110 minutes stopped it at step 952 and
 the same command again finished it exactly; on cores shared with other jobs a step takes 3-4 times as long); SpyNet has 4 pyramid levels (the LR is 32 px; 6 would reach 1 px).
 
-Evaluation (`inrsr/blind_evaluation.py`, `eval.blind`): Vid4 (the four clips, all frames) blurred by the test
+Evaluation (`inrsr/evaluators/blind.py`, `eval.blind`): Vid4 (the four clips, all frames) blurred by the test
 recipe (sigma 1.2, 9x9, LR rounded to uint8), frame t restored from the 5-frame window centred on it, Y PSNR/SSIM
 with a 4-pixel border over every frame that has a full window (all but the first and last two of each clip)
 pooled, next to bicubic, any --compare runs and (--zero_shot_budget) zero-shot VR-INR; --blind_crop /
@@ -48,7 +48,7 @@ convert it (`inrsr.convert.bvsr_ik.convert_spynet`) into the initial parameters 
 import ml_collections
 
 from experiments.configs import common
-from inrsr import blind_evaluation
+from inrsr.evaluators import blind
 
 # bvsr_ik.md section 6, "mini" column (dim 32, SPC 8/2, SRT base 8, TRT 16 / 2 blocks, 3 propagation and 2 fusion
 # blocks, INR width 64, N = 4 atoms, R = 4: null + 3, 5, 7).
@@ -73,7 +73,7 @@ def get_config(arg=None):
   c.data.repeat = 1
   c.train.update(steps=1000, epochs=0, learning_rate=4e-4, schedule="cosine", decay_epochs=0, loss="model",
                  log_every=10, checkpoint_every=100, budget_s=110 * 60.0)
-  c.eval.blind = ml_collections.ConfigDict(dict(blind_evaluation.DEFAULTS))
+  c.eval.blind = ml_collections.ConfigDict(dict(blind.DEFAULTS))
   flags, _ = common.parse_arg(arg, "bvsr_ik_train291", flags=("small", "grid"))
   if "grid" in flags:  # skip and correction target on the [::4] grid (a departure; not yet measured)
     c.model.skip_phase = "grid"  # default "centre", the official skip

@@ -1,8 +1,9 @@
-"""Evaluation of a trained run: PSNR/SSIM per protocol and scale, next to bicubic; JSON, Markdown and a plot.
+"""The `frames` evaluator: a run's images or frames scored per evaluation protocol, scale and metric, next to bicubic.
 
-Protocol sets (DESIGN.md, Training protocols): `fit` evaluates the frames a `fit` run trained on, `internal`
-evaluates the real HR frames of a run trained only on their LR, `heldout` evaluates frames the run never saw
-(config `eval.heldout`). Each is reported under its own name. Metrics are named by `inrsr.metrics` protocol.
+Evaluation protocols (DESIGN.md, Training protocols): `fit` evaluates the frames a `fit` run trained on,
+`internal` evaluates the real HR frames of a run trained only on their LR, `heldout` evaluates frames the run never
+saw (config `eval.heldout`). Each is reported under its own name. Metric rules are `inrsr.metrics`' (div2k,
+benchmark, full: `config.eval.metrics`).
 
 The LR of a fitting model (SR-INR / VR-INR) is made as its training made it: without the mod-crop
 (`data.modcrop` False, the whole frame downsampled, so a pixel keeps its coordinate at every scale) or with it
@@ -13,7 +14,6 @@ does, unless `cell_scale` says otherwise; results.json records which (`cell_rule
 
 from __future__ import annotations
 
-import json
 import pathlib
 
 import imageio.v3 as iio
@@ -21,14 +21,11 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from inrsr import blind_evaluation, checkpoints, inference, metrics, models, plotting, resize, upscaling
+from inrsr import checkpoints, inference, metrics, models, resize, upscaling
 from inrsr.data import sources, video
+from inrsr.evaluators import plots, schema
 
-RESULTS_JSON = "results.json"
-RESULTS_MD = "results.md"
-RESULTS_PNG = "psnr_vs_scale.png"
-PREDICTIONS = "predictions"  # evaluate_run(save_predictions=True) writes the scored outputs here
-
+KIND = "frames"
 
 HELDOUT_TIMES = ("zero", "trained")
 
@@ -57,7 +54,7 @@ def heldout_time(config: ml_collections.ConfigDict, num_train: int) -> float:
 
 
 def evaluation_sets(config: ml_collections.ConfigDict) -> dict[str, list[tuple[str, np.ndarray, float]]]:
-  """Named protocol -> list of (name, HR image, t) the run can be evaluated on.
+  """Evaluation protocol -> list of (name, HR image, t) the run can be evaluated on.
 
   The frames of a `fit` or `internal` run keep the time coordinate they were trained at
   (`sources.image_times`); a `patches` run (the generalising models) has no such set. `heldout` images
@@ -83,7 +80,8 @@ def evaluation_sets(config: ml_collections.ConfigDict) -> dict[str, list[tuple[s
 
 
 def score_against_bicubic(pred, bic, hr, metric: str, scale: float) -> dict:
-  """{"model": {"psnr", "ssim"}, "bicubic": {...}} of a prediction and the bicubic upsampling against the HR."""
+  """{"model": {"psnr", "ssim"}, "bicubic": {...}} of a prediction and the bicubic upsampling against the HR, by the
+  metric rule `metric` (`inrsr.metrics.protocol_kwargs`)."""
   kw = metrics.protocol_kwargs(metric, scale)
   return {"model": {"psnr": metrics.psnr(pred, hr, **kw), "ssim": metrics.ssim(pred, hr, **kw)},
           "bicubic": {"psnr": metrics.psnr(bic, hr, **kw), "ssim": metrics.ssim(bic, hr, **kw)}}
@@ -98,7 +96,7 @@ def evaluate_images(model, params, items, scales, metric_names, *, noise=None, t
     model, params: the trained model.
     items: (name, HR frame, t) triples (the frames of a clip in order when `temporal`).
     scales: SR scales.
-    metric_names: `inrsr.metrics` protocols.
+    metric_names: metric rules (`inrsr.metrics`: div2k, benchmark, full).
     noise: optional (kind, level) added to every LR input (`video.add_noise`), seeded per frame.
     temporal: also report `video.temporal_error` over the items as one clip.
     chunk: query points per inference call.
@@ -176,22 +174,16 @@ def _metric_names(by_scale) -> list[str]:
   return [m for m in next(iter(by_scale.values())) if m != "temporal"]
 
 
-MODEL_LABELS = {"srinr": "SR-INR", "liif": "LIIF", "hiif": "HIIF", "lit": "LIT", "clit": "CLIT", "bvsr_ik": "BVSR-IK"}
-
-
-def model_key(model_config) -> str:
-  """The model name results carry: `lit` for a one-stage CLIT (LIT, the cascade's first stage), else model.name."""
-  name = model_config.get("name", "srinr")
-  return "lit" if name == "clit" and int(model_config.get("num_stages", 1)) == 1 else name
-
-
-def model_label(model_name: str) -> str:
-  """The name tables and plots print for a results `model` key (e.g. "lit" -> "LIT")."""
-  return MODEL_LABELS.get(model_name, model_name)
-
-
 def _method_name(method: str, model_name: str = "srinr") -> str:
-  return model_label(model_name) if method == "model" else "bicubic"
+  return schema.model_label(model_name) if method == "model" else "bicubic"
+
+
+def _score_rows(lines: list, by_scale: dict, scales: list, name) -> None:
+  """Table rows "| metric | method | PSNR / SSIM per scale |" of one {scale: {metric: cell}} mapping."""
+  for m in _metric_names(by_scale):
+    for method in ("model", "bicubic"):
+      cells = [f"{by_scale[s][m][method]['psnr']:.2f} / {by_scale[s][m][method]['ssim']:.4f}" for s in scales]
+      lines.append(f"| {m} | {name(method)} | " + " | ".join(cells) + " |")
 
 
 def markdown_table(results: dict) -> str:
@@ -204,10 +196,7 @@ def markdown_table(results: dict) -> str:
     lines.append(f"### protocol `{protocol}` ({results['num_images'][protocol]} frames, step {results['step']})\n")
     lines.append("| metric | method | " + " | ".join(f"x{s}" for s in scales) + " |")
     lines.append("|---|---|" + "---|" * len(scales))
-    for m in _metric_names(by_scale):
-      for method in ("model", "bicubic"):
-        cells = [f"{by_scale[s][m][method]['psnr']:.2f} / {by_scale[s][m][method]['ssim']:.4f}" for s in scales]
-        lines.append(f"| {m} | {name(method)} | " + " | ".join(cells) + " |")
+    _score_rows(lines, by_scale, scales, name)
     if "temporal" in by_scale[scales[0]]:
       for method in ("model", "bicubic"):
         cells = [f"{by_scale[s]['temporal'][method]:.4f}" for s in scales]
@@ -234,7 +223,7 @@ def markdown_table(results: dict) -> str:
 def plot_psnr(results: dict, path) -> None:
   """PSNR against scale for each protocol, with bicubic dashed."""
   name = lambda method: _method_name(method, results.get("model", "srinr"))
-  fig, ax = plotting.subplots()
+  fig, ax = plots.subplots()
   for i, (protocol, by_scale) in enumerate(results["protocols"].items()):
     scales = sorted(by_scale, key=float)
     m = _metric_names(by_scale)[0]
@@ -242,79 +231,95 @@ def plot_psnr(results: dict, path) -> None:
       label = f"{name(method)} ({protocol}, {m})"
       ax.plot([float(s) for s in scales], [by_scale[s][m][method]["psnr"] for s in scales], style, color=f"C{i}",
               label=label)
-  ax.set_xscale("log", base=2)
-  ticks = sorted({float(s) for by_scale in results["protocols"].values() for s in by_scale})
-  ax.set_xticks(ticks, [f"x{t:g}" for t in ticks])
-  plotting.decorate(ax, "scale", "PSNR (dB)")
-  plotting.save(fig, path)
+  plots.scale_axis(ax, sorted({float(s) for by_scale in results["protocols"].values() for s in by_scale}))
+  plots.decorate(ax, "scale", "PSNR (dB)")
+  plots.save(fig, path)
 
 
-def evaluate_run(workdir, *, scales=None, progress: bool = True, compare=(), clip_methods=None,
-                 blind_overrides=None, cell_scale: float | None = None, save_predictions: bool = False) -> dict:
-  """Evaluate the latest checkpoint of a run; writes results.json, results.md and psnr_vs_scale.png.
+def figures(results: dict, workdir) -> None:
+  """The figure written beside results.md: PSNR against scale (`schema.RESULTS_PNG`)."""
+  plot_psnr(results, pathlib.Path(workdir) / schema.RESULTS_PNG)
 
-  A whole-clip model (BVSR-IK) is evaluated by the blind protocol instead (`inrsr.blind_evaluation`: clips
-  degraded by its test recipe, next to bicubic and the `compare` runs; results.json and results.md, no plot).
+
+def compare_cells(results: dict, protocol: str, metric: str, source="") -> tuple[str, dict]:
+  """A run's row of `inrsr.evaluators.compare`: its label and {scale: cell} of one protocol and metric.
 
   Args:
-    workdir: the training run's folder.
+    results: a frames results dict.
+    protocol: the evaluation protocol, e.g. "heldout:Set14".
+    metric: a metric rule of `inrsr.metrics`.
+    source: where the results came from, for errors.
+
+  Returns:
+    ("LIIF (4000 steps)", {scale: {"model", "bicubic", ...}}); a cumulative schedule's label counts every stage
+    ("CLIT (440 + 175 + 185 steps)", "? + 185" when the earlier stages' steps are unknown).
+  """
+  if protocol not in results["protocols"]:
+    raise ValueError(f"{source}: no protocol {protocol!r} (has {list(results['protocols'])})")
+  by_scale = results["protocols"][protocol]
+  if any(metric not in cell for cell in by_scale.values()):
+    raise ValueError(f"{source}: no metric {metric!r} at every scale of {protocol!r}")
+  before = results.get("init_steps", ())  # a cumulative schedule's earlier stages; None: their steps unknown
+  steps = [*(["?"] if before is None else before), results["step"]]
+  label = f"{schema.model_label(results.get('model', 'srinr'))} ({' + '.join(map(str, steps))} steps)"
+  return label, {s: cell[metric] for s, cell in by_scale.items()}
+
+
+def _noise_name(noise_kind: str, level: float) -> str:
+  """How results name a noise setting: "gaussian sigma=30", "poisson", "poisson peak=10"."""
+  if noise_kind == "gaussian":
+    return f"{noise_kind} sigma={level:g}"
+  return f"{noise_kind}" + (f" peak={level:g}" if level else "")
+
+
+def evaluate_run(workdir, model, params, config: ml_collections.ConfigDict, step: int, *, scales=None,
+                 progress: bool = True, cell_scale: float | None = None, save_predictions: bool = False,
+                 compare=(), clip_methods=None, blind_overrides=None) -> dict:
+  """Score a frame model's run on its evaluation sets (`evaluation_sets`) at each scale and metric rule.
+
+  Args:
+    workdir: the run's folder (results are written by the caller, `inrsr.evaluators.write`).
+    model: the run's model, with its parameters `params`.
+    params: its parameters.
+    config: the run's config (`eval` section: scales, metrics, chunk, temporal, quantize_lr, noise, ...).
+    step: the checkpoint step.
     scales: scales to evaluate (default: the config's eval.scales).
     progress: progress bars.
-    compare: with a whole-clip model, folders of frame-model runs scored on the same degraded input.
-    clip_methods: with a whole-clip model, more whole-clip restorers scored on the same input
-      (`blind_evaluation.evaluate`; e.g. zero-shot VR-INR, `inrsr.zero_shot.clip_restorer`).
-    blind_overrides: with a whole-clip model, `eval.blind` fields that replace the run's (e.g. a central crop).
     cell_scale: generalising models' query cell factor: None, the model's test-time rule (HIIF's official
       clipping), which `upscale` applies too; 1.0, the plain cell 2 / size. Recorded as results["cell_rule"].
     save_predictions: also write each scored prediction (8 bits) and its LR under WORKDIR/predictions/
       <protocol>/x<scale>/ (`evaluate_images`' `save_to`; ':' in a protocol name becomes '_').
+    compare, clip_methods, blind_overrides: the blind evaluator's options; refused here.
 
   Returns:
-    The results dict written to results.json.
+    The results dict (`schema`, kind `frames`).
   """
   workdir = pathlib.Path(workdir)
-  model, params, config, step = checkpoints.restore_model(workdir)
-  if inference.is_clip_model(model):
-    if scales:
-      raise ValueError(f"--scales={list(scales)}: a whole-clip model upscales only at its scale x{model.scale}")
-    results = blind_evaluation.evaluate_clip_run(workdir, model, params, config, step, compare=compare,
-                                                     clip_methods=clip_methods, overrides=blind_overrides)
-    (workdir / RESULTS_JSON).write_text(json.dumps(results, indent=1))
-    (workdir / RESULTS_MD).write_text(blind_evaluation.markdown_table(results))
-    return results
   if clip_methods or blind_overrides:
-    raise ValueError(f"zero-shot clip methods and blind settings are for whole-clip model runs (BVSR-IK); {workdir} holds a "
-                     f"{config.model.get('name', 'srinr')} model")
+    raise ValueError(f"zero-shot clip methods and blind settings are for whole-clip model runs (BVSR-IK); {workdir} "
+                     f"holds a {config.model.get('name', 'srinr')} model")
   if compare:
     raise ValueError(f"--compare is for whole-clip models (BVSR-IK); {workdir} holds a "
                      f"{config.model.get('name', 'srinr')} model")
   scales = tuple(float(s) for s in (scales or config.eval.scales))
   sets = evaluation_sets(config)
-  results = {"model": model_key(config.model), "step": step, "scales": list(scales), "metrics": list(config.eval.metrics),
-             "num_images": {p: len(v) for p, v in sets.items()}, "protocols": {}}
   e = config.eval
-  metric_names = tuple(e.metrics)
-  temporal = bool(e.get("temporal", False))
   modcrop = True if models.is_generalising(model) else bool(config.data.get("modcrop", True))
-  results["modcrop"] = modcrop
-  results["cell_rule"] = cell_rule_name(cell_scale)
+  results = {"kind": KIND, "model": schema.model_key(config.model), "step": step, "scales": list(scales),
+             "metrics": list(e.metrics), "num_images": {p: len(v) for p, v in sets.items()}, "protocols": {},
+             "modcrop": modcrop, "cell_rule": cell_rule_name(cell_scale)}
   before = checkpoints.init_steps(workdir)
   if before != ():  # started from other runs (a cumulative schedule's stage): their steps, earliest first
     results["init_steps"] = None if before is None else list(before)  # None: those runs are gone
+  options = dict(chunk=e.chunk, progress=progress, modcrop=modcrop, cell_scale=cell_scale)
   for protocol, items in sets.items():
     logging.info("evaluating protocol %s on %d frames", protocol, len(items))
-    results["protocols"][protocol] = evaluate_images(model, params, items, scales, metric_names,
-                                                     temporal=temporal, chunk=e.chunk, progress=progress,
-                                                     quantize_lr=bool(e.get("quantize_lr", False)),
-                                                     modcrop=modcrop, cell_scale=cell_scale,
-                                                     save_to=(workdir / PREDICTIONS / protocol.replace(":", "_")
-                                                              if save_predictions else None))
-    for kind, level in e.get("noise", ()):
-      name = f"{kind} sigma={level:g}" if kind == "gaussian" else f"{kind}" + (f" peak={level:g}" if level else "")
-      results.setdefault("noise", {}).setdefault(protocol, {})[name] = evaluate_images(
-          model, params, items, tuple(float(s) for s in e.noise_scales), metric_names, noise=(kind, level),
-          chunk=e.chunk, progress=progress, modcrop=modcrop, cell_scale=cell_scale)
-  (workdir / RESULTS_JSON).write_text(json.dumps(results, indent=1))
-  (workdir / RESULTS_MD).write_text(markdown_table(results))
-  plot_psnr(results, workdir / RESULTS_PNG)
+    results["protocols"][protocol] = evaluate_images(
+        model, params, items, scales, tuple(e.metrics), temporal=bool(e.get("temporal", False)),
+        quantize_lr=bool(e.get("quantize_lr", False)), **options,
+        save_to=workdir / schema.PREDICTIONS / protocol.replace(":", "_") if save_predictions else None)
+    for noise_kind, level in e.get("noise", ()):
+      results.setdefault("noise", {}).setdefault(protocol, {})[_noise_name(noise_kind, level)] = evaluate_images(
+          model, params, items, tuple(float(s) for s in e.noise_scales), tuple(e.metrics), noise=(noise_kind, level),
+          **options)
   return results

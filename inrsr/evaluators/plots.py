@@ -1,4 +1,4 @@
-"""Matplotlib figures written to files: the Agg backend, axis labels, grid and legend, save and close."""
+"""Matplotlib figures written to files: the Agg backend, axis labels, grid and legend, a scale axis, save and close."""
 
 
 def subplots(nrows: int = 1, ncols: int = 1, figsize=(6, 4)):
@@ -15,6 +15,12 @@ def decorate(ax, xlabel: str, ylabel: str, legend_size: int = 8) -> None:
   ax.set_ylabel(ylabel)
   ax.grid(True, alpha=0.3)
   ax.legend(fontsize=legend_size)
+
+
+def scale_axis(ax, scales) -> None:
+  """A log2 x axis with a tick "x<s>" at each of `scales` (numbers or their strings)."""
+  ax.set_xscale("log", base=2)
+  ax.set_xticks([float(s) for s in scales], [f"x{float(s):g}" for s in scales])
 
 
 def save(fig, path, dpi: int = 120) -> None:

@@ -1,6 +1,6 @@
-"""Blind video SR evaluation: clips degraded by BVSR-IK's test recipe, scored the way its code scores them.
+"""The `blind` evaluator: clips degraded by BVSR-IK's test recipe, scored the way its code scores them.
 
-The protocol (`../shared/bvsr_ik.md` section 3, from the official `utils.py` and `main_KCA.py`):
+The evaluator (`../shared/bvsr_ik.md` section 3, from the official `utils.py` and `main_KCA.py`):
   * HR frames are cropped to a multiple of the scale (4), then blurred and subsampled by a named recipe of
     `inrsr.data.degradations` (default `gaussian_test`: sigma 1.2, 9x9, every frame; LR rounded to uint8).
   * A whole-clip model (BVSR-IK) restores frame t from the window of `window` (5) LR frames centred on t and
@@ -31,6 +31,7 @@ from absl import logging
 from inrsr import checkpoints, inference, metrics, resize
 from inrsr.data import degradations, sources, video
 
+KIND = "blind"
 # The label of `grid_bicubic` in results.
 GRID_BICUBIC = "bicubic on the [::4] grid"
 
@@ -237,13 +238,41 @@ def markdown_table(results: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
-def evaluate_clip_run(workdir, model, params, config: ml_collections.ConfigDict, step: int, *,
-                      compare: Sequence = (), clip_methods: Mapping[str, Callable] | None = None,
-                      overrides: Mapping | None = None) -> dict:
-  """The blind protocol for a whole-clip model's run, next to bicubic and other runs' frame models.
+def figures(results: dict, workdir) -> None:
+  """No figure: a blind evaluation writes results.json and results.md only."""
+  del results, workdir
+
+
+def compare_cells(results: dict, protocol: str, metric: str, source="") -> tuple[str, dict]:
+  """Blind results are per clip and method, not per scale: `inrsr.evaluators.compare` refuses them."""
+  del results, protocol, metric
+  raise ValueError(f"{source}: blind results (clips degraded by a recipe, one scale) have no per-scale rows; "
+                   "compare takes frames and zero_shot results")
+
+
+def _frame_methods(compare: Sequence, chunk: int, scale: int) -> tuple[dict, dict]:
+  """Frame restorers of the `compare` runs, then bicubic and grid bicubic; and each compared run's folder and step."""
+  frame_methods, compared = {}, {}
+  for other in compare:
+    other_model, other_params, other_config, other_step = checkpoints.restore_model(other)
+    if inference.is_clip_model(other_model):
+      raise ValueError(f"--compare={other}: a whole-clip model; compare frame models (LIIF, HIIF, CLIT, SR-INR)")
+    label = f"{other_config.model.get('name', 'srinr')} ({pathlib.Path(other).resolve().name}, step {other_step})"
+    frame_methods[label] = frame_model_method(other_model, other_params, chunk)
+    compared[label] = {"workdir": str(other), "step": other_step}
+  frame_methods["bicubic"] = bicubic
+  frame_methods[GRID_BICUBIC] = functools.partial(grid_bicubic, scale=scale)
+  return frame_methods, compared
+
+
+def evaluate_run(workdir, model, params, config: ml_collections.ConfigDict, step: int, *, compare: Sequence = (),
+                 clip_methods: Mapping[str, Callable] | None = None, blind_overrides: Mapping | None = None,
+                 scales=None, progress: bool = True, cell_scale: float | None = None,
+                 save_predictions: bool = False) -> dict:
+  """The blind evaluation of a whole-clip model's run, next to bicubic and other runs' frame models.
 
   Args:
-    workdir: the run's folder (results are written by the caller).
+    workdir: the run's folder (results are written by the caller, `inrsr.evaluators.write`).
     model: the run's whole-clip model (BVSR-IK), with its parameters `params`.
     params: its parameters.
     config: the run's config (its `eval.blind` section, `settings`).
@@ -251,27 +280,22 @@ def evaluate_clip_run(workdir, model, params, config: ml_collections.ConfigDict,
     compare: folders of other runs (non-blind frame models) evaluated on the same degraded frames.
     clip_methods: more whole-clip restorers scored on the same frames (`evaluate`), e.g.
       `inrsr.zero_shot.clip_restorer`.
-    overrides: `eval.blind` fields that replace the run's (`settings`).
+    blind_overrides: `eval.blind` fields that replace the run's (`settings`).
+    scales: refused: a whole-clip model upscales only at its own scale.
+    progress, cell_scale, save_predictions: the frames evaluator's options; not used here.
 
   Returns:
-    The results dict (`evaluate`'s, plus model, step, the settings and each compared run's folder and step).
+    The results dict (`evaluate`'s, plus kind, model, step, the settings and each compared run's folder and step).
   """
-  blind = settings(config, overrides)
+  del workdir, progress, cell_scale, save_predictions
+  if scales:
+    raise ValueError(f"--scales={list(scales)}: a whole-clip model upscales only at its scale x{model.scale}")
+  blind = settings(config, blind_overrides)
   scale = int(getattr(model, "scale", 4))
   clips = degraded_clips(blind, scale)
   name = config.model.get("name", "model")
-  frame_methods, compared = {}, {}
-  for other in compare:
-    other_model, other_params, other_config, other_step = checkpoints.restore_model(other)
-    if inference.is_clip_model(other_model):
-      raise ValueError(f"--compare={other}: a whole-clip model; compare frame models (LIIF, HIIF, CLIT, SR-INR)")
-    label = f"{other_config.model.get('name', 'srinr')} ({pathlib.Path(other).resolve().name}, step {other_step})"
-    frame_methods[label] = frame_model_method(other_model, other_params, config.eval.get("chunk", 65536))
-    compared[label] = {"workdir": str(other), "step": other_step}
-  frame_methods["bicubic"] = bicubic
-  frame_methods[GRID_BICUBIC] = functools.partial(grid_bicubic, scale=scale)
+  frame_methods, compared = _frame_methods(compare, config.eval.get("chunk", 65536), scale)
   results = evaluate(clips, {f"{name} (step {step})": clip_model_method(model, params)}, frame_methods,
                      clip_methods=clip_methods, window=blind.window, border=blind.border)
-  results.update(model=name, step=step, protocol="blind", blind=blind.to_dict(), compared=compared)
+  results.update(model=name, step=step, protocol="blind", blind=blind.to_dict(), compared=compared, kind=KIND)
   return results
-
