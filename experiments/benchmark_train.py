@@ -1,7 +1,13 @@
-r"""Training throughput (HR pixels/s per step) and compiled peak memory of a config.
+r"""Training throughput (HR pixels/s per step) and compiled peak memory of a config, any protocol.
 
   python -m experiments.benchmark_train --config=srinr_demo --steps=20
   python -m experiments.benchmark_train --config=srinr_celeba --config.data.batch_size=8
+  python -m experiments.benchmark_train --config=liif_train291 --steps=5
+  python -m experiments.benchmark_train --config=clit_train291 --steps=5
+
+Batches are the config's own training data (fit, internal, patches, clips or cascade), as `experiments.train`
+reads them. The first step (compilation) is reported apart; every distinct cascade scale set is compiled before
+timing.
 
 Prints one Markdown row for BENCHMARKS.md.
 """
@@ -24,12 +30,12 @@ def main(argv):
   del argv
   r = benchmarking.train_throughput(_CONFIG.value, steps=_STEPS.value, warmup=_WARMUP.value)
   peak = "n/a" if r["peak_bytes"] is None else f"{r['peak_bytes'] / 1e9:.3f}"
-  print("| config | device | B x P | step ms | HR pixels/s | peak GB |")
-  print("|---|---|---|---|---|---|")
-  print(f"| {sys.argv[1] if len(sys.argv) > 1 else ''} | {r['device']} | {r['pixels_per_step']} | "
-        f"{r['step_ms']:.1f} | {r['pixels_per_s']:.4g} | {peak} |")
+  print("| config | device | HR pixels per step | step ms | HR pixels/s | peak GB | first step s | compiled steps |")
+  print("|---|---|---|---|---|---|---|---|")
+  print(f"| {' '.join(sys.argv[1:])} | {r['device']} | {r['pixels_per_step']} | {r['step_ms']:.1f} | "
+        f"{r['pixels_per_s']:.4g} | {peak} | {r['first_step_s']:.1f} | {r['compiled_steps']} |")
 
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
-  app.run(main, argv=configs.resolve_argv(sys.argv))
+  configs.run(main)

@@ -42,10 +42,48 @@ def alternating_times(runs: dict, reps: int) -> dict:
   return {label: statistics.median(ts) for label, ts in times.items()}
 
 
+def side_by_side(runs: dict, reps: int) -> dict:
+  """First-call time, median time and first output of each callable: one untimed-for-the-median warm-up call
+  each (its wall time is the first-call time: compilation included for JAX), then `alternating_times`.
+
+  Args:
+    runs: {label: zero-argument callable returning host values}.
+    reps: timed rounds (round-robin over the labels).
+
+  Returns:
+    {label: {"first_s", "median_s", "output"}} with the output of the first call.
+  """
+  result = {}
+  for label, fn in runs.items():
+    t = time.perf_counter()
+    out = fn()
+    result[label] = {"first_s": time.perf_counter() - t, "output": out}
+  for label, seconds in alternating_times(runs, reps).items():
+    result[label]["median_s"] = seconds
+  return result
+
+
+def load_average() -> str:
+  """The 1, 5 and 15 minute load averages of the machine (`/proc/loadavg`), or "n/a" where there is none."""
+  try:
+    with open("/proc/loadavg", encoding="ascii") as f:
+      return " ".join(f.read().split()[:3])
+  except OSError:
+    return "n/a"
+
+
 def compiled_peak_bytes(jitted, *args) -> int | None:
   """Arguments + outputs + temporaries of the compiled executable (XLA's memory analysis), or None."""
   try:
-    m = jitted.lower(*args).compile().memory_analysis()
+    return _peak_bytes(jitted.lower(*args).compile())
+  except Exception:  # Some backends do not implement the analysis.
+    return None
+
+
+def _peak_bytes(compiled) -> int | None:
+  """`compiled_peak_bytes` of an executable already compiled (`jitted.lower(...).compile()`)."""
+  try:
+    m = compiled.memory_analysis()
   except Exception:  # Some backends do not implement the analysis.
     return None
   if m is None:
@@ -64,49 +102,68 @@ def device_description() -> str:
 def train_throughput(config, *, steps: int = 20, warmup: int = 3) -> dict:
   """HR pixels per second of the jitted train step on `config`, and its compiled peak memory.
 
-  Batches come from the real Grain pipeline, prefetched before timing so that only the step is measured.
+  Batches come from the config's own training data (`training.training_data`: every protocol, fit, internal,
+  patches, clips and cascade), prefetched before timing so that only the step is measured. A batch's static
+  stage scales (`training.stage_scales`, the cascade protocol) select one compiled step per distinct tuple: every
+  tuple among the prefetched batches is compiled and run once before timing, so the figure is the step's, not
+  XLA's.
 
   Args:
     config: a training config.
-    steps: timed steps.
-    warmup: untimed steps first (compilation).
+    steps: timed steps (cycling over at most 8 prefetched batches).
+    warmup: untimed steps after the first call of each distinct stage-scale tuple (which compiles it).
 
   Returns:
-    dict with pixels_per_step, step_ms (median), pixels_per_s, peak_bytes, device.
+    dict with pixels_per_step, step_ms (median), pixels_per_s, peak_bytes (XLA's memory analysis of the first
+    batch's step), compiled_steps (distinct stage-scale tuples), first_step_s (compilation and one step) and
+    device.
   """
   from jax.sharding import NamedSharding  # pylint: disable=g-import-not-at-top
   from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top
 
-  from inrsr import training  # pylint: disable=g-import-not-at-top
-  from inrsr.data import pipeline  # pylint: disable=g-import-not-at-top
   from inrsr import models  # pylint: disable=g-import-not-at-top
+  from inrsr import training  # pylint: disable=g-import-not-at-top
 
-  frames, times, _ = training.load_training_frames(config)
-  spec = training.example_spec(config, frames)
-  _, per_epoch = training.total_steps(config, frames)
-  it = iter(pipeline.training_dataset(frames, spec, batch_size=config.data.batch_size, seed=0, times=times))
+  if steps < 1 or warmup < 0:
+    raise ValueError(f"{steps=} must be >= 1 and {warmup=} >= 0")
+  dataset, total, per_epoch, pixels = training.training_data(config)
+  it = iter(dataset)
   mesh = training.make_mesh()
   batch_sharding = NamedSharding(mesh, P("data"))
-  batches = [{k: jax.make_array_from_process_local_data(batch_sharding, v) for k, v in next(it).items()
-              if k != "scale"} for _ in range(min(steps + warmup, 8))]
+  batches = []
+  for _ in range(min(steps + warmup, 8)):
+    host = dict(next(it))
+    scales = training.stage_scales(host)
+    batches.append(({k: jax.make_array_from_process_local_data(batch_sharding, v) for k, v in host.items()
+                     if k != "scale"}, scales))
   model = models.from_config(config.model)
-  tx = training.make_optimizer(config, per_epoch)
+  tx = training.make_optimizer(config, per_epoch, total)
   state = jax.device_put(training.init_state(model, tx, 0), NamedSharding(mesh, P()))
   step = training.make_train_step(model, tx, config.train.loss, mesh)
-  peak = compiled_peak_bytes(step, state, batches[0])
+  compiled, t = {}, time.perf_counter()
+  for batch, scales in batches:  # one executable per distinct scales tuple, compiled once (and analysed)
+    if scales not in compiled:
+      compiled[scales] = step.lower(state, batch, scales).compile()
+      state, m = compiled[scales](state, batch)
+      if len(compiled) == 1:
+        jax.block_until_ready(m)
+        first_step_s = time.perf_counter() - t
   for i in range(warmup):
-    state, m = step(state, batches[i % len(batches)])
+    batch, scales = batches[i % len(batches)]
+    state, m = compiled[scales](state, batch)
   jax.block_until_ready(state)
   times_s = []
   for i in range(steps):
+    batch, scales = batches[i % len(batches)]
     t = time.perf_counter()
-    state, m = step(state, batches[i % len(batches)])
+    state, m = compiled[scales](state, batch)
     jax.block_until_ready(m)
     times_s.append(time.perf_counter() - t)
-  pixels = config.data.batch_size * config.data.pixels_per_frame
   step_s = statistics.median(times_s)
   return {"pixels_per_step": pixels, "step_ms": step_s * 1e3, "pixels_per_s": pixels / step_s,
-          "peak_bytes": peak, "device": device_description()}
+          "peak_bytes": _peak_bytes(compiled[batches[0][1]]), "compiled_steps": len(compiled),
+          "first_step_s": first_step_s,
+          "device": device_description()}
 
 
 def _load_official_liif(official: str, checkpoint: str):

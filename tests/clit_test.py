@@ -1,9 +1,6 @@
 """Tests for LIT/CLIT (models/clit.py, convert/clit.py): official fixture, NumPy checks, hand-worked scales."""
 
 import copy
-import functools
-import os
-import pathlib
 
 import flax
 import jax
@@ -17,36 +14,34 @@ from inrsr import benchmarking, coords, inference
 from inrsr.convert import clit as convert_clit
 from inrsr.models import clit, clit_tables, sampling
 
-SHARED = pathlib.Path(os.environ.get("INRSR_SHARED_DIR", pathlib.Path(__file__).resolve().parents[1].parent / "shared"))
-FIXTURES = SHARED / "fixtures" / "clit"
 NAME = "edsr_baseline_clit3"
 CHUNK = 16384
 
 
-@functools.lru_cache(maxsize=1)
-def _fixture():
-  if not (FIXTURES / f"{NAME}.pth").is_file() or not (FIXTURES / f"{NAME}.npz").is_file():
-    pytest.skip(f"CLIT fixture {NAME} not found under {FIXTURES} (set INRSR_SHARED_DIR)")
+@pytest.fixture(scope="module")
+def official(shared):
+  """The official checkpoint and its outputs (README section "clit"): (checkpoint, {name: array})."""
   from inrsr.convert import pth
-  ref = np.load(FIXTURES / f"{NAME}.npz")
-  return pth.load(FIXTURES / f"{NAME}.pth"), {k: ref[k] for k in ref.files}
+  ref = np.load(shared / "fixtures" / "clit" / f"{NAME}.npz")
+  return pth.load(shared / "fixtures" / "clit" / f"{NAME}.pth"), {k: ref[k] for k in ref.files}
 
 
-@functools.lru_cache(maxsize=1)
-def _converted():
-  checkpoint, _ = _fixture()
+@pytest.fixture(scope="module")
+def converted(official):
+  checkpoint, _ = official
   config, params = convert_clit.convert(checkpoint)
   return config, params
 
 
 def _predict(model, params, lr, coords, cells, scales):
-  """encode once, then query in padded chunks of CHUNK (the official chop_forward; queries are independent)."""
+  """encode once, then query in equal chunks of at most CHUNK (the official chop_forward; queries are
+  independent), so one compiled query serves every chunk and the last one pads at most a few queries."""
   encode = jax.jit(lambda p, x: model.apply({"params": p}, x, scales=scales, method=model.encode))
   query = jax.jit(lambda p, f, c, e: model.apply({"params": p}, f, c, e, scales=scales, return_stages=True,
                                                  method=model.query))
   feats = encode(params, lr)
   n = coords.shape[1]
-  chunk = min(CHUNK, n)
+  chunk = -(-n // -(-n // CHUNK))  # ceil(n / number of chunks)
   outs = []
   for start in range(0, n, chunk):
     idx = np.arange(start, start + chunk) % n
@@ -54,8 +49,8 @@ def _predict(model, params, lr, coords, cells, scales):
   return np.concatenate(outs, axis=2)  # (S, B, Q, 3)
 
 
-def test_convert_reads_sizes_from_the_checkpoint():
-  config, params = _converted()
+def test_convert_reads_sizes_from_the_checkpoint(converted):
+  config, params = converted
   assert config == {"name": "clit", "encoder": "edsr-baseline",
                     "encoder_args": {"n_resblocks": 4, "n_feats": 64, "res_scale": 1.0}, "base_dim": 64, "head": 8,
                     "r": 3, "num_stages": 3, "cell_decode": True, "local_attn": True, "pos_bias": True,
@@ -65,31 +60,18 @@ def test_convert_reads_sizes_from_the_checkpoint():
   assert sum(np.size(v) for v in jax.tree.leaves(params)) == 3709161 - 24  # official count less MeanShift
 
 
-def _subset(hw, stride=11):
-  """Row-major indices of every HR border pixel plus every `stride`-th pixel (queries are independent)."""
-  h, w = hw
-  grid = np.arange(h * w).reshape(h, w)
-  border = np.concatenate([grid[0], grid[-1], grid[:, 0], grid[:, -1]])
-  return np.unique(np.concatenate([border, np.arange(0, h * w, stride)]))
-
-
-@pytest.mark.parametrize("case", ["grid", "cascade", "rand", "rand3",
-                                  pytest.param("cascade_full", marks=pytest.mark.slow)])
-def test_matches_official_fixture(case):
-  """Every fixture case to 1e-5 (README's bar); 'cascade' checks ~9% of its 102672 queries, 'cascade_full' all."""
-  _, ref = _fixture()
-  config, params = _converted()
+@pytest.mark.parametrize("case", ["grid", "cascade", "rand", "rand3"])
+def test_matches_official_fixture(case, official, converted):
+  """Every query of every fixture case to 1e-5 (README's bar): 'cascade' is the whole 276x372 grid at x12."""
+  _, ref = official
+  config, params = converted
   model = clit.from_config(config)
-  full = case == "cascade_full"
-  case = "cascade" if full else case
   scales = tuple(float(s) for s in ref[f"scales_{case}"])
   lr = ref["lr"]
   # The stored grid sizes follow from the LR size and the scales, as in the official collate function.
   assert clit.stage_sizes(lr.shape[:2], scales) == tuple(map(tuple, ref[f"stage_hw_{case}"].tolist()))
   coords, pred = ref[f"coord_{case}"], ref[f"pred_{case}"]
-  if case == "cascade" and not full:
-    keep = _subset(ref[f"stage_hw_{case}"][-1])
-    coords, pred = coords[keep], pred[keep]
+  assert coords.shape[0] == np.prod(ref[f"stage_hw_{case}"][-1]) or case.startswith("rand")  # grids: every pixel
   coords = coords[None, :, ::-1]  # official (y, x) -> inrsr (x, y)
   cells = np.broadcast_to(ref[f"cell_{case}"][::-1], coords.shape)
   out = _predict(model, params, lr[None], coords, cells, scales)
@@ -278,8 +260,8 @@ def test_frequency_encoding_option():
   assert "conv_freqs_0" not in _init(_small(), lr, coords, cells)
 
 
-def test_convert_rejects_foreign_layouts():
-  checkpoint, _ = _fixture()
+def test_convert_rejects_foreign_layouts(official):
+  checkpoint, _ = official
   with pytest.raises(ValueError, match="only 'clit'"):
     convert_clit.convert({"model": {"name": "liif", "args": {}, "sd": {}}})
   with pytest.raises(ValueError, match="expected an official CLIT checkpoint"):
@@ -337,6 +319,31 @@ def _decode_bands(model, params, lr, out_hw, chunk, factored=None):
   return out[:out_hw[0]], kwargs
 
 
+def test_band_plans_fill_the_slots_of_bands_shorter_than_a_feature_row():
+  """12 output rows on a 1-row map share its row: 4-row bands get 4 slots, not the whole output's 12."""
+  _, bands = clit_tables.band_plans(12, 2, [(1, 2)], 4)
+  for r, ((groups, slot, pick),) in bands:
+    assert groups.tolist() == [0] and slot.shape == (1, 4) and slot[0].tolist() == [0, 1, 2, 3]
+    assert pick.tolist() == [0, 1, 2, 3]
+  # 12 rows of a 3-row map (4 each) and of a 4-row map (3 each): the divisors and doubled multiples of 4 rows.
+  assert clit_tables.band_heights(12, [3, 4]) == [1, 2, 4, 8, 12]
+  assert clit_tables.band_heights(12, []) == [1, 2, 4, 8, 12]  # unit 1: powers of 2
+  assert clit_tables.band_heights(36, [3]) == [1, 2, 3, 4, 6, 12, 24, 36]
+
+
+def test_factor_threshold_rule_and_override():
+  assert clit.CLIT(base_dim=256, head=8).factor_threshold() == 9.0  # the official width: 9 (x3 and up)
+  assert clit.CLIT(base_dim=64, head=8).factor_threshold() == 16.0  # the fixture's width: x4 and up
+  model = clit.CLIT(base_dim=64, head=8, num_stages=2)
+  assert model.band_layout((64, 64), (768, 768), 30000)[0]["factored"] == (True, False)  # 144 and 9 per pixel
+  try:
+    clit.CLIT.factor_min_queries = 1.0
+    assert model.factor_threshold() == 1.0
+    assert model.band_layout((64, 64), (768, 768), 30000)[0]["factored"] == (True, True)
+  finally:
+    clit.CLIT.factor_min_queries = None
+
+
 def test_band_plans_hand_worked():
   """10 output rows on a 4-row map: nearest rows (ties to even) 0 0 0 1 1 2 2 2 3 3, laid out 3 slots a row."""
   (col_slot, col_pick), = clit_tables.band_plans(10, 4, [(4, 2)], 4)[0]
@@ -357,15 +364,16 @@ def test_band_plans_hand_worked():
     clit_tables.axis_plan(coords.make_coord_f32(10), 4, np.array([0, 1, 2, 3, 3]), 3)
 
 
-@pytest.mark.parametrize("case", ["grid", pytest.param("cascade", marks=pytest.mark.slow)])  # cascade: 30 s
-def test_band_decoding_matches_official_fixture_on_the_full_grid(case):
-  """`query_band` (first Linear factored per feature pixel) on all 6417 / 102672 queries of the fixture grids."""
-  _, ref = _fixture()
-  config, params = _converted()
+@pytest.mark.parametrize("case", ["grid", "cascade"])  # cascade: about 25 s of CPU
+def test_band_decoding_matches_official_fixture_on_the_full_grid(case, official, converted):
+  """`query_band` (first Linear factored per feature pixel) on all 6417 / 102672 queries of the fixture grids,
+  in the bands of `inference.upscale`'s default chunk."""
+  _, ref = official
+  config, params = converted
   model = clit.from_config(config)
   out_hw = tuple(int(v) for v in ref[f"stage_hw_{case}"][-1])
   scales = tuple(float(s) for s in ref[f"scales_{case}"])
-  out, kwargs = _decode_bands(model, params, ref["lr"], out_hw, 30000, factored=(True,) * len(scales))
+  out, kwargs = _decode_bands(model, params, ref["lr"], out_hw, 65536, factored=(True,) * len(scales))
   assert kwargs["scales"] == scales  # the decomposition of the size ratio is the official one here
   err = np.abs(out.reshape(-1, 3) - ref[f"pred_{case}"]).max()
   assert err <= 1e-5, err
@@ -373,7 +381,8 @@ def test_band_decoding_matches_official_fixture_on_the_full_grid(case):
 
 def test_inference_band_decoding_equals_point_queries():
   """CLIT3 at x18: stages [4, 4, 1.125] with 324, 20 and 1.3 output pixels per feature pixel."""
-  num_stages, lr_hw, out_hw, factored = 3, (3, 4), (54, 72), (True, True, False)  # the last stage point by point
+  # factor_threshold() = 128 * 4 heads / base_dim 16 = 32 pixels: the first stage factored, the others by points.
+  num_stages, lr_hw, out_hw, factored = 3, (3, 4), (54, 72), (True, False, False)
   model = _small(num_stages)
   lr, q, cells = _inputs(*lr_hw)
   params = _init(model, lr, q, cells)  # a one-stage init call creates every stage

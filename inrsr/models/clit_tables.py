@@ -191,6 +191,23 @@ def row_bands(height: int, rows: int) -> list[np.ndarray]:
   return [np.minimum(np.arange(r, r + rows), height - 1) for r in range(0, height, rows)]
 
 
+def band_heights(height: int, feature_rows: Sequence[int]) -> list[int]:
+  """Band heights for `band_plans` that leave no slot of a factored stage's layout empty at integer scales.
+
+  `unit` is the most of the `height` output rows that share one row of a feature map of `feature_rows` (1 for
+  none). A band of a divisor of `unit` rows, or of a multiple of it, then covers whole groups of rows; any other
+  height leaves some of the layout's m x A slots empty, and they are computed all the same.
+
+  Returns:
+    The divisors of `unit` and its power-of-2 multiples that are below `height`, in increasing order, then
+    `height`.
+  """
+  ys = make_coord_f32(height)
+  unit = max([largest_group(ys, int(h)) for h in feature_rows], default=1)
+  ladder = {d for d in range(1, unit + 1) if unit % d == 0} | {unit << k for k in range(1, height.bit_length() + 1)}
+  return sorted(r for r in ladder if r < height) + [height]
+
+
 def band_plans(height: int, width: int, feature_hws, rows: int) -> tuple[tuple, list[tuple]]:
   """Static layouts of a full H x W output decoded `rows` rows at a time on each stage's feature map.
 
@@ -208,10 +225,13 @@ def band_plans(height: int, width: int, feature_hws, rows: int) -> tuple[tuple, 
   cols, bands = [], [(r, []) for r in row_bands(height, rows)]
   for h, w in feature_hws:
     cols.append(axis_plan(xs, w, np.arange(w), largest_group(xs, w)))
-    a = largest_group(ys, h)
+    largest_group(ys, h)  # every row's nearest feature row in range
     iy = centre_index(ys, h)
     spans = [iy[r] for r, _ in bands]
     m = max(int(s.max() - s.min()) + 1 for s in spans)
+    # Slots per feature row: the most rows of one band that share a feature row (not of the whole output, which
+    # would leave slots empty in bands shorter than a feature row's rows).
+    a = max(int(np.bincount(iy[np.unique(r)] - s.min()).max()) for (r, _), s in zip(bands, spans))
     for (r, stages), s in zip(bands, spans):
       groups = np.minimum(s.min() + np.arange(m), s.max()).astype(np.int32)
       k = len(np.unique(r))  # the last band's repeated rows share the slot of row H - 1
