@@ -1,6 +1,6 @@
 r"""The SR-INR papers' ablations: `python -m experiments.ablate_srinr --config=srinr_celeba_ablation:cpu --workdir=DIR`.
 
-Trains one run per value of each table of `inrsr.ablation.TABLES` (weight normalisation, top-down attention,
+Trains one run per value of each table of `tools.ablation.TABLES` (weight normalisation, top-down attention,
 PEA vs MSE, N_min, F, log2 T, levels, N_max; the base config's own value is one shared run), scores each on its
 training frames at the trained scale (protocol `fit`) and writes DIR/ablation.json, DIR/ablation.md and
 DIR/capacity.png (fit PSNR against log2 T, with a labelled extrapolation to 2^24). Started again, finished runs
@@ -12,7 +12,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import configs
-from inrsr import ablation
+from tools import ablation
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Base config NAME[:ARG] or path.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder of the ablation (one subfolder per run).")

@@ -18,9 +18,9 @@ import jax
 import jax.numpy as jnp
 
 from experiments import configs
-from inrsr import benchmarking
+from tools import benchmarking
 from inrsr import encoding
-from inrsr import kernel_report
+from tools import kernel_report
 from kernels import hashgrid
 
 _CASES = flags.DEFINE_list("cases", None, "L:F:log2T cases (default: the keys of hashgrid.BLOCK_TABLE).")

@@ -13,8 +13,8 @@ from absl import flags
 import jax
 
 from experiments import configs
-from inrsr import benchmarking
-from inrsr import hashgrid_bench
+from tools import benchmarking
+from tools import hashgrid_bench
 
 _IMPLS = flags.DEFINE_list("impls", None, "Implementations (default: pallas,reference on GPU, reference on CPU).")
 _PAPER_N = flags.DEFINE_list("paper_n", ["524288", "1048576", "2097152"], "N values at the paper's size.")

@@ -14,7 +14,7 @@ from absl import app
 from absl import flags
 
 from experiments import configs
-from inrsr import benchmarking
+from tools import benchmarking
 from inrsr.data import images
 
 _OFFICIAL = flags.DEFINE_string("official", None, "Checkout of yinboc/liif (omit to time inrsr alone).")

@@ -20,11 +20,9 @@ import json
 
 from absl import app
 from absl import flags
-import ml_collections
 
 from experiments import configs
-from experiments.configs import clit_train291, common, srinr_demo
-from inrsr import benchmarking
+from tools import benchmarking
 from inrsr.data import images
 from inrsr.models import clit
 
@@ -36,33 +34,15 @@ _MODELS = flags.DEFINE_list("models", ["srinr", "liif", "hiif", "lit"],
                             "Models: srinr, liif, hiif, lit, clit, lit_points, clit_points.")
 _FACTOR_MIN = flags.DEFINE_float("factor_min_queries", None, "Set CLIT.factor_min_queries for the run (the output "
                                  "pixels per feature pixel from which a stage is factored; 1: every stage).")
-POINT_QUERIED = {"lit_points": "lit", "clit_points": "clit"}  # decoded point by point (band_decoding=False)
-
-
-def model_config(name: str) -> ml_collections.ConfigDict:
-  """The `model` section benchmarked for a name."""
-  name = POINT_QUERIED.get(name, name)
-  if name == "srinr":
-    return srinr_demo.get_config().model
-  key = {"liif": "liif", "hiif": "hiif", "lit": "clit", "clit": "clit"}.get(name)
-  if key is None:
-    raise ValueError(f"--models: unknown model {name!r}; expected srinr, liif, hiif, lit, clit, lit_points or "
-                     "clit_points")
-  config = ml_collections.ConfigDict(common.GENERALISING_MODELS[key])
-  if name == "clit":
-    config.num_stages = len(clit_train291.STAGES["clit3"][0])  # CLIT3, the end of the cumulative schedule
-  return config
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  configs = {name: model_config(name) for name in _MODELS.value}
+  model_configs = {name: benchmarking.model_config(name) for name in _MODELS.value}
   lr = images.center_crop(images.bundled_image("astronaut"), _SIZE.value)
   if _FACTOR_MIN.value is not None:
     clit.CLIT.factor_min_queries = _FACTOR_MIN.value
-  options = {name: {"band_decoding": False} for name in _MODELS.value if name in POINT_QUERIED}
-  print(json.dumps(benchmarking.inference_throughput(configs, lr, _SCALE.value, chunk=_CHUNK.value,
+  options = {name: {"band_decoding": False} for name in _MODELS.value if name in benchmarking.POINT_QUERIED}
+  print(json.dumps(benchmarking.inference_throughput(model_configs, lr, _SCALE.value, chunk=_CHUNK.value,
                                                      reps=_REPS.value, options=options), indent=1))
 
 

@@ -27,7 +27,6 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import json
-import re
 import time
 
 from absl import app
@@ -39,8 +38,10 @@ from jax.sharding import PartitionSpec as P
 import numpy as np
 import optax
 
+from experiments import configs
 from experiments.configs import common
-from inrsr import benchmarking, models, sharding
+from inrsr import models, sharding
+from tools import aot, benchmarking
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 _MEMORY_DEVICES = flags.DEFINE_list("memory_devices", ["1", "2", "4", "8"],
@@ -57,9 +58,6 @@ _SKIP = flags.DEFINE_list("skip", [], "Parts to skip: memory, throughput.")
 _OUT = flags.DEFINE_string("out", "", "Write the results as JSON here.")
 
 VARIANTS = (("rows", "spmd"), ("rows", "shard_map"), ("levels", "spmd"), ("levels", "shard_map"))
-_COLLECTIVE = re.compile(r"= (.*?) (all-gather|all-reduce|collective-permute|all-to-all|reduce-scatter)"
-                         r"(?:-start)?\(")
-_ARRAY = re.compile(r"\b([a-z]+)(\d*)\[([\d,]*)\]")
 
 
 def train_step(model, tx, mesh, abstract_state, tables: str, mechanism: str):
@@ -77,8 +75,8 @@ def train_step(model, tx, mesh, abstract_state, tables: str, mechanism: str):
     params = optax.apply_updates(state["params"], updates)
     return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, loss
 
-  if mechanism == "shard_map":
-    step = sharding.with_table_layout(step, mesh, tables)
+  if mechanism != "spmd":  # "spmd": XLA's partitioner splits the gather of the sharded tables by itself.
+    step = sharding.with_table_layout(step, mesh, tables)  # As training.make_train_step; replicated: over `data`.
   jitted = jax.jit(step, in_shardings=(shardings, batched), out_shardings=(shardings, replicated),
                    donate_argnums=(0,))
   return jitted, shardings
@@ -91,18 +89,6 @@ def new_state(model, tx, params=None):
 
 def batch_shapes(batch: int, pixels: int, lr_size: int) -> dict:
   return {"lr": (batch, lr_size, lr_size, 3), "coords": (batch, pixels, 3), "rgb": (batch, pixels, 3)}
-
-
-def largest_collective(hlo: str) -> int:
-  """Bytes of the largest single collective (all-gather, all-reduce, ...) result in compiled HLO text."""
-  largest = 0
-  for line in hlo.splitlines():
-    m = _COLLECTIVE.search(line)
-    if m:
-      size = sum(int(np.prod([int(d) for d in dims.split(",") if d], dtype=np.int64)) * max(1, int(bits or 8) // 8)
-                 for _, bits, dims in _ARRAY.findall(m.group(1)))
-      largest = max(largest, size)
-  return largest
 
 
 def memory_row(model, tx, devices: int, data: int, tables: str, mechanism: str) -> dict:
@@ -124,7 +110,7 @@ def memory_row(model, tx, devices: int, data: int, tables: str, mechanism: str) 
           "temp_gb": m.temp_size_in_bytes / gb, "alias_gb": m.alias_size_in_bytes / gb,
           "peak_gb": (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
                       - m.alias_size_in_bytes) / gb,
-          "largest_collective_mb": largest_collective(compiled.as_text()) / 1e6,
+          "largest_collective_mb": aot.largest_collective(compiled.as_text())[0] / 1e6,
           "compile_s": time.perf_counter() - tic}
 
 
@@ -214,4 +200,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  configs.run(main, names=())

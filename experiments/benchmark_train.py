@@ -14,12 +14,11 @@ Prints one Markdown row for BENCHMARKS.md.
 
 import sys
 
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 
 from experiments import configs
-from inrsr import benchmarking
+from tools import benchmarking
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config NAME or path.", lock_config=True)
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps.")

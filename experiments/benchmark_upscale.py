@@ -3,7 +3,7 @@ r"""Peak host memory and time of a streamed upscale: 512x512 -> 16384x16384 (x32
   python -m experiments.benchmark_upscale [--config=liif_train291:small] [--size=16384] [--chunk=16384] \
       [--output=big.png]
 
-The model is `--config`'s with random parameters (`inrsr.benchmarking.varied_params`: the compute of a trained
+The model is `--config`'s with random parameters (`tools.benchmarking.varied_params`: the compute of a trained
 model without training one): by default liif_train291:small's LIIF (a tiny encoder and MLP, so that the full size
 finishes in minutes on a CPU); `--config=srinr_demo:small` is SR-INR (about 1e4 pixels/s on a 2-core CPU, so
 use a smaller --size there). The input is a central crop of the bundled astronaut photograph (512x512). Prints
@@ -19,7 +19,8 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import configs
-from inrsr import benchmarking, models
+from inrsr import models
+from tools import benchmarking
 
 _CONFIG = config_flags.DEFINE_config_file("config", f"{configs.CONFIG_DIR / 'liif_train291.py'}:small",
                                           "Config NAME[:ARG] whose model upscales.", lock_config=True)

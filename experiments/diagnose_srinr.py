@@ -3,7 +3,7 @@ r"""Diagnose an SR-INR / VR-INR run across scales: `python -m experiments.diagno
 Per hash level: how far the texture codes of the same HR pixels move when the LR is made at another scale
 (against --ref_scale), the share of the queries' lattice corners that read rows training changed (fit images
 and images never trained on), and PSNR against bicubic at each scale. Writes diagnostics.json, diagnostics.md
-and diagnostics.png into the workdir (`inrsr/diagnostics.py`).
+and diagnostics.png into the workdir (`tools/diagnostics.py`).
 
   python -m experiments.diagnose_srinr --workdir=workdirs/demo --scales=2,4,8
 """
@@ -14,7 +14,7 @@ from absl import app
 from absl import flags
 
 from experiments import configs
-from inrsr import diagnostics
+from tools import diagnostics
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder of an SR-INR or VR-INR run.")
 _SCALES = flags.DEFINE_list("scales", ["2", "4", "8"], "Scales to diagnose.")

@@ -19,7 +19,7 @@ os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")
 from absl import flags  # noqa: E402
 
 from experiments import configs  # noqa: E402
-from inrsr import kernel_report  # noqa: E402
+from tools import kernel_report  # noqa: E402
 
 _OUT = flags.DEFINE_string("out", "", "Folder for kernel_report.json and kernel_report.md (none: print only).")
 _LEVELS = flags.DEFINE_integer("levels", 12, "L.")

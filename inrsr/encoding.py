@@ -171,6 +171,110 @@ def level_prefilter(image: jax.Array, resolutions: Sequence[int], size=None) -> 
   return jnp.stack(out)
 
 
+def _taps_lanes(pos: jax.Array, size, renormalize: bool = False) -> tuple[jax.Array, jax.Array]:
+  """`resize._taps` with the tap axis before the last (point) axis: (..., N) -> (..., 4, N) indices and weights."""
+  base = jnp.floor(pos)
+  idx = base[..., None, :] + jnp.arange(-1, 3, dtype=pos.dtype)[:, None]
+  weights = resize.cubic(pos[..., None, :] - idx)
+  limit = jnp.asarray(size, jnp.int32) - 1
+  if renormalize:
+    weights = jnp.where((idx >= 0) & (idx <= limit.astype(idx.dtype)), weights, 0.0)
+    weights = weights / jnp.sum(weights, axis=-2, keepdims=True)
+  return jnp.clip(idx.astype(jnp.int32), 0, limit), weights
+
+
+def sample_bicubic_lanes(image: jax.Array, xy: jax.Array, size=None, renormalize: bool = False) -> jax.Array:
+  """`resize.sample_bicubic` at (N, 2) points with the point axis last (TPU lanes, see `sample_patches_lanes`).
+
+  Args:
+    image, size, renormalize: as for `resize.sample_bicubic`.
+    xy: (N, 2) points (x, y) in [-1, 1].
+
+  Returns:
+    (N, C) values, as `resize.sample_bicubic` (up to float summation order).
+  """
+  h_pad, w_pad, channels = image.shape
+  h, w = (h_pad, w_pad) if size is None else size
+  h = jnp.asarray(h, jnp.float32)
+  w = jnp.asarray(w, jnp.float32)
+  ix, wx = _taps_lanes((xy[:, 0] + 1.0) * 0.5 * w - 0.5, w, renormalize)  # (4, N)
+  iy, wy = _taps_lanes((xy[:, 1] + 1.0) * 0.5 * h - 0.5, h, renormalize)
+  index = iy[:, None, :] * w_pad + ix[None, :, :]  # (4, 4, N)
+  taps = wy[:, None, :] * wx[None, :, :]
+  planes = jnp.moveaxis(image, -1, 0).reshape(channels, h_pad * w_pad)
+  out = jnp.stack([jnp.sum(jnp.take(planes[c], index, mode="clip") * taps, axis=(0, 1)) for c in range(channels)])
+  return out.T
+
+
+def sample_bicubic(image: jax.Array, xy: jax.Array, size=None, renormalize: bool = False) -> jax.Array:
+  """`resize.sample_bicubic` at (N, 2) points, laid out for the platform it is compiled for (`sample_patches`).
+
+  Args:
+    image, size, renormalize: as for `resize.sample_bicubic`.
+    xy: (N, 2) points (x, y) in [-1, 1].
+
+  Returns:
+    (N, C) values.
+  """
+  return jax.lax.platform_dependent(
+      image, xy, tpu=lambda im, p: sample_bicubic_lanes(im, p, size, renormalize),
+      default=lambda im, p: resize.sample_bicubic(im, p, size, renormalize))
+
+
+def sample_patches_lanes(image: jax.Array, xy: jax.Array, spacings, k: int, size=None) -> jax.Array:
+  """`resize.sample_patches` computed with the point axis last (TPU lanes); the same values.
+
+  A TPU tiles the two minor dimensions of every array by (8, 128). `resize.sample_patches` gathers rows of C = 3
+  channels into (N, L, k, 4, k, 4, C) values and weights them as (..., 4, 4) tap blocks, so its gathers and
+  products pad 3 or 4 minor elements to 128: 43 to 51 times their size, about 105 GB of temporaries for a
+  32 x 4096-pixel SR-INR batch on 4 chips (BENCHMARKS.md, "Will it fit?"). Here every intermediate keeps the
+  N points as its minor dimension: the taps are (L, k, 4, N), each channel is gathered on its own from the
+  (h * w,) plane into (L, k, 4, k, 4, N), and the 4 x 4 taps are summed elementwise.
+
+  Args:
+    image, xy, spacings, k, size: as for `resize.sample_patches`.
+
+  Returns:
+    (N, L, k, k, C) patches, as `resize.sample_patches` (up to float summation order).
+  """
+  h_pad, w_pad, channels = image.shape
+  h, w = (h_pad, w_pad) if size is None else size
+  h = jnp.asarray(h, jnp.float32)
+  w = jnp.asarray(w, jnp.float32)
+  offsets = jnp.arange(k, dtype=jnp.float32) - (k - 1) / 2.0
+  spacings = jnp.asarray(spacings, jnp.float32)
+  if spacings.ndim == 1:
+    spacings = jnp.stack([spacings, spacings], axis=-1)
+  step_x = (spacings[:, 0, None] * offsets)[..., None]  # (L, k, 1)
+  step_y = (spacings[:, 1, None] * offsets)[..., None]
+  ix, wx = _taps_lanes(((xy[:, 0] + step_x) + 1.0) * 0.5 * w - 0.5, w)  # (L, k, 4, N)
+  iy, wy = _taps_lanes(((xy[:, 1] + step_y) + 1.0) * 0.5 * h - 0.5, h)
+  index = iy[:, :, :, None, None, :] * w_pad + ix[:, None, None, :, :, :]  # (L, k, 4, k, 4, N)
+  taps = wy[:, :, :, None, None, :] * wx[:, None, None, :, :, :]
+  planes = jnp.moveaxis(image, -1, 0).reshape(channels, h_pad * w_pad)
+  # One gather per channel: a gather of (C,) rows would put C = 3 back in the minor dimension.
+  out = jnp.stack([jnp.sum(jnp.take(planes[c], index, mode="clip") * taps, axis=(2, 4)) for c in range(channels)])
+  return jnp.transpose(out, (4, 1, 2, 3, 0))  # (C, L, k, k, N) -> (N, L, k, k, C)
+
+
+def sample_patches(image: jax.Array, xy: jax.Array, spacings, k: int, size=None) -> jax.Array:
+  """`resize.sample_patches`, laid out for the platform the program is compiled for.
+
+  `jax.lax.platform_dependent` picks `sample_patches_lanes` when lowering for a TPU and `resize.sample_patches`
+  elsewhere (CPU, GPU: no tiling, and the channels-last gather is the faster one on CPU), so an ahead-of-time
+  compile for a TPU from a CPU host (`tools.aot`) gets the TPU layout too.
+
+  Args:
+    image, xy, spacings, k, size: as for `resize.sample_patches`.
+
+  Returns:
+    (N, L, k, k, C) patches.
+  """
+  return jax.lax.platform_dependent(  # The branches close over spacings and size (constants or traced).
+      image, xy, tpu=lambda im, p: sample_patches_lanes(im, p, spacings, k, size),
+      default=lambda im, p: resize.sample_patches(im, p, spacings, k, size))
+
+
 class TextureEncoder(nn.Module):
   """Texture codes xi_l = tanh(MLP_T_l(flatten(k x k bicubic patch of the LR at spacing 2 / N_l))).
 
@@ -215,7 +319,7 @@ class TextureEncoder(nn.Module):
       def one_px(im, p, s):  # s: valid (h, w) of the frame
         hw = jnp.asarray(s, jnp.float32)
         spacing = jnp.stack([2.0 * pixels / hw[1], 2.0 * pixels / hw[0]], axis=-1)  # (L, 2) along (x, y)
-        return resize.sample_patches(im, p, spacing, k, size=s)
+        return sample_patches(im, p, spacing, k, size=s)
       if lr_size is None:
         patches = jax.vmap(lambda im, p: one_px(im, p, lr.shape[1:3]))(lr, xy)
       else:
@@ -225,16 +329,16 @@ class TextureEncoder(nn.Module):
     if self.prefilter == "gaussian":
       def one(im, p, s=None):
         levels = level_prefilter(im, self.resolutions, s)
-        return jnp.concatenate([resize.sample_patches(levels[l], p, spacings[l:l + 1], k, size=s)
+        return jnp.concatenate([sample_patches(levels[l], p, spacings[l:l + 1], k, size=s)
                                 for l in range(len(self.resolutions))], axis=1)
       if lr_size is None:
         patches = jax.vmap(one)(lr, xy)
       else:
         patches = jax.vmap(lambda im, p, s: one(im, p, (s[0], s[1])))(lr, xy, lr_size)
     elif lr_size is None:
-      patches = jax.vmap(lambda im, p: resize.sample_patches(im, p, spacings, k))(lr, xy)
+      patches = jax.vmap(lambda im, p: sample_patches(im, p, spacings, k))(lr, xy)
     else:
-      patches = jax.vmap(lambda im, p, s: resize.sample_patches(im, p, spacings, k, size=(s[0], s[1])))(
+      patches = jax.vmap(lambda im, p, s: sample_patches(im, p, spacings, k, size=(s[0], s[1])))(
           lr, xy, lr_size)
     return self._codes(patches)
 

@@ -5,7 +5,7 @@ run replicates on every device. `make_mesh(model)` builds a ("data", "model") me
 every tables-shaped leaf of the train state (the param `tables` and the Adam `mu`/`nu` that mirror it) by rows
 of T (`P(None, "model", None)`) or by levels (`P("model", None, None)`), everything else replicated. While
 `table_layout(mesh, tables)` is active (`with_table_layout` enters it inside a jitted step), `HashEncoding`
-reads its tables through `sharded_gather`, an explicit `jax.shard_map` manual over "model" alone: by rows,
+reads its tables through `sharded_gather`, an explicit `jax.shard_map` (manual over "data" and "model"): by rows,
 each device gathers the corners that fall in its row range (a mask), a psum over "model" adds the (N, L, F)
 features, and the backward scatter-adds into its own rows only; by levels, each device runs `hashgrid_gather`
 (the Pallas kernel on a GPU) on its own L / model levels, and XLA then runs the texture and weight MLPs of those
@@ -15,6 +15,9 @@ rows instead of the features, by levels it all-reduces the whole table (1.6 GB a
 custom call such as the Pallas kernel gets its operands replicated. Measured (BENCHMARKS.md, "Sharded hash
 tables"): per-device peak of a paper-size train step on 4 devices 3.8 GB by levels, 14.3 GB by rows, 20.3 GB
 replicated on one; so levels where the model axis divides L, rows where it does not (L = 12 on 8 devices).
+The shard_map is manual over the `data` axis too, and with a `data` axis of 2 or more even replicated tables go
+through it: XLA's partitioner could split neither the reference gather's chunk loop nor the Pallas kernel over
+the batch, and all-gathered every device's points onto each device (BENCHMARKS.md, "Will it fit?").
 """
 
 from __future__ import annotations
@@ -119,6 +122,58 @@ def state_shardings(state, mesh: Mesh, tables: str = "replicated"):
   return jax.tree_util.tree_map_with_path(one, state)
 
 
+def table_shapes(params) -> list[tuple[int, ...]]:
+  """The (L, T, F) shapes of the hash tables in a params pytree (those `state_shardings` would shard)."""
+  return [tuple(x.shape) for p, x in jax.tree_util.tree_leaves_with_path(params) if _is_tables(p, x)]
+
+
+def memory_figures(compiled) -> dict:
+  """Per-device bytes of a compiled executable from XLA's memory analysis.
+
+  Returns:
+    argument_bytes, output_bytes, temp_bytes, alias_bytes (outputs written over donated arguments),
+    generated_code_bytes and peak_bytes_per_device = arguments + outputs + temporaries - aliases (BENCHMARKS.md's
+    "peak").
+  """
+  m = compiled.memory_analysis()
+  out = {"argument_bytes": int(m.argument_size_in_bytes), "output_bytes": int(m.output_size_in_bytes),
+         "temp_bytes": int(m.temp_size_in_bytes), "alias_bytes": int(m.alias_size_in_bytes),
+         "generated_code_bytes": int(m.generated_code_size_in_bytes)}
+  out["peak_bytes_per_device"] = (out["argument_bytes"] + out["output_bytes"] + out["temp_bytes"]
+                                  - out["alias_bytes"])
+  return out
+
+
+def format_memory(figures: dict, capacity_bytes: int | None = None, device_kind: str = "") -> str:
+  """"arguments A GB, outputs O GB, temporaries T GB, peak P GB [of C GB (kind)]" from `memory_figures`."""
+  gb = lambda b: f"{b / 1e9:.2f} GB"
+  line = (f"arguments {gb(figures['argument_bytes'])}, outputs {gb(figures['output_bytes'])}, temporaries "
+          f"{gb(figures['temp_bytes'])}, peak {gb(figures['peak_bytes_per_device'])}")
+  if capacity_bytes:
+    line += f" of {gb(capacity_bytes)}" + (f" ({device_kind})" if device_kind else "")
+  return line
+
+
+def device_memory_line(compiled, device=None) -> str:
+  """The per-device memory line of a compiled step, as `python -m experiments.aot` prints it for a target.
+
+  Args:
+    compiled: a compiled executable (`jax.jit(f).lower(...).compile()`).
+    device: the device it runs on; its memory limit (`memory_stats()["bytes_limit"]`) is quoted when known.
+
+  Returns:
+    "per device: arguments ..., peak P GB of C GB (kind)" (without "of C GB" where the device has no stats).
+  """
+  capacity, kind = None, ""
+  if device is not None:
+    kind = device.device_kind
+    try:
+      capacity = (device.memory_stats() or {}).get("bytes_limit")
+    except Exception:  # pylint: disable=broad-except  # Compile-only and CPU devices may have no stats.
+      capacity = None
+  return "per device: " + format_memory(memory_figures(compiled), capacity, kind)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The explicit (shard_map) gather and the context that routes HashEncoding through it.
 
@@ -130,15 +185,19 @@ def table_layout(mesh: Mesh, tables: str):
   """While active, `HashEncoding` traces its gather as `sharded_gather(..., mesh, tables)`.
 
   Read at trace time: enter it inside the jitted function (`with_table_layout`) so that every trace of that
-  function sees it. "replicated" or a `model` axis of size 1 leaves the model's computation unchanged.
+  function sees it. A mesh of one device leaves the model's computation unchanged; "replicated" tables on a
+  `data` axis of 2 or more devices still go through `sharded_gather`, which gives each device its own points.
 
   Args:
-    mesh: the mesh the tables are sharded over (its `model` axis).
+    mesh: the mesh of the step: its `data` axis splits the batch, its `model` axis the tables.
     tables: one of TABLE_SHARDINGS.
   """
   _check_layout(tables)
   previous = getattr(_ACTIVE, "layout", None)
-  _ACTIVE.layout = (mesh, tables) if tables != "replicated" and dict(mesh.shape).get("model", 1) > 1 else None
+  shape = dict(mesh.shape)
+  if tables == "replicated" or shape.get("model", 1) == 1:
+    tables = "replicated"
+  _ACTIVE.layout = (mesh, tables) if tables != "replicated" or shape.get("data", 1) > 1 else None
   try:
     yield
   finally:
@@ -196,23 +255,38 @@ def _gather_levels(points, weights, tables, groups, impl: str):
   return jax.lax.switch(jax.lax.axis_index("model"), branches, points, weights, tables)
 
 
+def _per_device_tables(fn):
+  """`fn` with its tables marked as varying over `data` (each device's table gradient its own: the shard_map's
+  transpose then sums them over the data axis, the data-parallel all-reduce)."""
+
+  def wrapped(points, weights, tables):
+    return fn(points, weights, jax.lax.pcast(tables, ("data",), to="varying"))
+
+  return wrapped
+
+
 def sharded_gather(points, weights, tables, resolutions, mesh: Mesh, layout: str, *, impl: str = "auto",
                    chunk: int = hashgrid.DEFAULT_CHUNK):
-  """`hashgrid.hashgrid_gather` with the tables sharded over the mesh's `model` axis (manual over it alone).
+  """`hashgrid.hashgrid_gather` on a ("data", "model") mesh: the points split over `data`, the tables by `layout`.
 
-  "rows": every device computes all corner indices, gathers those in its T / model rows (XLA gather: `impl` is
-  not used) and a psum over "model" adds the features; the backward scatter-adds into local rows and psums
-  dweights. "levels": device i runs `hashgrid_gather(impl=impl)` on levels [i L / model, (i + 1) L / model)
+  A `jax.shard_map` manual over both axes, so every device gathers for its own points alone: XLA's partitioner
+  cannot split the reference gather's chunk loop (a `lax.map` over the points) nor the Pallas kernel (a custom
+  call) over the batch, and would all-gather every device's points and corner weights onto each device
+  (BENCHMARKS.md, "Will it fit?"). "replicated": each device runs `hashgrid_gather(impl=impl)` on its points.
+  "rows": every device computes its points' corner indices, gathers those in its T / model rows (XLA gather:
+  `impl` is not used) and a psum over "model" adds the features; the backward scatter-adds into local rows and
+  psums dweights. "levels": device i runs `hashgrid_gather(impl=impl)` on levels [i L / model, (i + 1) L / model)
   (a `lax.switch` on its index picks the static resolutions) and the features are concatenated over "model".
+  The tables' gradient is summed over "data" by the shard_map's transpose.
 
   Args:
-    points: (N, L, D) coordinates in [-1, 1].
+    points: (N, L, D) coordinates in [-1, 1], N divisible by the `data` axis.
     weights: (N, L, 2**D) corner weights.
     tables: (L, T, F) tables (placed by `state_shardings`; another placement is resharded by XLA).
     resolutions: static tuple of L resolutions.
-    mesh: the mesh (its `model` axis; the other axes stay automatic).
-    layout: "rows" or "levels".
-    impl: the `hashgrid_gather` implementation of the levels layout.
+    mesh: the ("data", "model") mesh.
+    layout: "replicated", "rows" or "levels".
+    impl: the `hashgrid_gather` implementation of the replicated and levels layouts.
     chunk: points per chunk of the rows layout's gather.
 
   Returns:
@@ -221,18 +295,22 @@ def sharded_gather(points, weights, tables, resolutions, mesh: Mesh, layout: str
   resolutions = tuple(int(r) for r in resolutions)
   hashgrid.check_shapes(points, weights, tables, resolutions)
   model = dict(mesh.shape).get("model", 1)
-  if layout not in ("rows", "levels"):
-    raise ValueError(f"sharded_gather: layout={layout!r} must be 'rows' or 'levels'")
+  if layout not in TABLE_SHARDINGS:
+    raise ValueError(f"sharded_gather: layout={layout!r} must be one of {TABLE_SHARDINGS}")
   check_divisible(tables.shape, model, layout)
   points = jax.lax.stop_gradient(points)
-  if layout == "rows":
+  batch = P("data", None, None)
+  if layout == "replicated":
+    fn = lambda p, w, t: hashgrid.hashgrid_gather(p, w, t, resolutions, impl=impl)
+    in_specs, out_specs = (batch, batch, P()), batch
+  elif layout == "rows":
     fn = functools.partial(_gather_rows, resolutions=resolutions, table_size=tables.shape[1], chunk=chunk)
-    in_specs, out_specs = (P(), P(), TABLE_SPECS["rows"]), P()
+    in_specs, out_specs = (batch, batch, TABLE_SPECS["rows"]), batch
   else:
     k = len(resolutions) // model
     groups = tuple(resolutions[i * k:(i + 1) * k] for i in range(model))
     fn = functools.partial(_gather_levels, groups=groups, impl=impl)
-    per_level = P(None, "model", None)
+    per_level = P("data", "model", None)
     in_specs, out_specs = (per_level, per_level, TABLE_SPECS["levels"]), per_level
-  return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, axis_names={"model"})(
+  return jax.shard_map(_per_device_tables(fn), mesh=mesh, in_specs=in_specs, out_specs=out_specs)(
       points, weights, tables)

@@ -130,6 +130,10 @@ def hashgrid_reference(points, weights, tables, resolutions, *, chunk: int = DEF
 
   out[n, l] = sum_c weights[n, l, c] * tables[l, corner_indices(points[:, l], N_l, T)[n, c]].
 
+  The chunks are a `lax.map` over the points: call it on one device's points (`inrsr.sharding.sharded_gather`
+  does, inside a `shard_map` over the batch), since XLA cannot split a map over a sharded axis and would
+  all-gather every device's points.
+
   Args:
     points: (N, L, D) float coordinates in [-1, 1].
     weights: (N, L, 2**D) corner weights.
@@ -430,6 +434,25 @@ def _bwd_kernel(points_ref, weights_ref, tables_ref, meta_ref, g_ref, dt_in_ref,
   jax.lax.fori_loop(0, corners.num_groups, group, jnp.int32(0))
 
 
+def _manual_type(*operands):
+  """The union of the operands' manual-axis types: how the kernel's outputs vary over the mesh axes of an enclosing
+  `jax.shard_map` (the sharded levels layout, `inrsr.sharding`), which Pallas asks for when `check_vma` is on."""
+  mat = jax.typeof(operands[0]).manual_axis_type
+  for x in operands[1:]:
+    mat = mat.update(varying=mat.varying | jax.typeof(x).manual_axis_type.varying)
+  return mat
+
+
+def _struct(shape, dtype, mat):
+  return jax.ShapeDtypeStruct(shape, dtype, manual_axis_type=mat)
+
+
+def _vary_like(x, mat):
+  """`x` (made inside the kernel's caller, so invariant) marked as varying over `mat`'s axes, for an alias."""
+  missing = tuple(sorted(mat.varying - jax.typeof(x).manual_axis_type.varying))
+  return jax.lax.pcast(x, missing, to="varying") if missing else x
+
+
 def _pallas_forward(points, weights, tables, resolutions, block_sizes, interpret):
   n, num_levels, dims = points.shape
   _, table_size, feats = tables.shape
@@ -439,7 +462,8 @@ def _pallas_forward(points, weights, tables, resolutions, block_sizes, interpret
   kernel = functools.partial(_fwd_kernel, block_n=bn, num_points=n, dims=dims, table_size=table_size)
   out = pl.pallas_call(
       kernel, grid=(pl.cdiv(n, bn), num_levels),
-      out_shape=jax.ShapeDtypeStruct((n, num_levels, fp), jnp.float32), interpret=interpret,
+      out_shape=_struct((n, num_levels, fp), jnp.float32, _manual_type(points, weights, tables)),
+      interpret=interpret,
       compiler_params=pl_triton.CompilerParams(num_warps=block_sizes.num_warps,
                                                num_stages=block_sizes.num_stages),
       name="hashgrid_fwd")(points, weights, flat, meta)
@@ -480,14 +504,16 @@ def _pallas_backward(points, weights, tables, resolutions, g, block_sizes, inter
   bn = block_sizes.block_n_bwd
   kernel = functools.partial(_bwd_kernel, block_n=bn, num_points=n, dims=dims, table_size=table_size,
                              relaxed=not interpret)
+  mat = _manual_type(points, weights, tables, g)
   dw, dt = pl.pallas_call(
       kernel, grid=(pl.cdiv(n, bn), num_levels),
-      out_shape=(jax.ShapeDtypeStruct(weights.shape, weights.dtype),
-                 jax.ShapeDtypeStruct((num_levels * table_size, fp), jnp.float32)),
+      out_shape=(_struct(weights.shape, weights.dtype, mat),
+                 _struct((num_levels * table_size, fp), jnp.float32, mat)),
       input_output_aliases={5: 1}, interpret=interpret,
       compiler_params=pl_triton.CompilerParams(num_warps=block_sizes.num_warps,
                                                num_stages=block_sizes.num_stages),
-      name="hashgrid_bwd")(points, weights, flat, meta, g, jnp.zeros((num_levels * table_size, fp), jnp.float32))
+      name="hashgrid_bwd")(points, weights, flat, meta, g,
+                           _vary_like(jnp.zeros((num_levels * table_size, fp), jnp.float32), mat))
   dt = dt[:, :feats].reshape(num_levels, table_size, feats)
   for level, res in enumerate(resolutions):
     if scatter[level]:

@@ -1,4 +1,4 @@
-"""The papers' ablations (`inrsr.ablation`): the plan of runs, the variations applied, resume, the extrapolation."""
+"""The papers' ablations (`tools.ablation`): the plan of runs, the variations applied, resume, the extrapolation."""
 
 import json
 import pathlib
@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from experiments.configs import common, srinr_celeba_ablation
-from inrsr import ablation, checkpoints, evaluators
+from inrsr import checkpoints, evaluators
+from tools import ablation
 
 
 def _tiny_config():

@@ -1,13 +1,13 @@
-"""inrsr.benchmarking's helpers and the benchmark scripts' plumbing (functional checks: no speed is judged here)."""
+"""tools.benchmarking's helpers and the benchmark scripts' plumbing (functional checks: no speed is judged here)."""
 
 import pathlib
 
 import ml_collections
 import pytest
 
-from experiments import benchmark_official
+from tools import official
 from experiments.configs import clit_train291, liif_train291
-from inrsr import benchmarking
+from tools import benchmarking
 
 
 def _bundled(c):
@@ -52,10 +52,10 @@ def test_train_throughput_compiles_every_cascade_scale_set_before_timing():
 
 
 def test_benchmark_official_skips_a_model_without_its_checkout(tmp_path):
-  rows = benchmark_official.run_case("liif_edsr_x4", benchmark_official.CASES["liif_edsr_x4"], tmp_path,
+  rows = official.run_case("liif_edsr_x4", official.CASES["liif_edsr_x4"], tmp_path,
                                      pathlib.Path(tmp_path), reps=1, chunk=30000)
   assert len(rows) == 1 and "no checkout of the official liif code" in rows[0]["skipped"]
-  table = benchmark_official.markdown({"date": "d", "machine": "m", "torch": "t", "torch_threads": 2, "jax": "j",
+  table = official.markdown({"date": "d", "machine": "m", "torch": "t", "torch_threads": 2, "jax": "j",
                                        "jax_device": "cpu", "load_start": "1 1 1", "load_end": "2 2 2",
                                        "command": "c"}, rows)
   assert "| LIIF EDSR-baseline x4, 128 -> 512 | skipped: no checkout" in table and "2 2 2 at end" in table

@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import benchmark_models
 from experiments.configs import common
-from inrsr import benchmarking, coords, inference
+from inrsr import coords, inference
+from tools import benchmarking
 from inrsr.convert import clit as convert_clit
 from inrsr.models import clit, clit_tables, sampling
 
@@ -297,12 +297,12 @@ def test_from_config_rejects_unknown_fields():
 
 
 def test_benchmark_models_times_clit3_apart_from_lit():
-  clit, lit = benchmark_models.model_config("clit"), benchmark_models.model_config("lit")
+  clit, lit = benchmarking.model_config("clit"), benchmarking.model_config("lit")
   assert (clit.num_stages, lit.num_stages) == (3, 1)
-  assert benchmark_models.model_config("clit_points") == clit  # the same model, decoded point by point
+  assert benchmarking.model_config("clit_points") == clit  # the same model, decoded point by point
   assert common.GENERALISING_MODELS["clit"]["num_stages"] == 1  # the shared default is not edited by the call
   with pytest.raises(ValueError, match="unknown model 'rdn'"):
-    benchmark_models.model_config("rdn")
+    benchmarking.model_config("rdn")
 
 
 def _decode_bands(model, params, lr, out_hw, chunk, factored=None):

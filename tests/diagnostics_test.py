@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from experiments.configs import srinr_demo
-from inrsr import diagnostics, training
+from inrsr import training
+from tools import diagnostics
 from inrsr.models import srinr
 
 

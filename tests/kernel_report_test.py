@@ -10,7 +10,7 @@ os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")  # Before jax load
 
 import pytest  # noqa: E402
 
-from inrsr import kernel_report  # noqa: E402
+from tools import kernel_report  # noqa: E402
 
 MISSING = kernel_report.missing_requirements()
 needs_extra = pytest.mark.skipif(

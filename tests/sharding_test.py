@@ -19,7 +19,8 @@ from inrsr import sharding
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MESHES = ((2, 4), (1, 8))  # (data, model)
-CASES = [(d, m, t) for d, m in MESHES for t in ("rows", "levels")]
+# + replicated tables with the batch over a data axis of 4 (the model axis idle: the test batch has 4 frames).
+CASES = [(d, m, t) for d, m in MESHES for t in ("rows", "levels")] + [(4, 2, "replicated")]
 # Loss, outputs, gradients and the Adam-updated state of a sharded step must match the unsharded step to this
 # fraction of each array's largest magnitude. float32 sums taken in another order (the batch split over `data`,
 # the psum over `model`) differ by up to about 1e-6 of the largest term (the worst seen here: 1.1e-6).
@@ -88,6 +89,45 @@ def _table_leaves(tree):
           if jax.tree_util.keystr(p).endswith("['tables']")}
 
 
+def chunked_gather_on_data_axis() -> dict:
+  """The reference gather chunked over N (8 chunks of 64) with N sharded over a data axis of 8: all-gathers in the
+  compiled program and the error against the unchunked gather, jitted as it is (XLA's partitioner cannot split
+  the chunk loop: it all-gathers every device's points) and through `sharded_gather` (one shard_map over the
+  batch: each device maps over its own points)."""
+  from jax.sharding import NamedSharding  # pylint: disable=g-import-not-at-top
+  from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top
+  from kernels import hashgrid  # pylint: disable=g-import-not-at-top
+
+  mesh = sharding.make_mesh(1)
+  rng = np.random.default_rng(5)
+  resolutions, n, chunk = (4, 8), 512, 64
+  points = rng.uniform(-1, 1, (n, 2, 6)).astype(np.float32)
+  weights = rng.normal(size=(n, 2, 64)).astype(np.float32)
+  tables = rng.normal(size=(2, 1 << 10, 2)).astype(np.float32)
+  cot = rng.normal(size=(n, 2, 2)).astype(np.float32)
+  batched, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+  gathers = {"xla_spmd": lambda p, w, t: hashgrid.hashgrid_reference(p, w, t, resolutions, chunk=chunk),
+             "shard_map": lambda p, w, t: sharding.sharded_gather(p, w, t, resolutions, mesh, "replicated",
+                                                                  impl="reference", chunk=chunk)}
+
+  def forward_backward(gather):
+    def fn(p, w, t):
+      out, vjp = jax.vjp(lambda w, t: gather(p, w, t), w, t)
+      return out, vjp(cot)
+    return fn
+
+  want = jax.tree.map(np.asarray, forward_backward(lambda p, w, t: hashgrid.hashgrid_reference(
+      p, w, t, resolutions, chunk=n))(points, weights, tables))
+  found = {}
+  for name, gather in gathers.items():
+    f = jax.jit(forward_backward(gather), in_shardings=(batched, batched, replicated))
+    hlo = f.lower(points, weights, tables).compile().as_text()
+    got = f(points, weights, tables)
+    found[name] = {"all_gathers": hlo.count("all-gather"),
+                   "err": max(_rel_err(a, b) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)))}
+  return found
+
+
 def run_checks() -> dict:
   """Every sharded case against the unsharded step, and the errors; returns the findings."""
   import optax  # pylint: disable=g-import-not-at-top
@@ -126,8 +166,9 @@ def run_checks() -> dict:
     table = got_state["params"]["hash"]["tables"]
     pieces = np.zeros(table.shape, np.float32)
     covered = np.zeros(table.shape, np.int32)
+    row = set(mesh.devices[0] if tables != "replicated" else mesh.devices[0][:1])  # replicated: one whole copy
     for s in table.addressable_shards:
-      if s.device in set(mesh.devices[0]):
+      if s.device in row:
         pieces[s.index] = np.asarray(s.data)
         covered[s.index] += 1
     errors = {"loss": _rel_err(got["loss"], want["loss"]), "out": _rel_err(got["out"], want["out"])}
@@ -137,6 +178,7 @@ def run_checks() -> dict:
     found[_key(case)] = {"errors": errors, "placed_shards": shards, "output_shards": out_shards,
                          "table_shape": list(table.shape), "covered_once": bool((covered == 1).all()),
                          "reassembled_err": _rel_err(pieces, want_state["params"]["hash"]["tables"])}
+  found["chunked"] = chunked_gather_on_data_axis()
   # Errors: a model axis that does not divide the devices, and L = 4 levels over a model axis of 8.
   found["raised"] = {}
   small = models.from_config(_small_config(4))
@@ -188,11 +230,19 @@ def test_each_device_holds_its_share_of_the_tables(findings, case):
   _, model_axis, tables = case
   f = findings[_key(case)]
   levels, rows, feats = f["table_shape"]
-  share = [levels, rows // model_axis, feats] if tables == "rows" else [levels // model_axis, rows, feats]
+  share = {"rows": [levels, rows // model_axis, feats], "levels": [levels // model_axis, rows, feats],
+           "replicated": [levels, rows, feats]}[tables]
   for shards in (f["placed_shards"], f["output_shards"]):
     # The param and Adam's mu and nu, each one shard shape on every device.
     assert len(shards) == 3 and all(v == [share] for v in shards.values()), shards
   assert f["covered_once"] and f["reassembled_err"] <= RTOL
+
+
+def test_chunked_gather_keeps_each_device_on_its_own_points(findings):
+  chunked = findings["chunked"]  # forward and backward, 8 devices on the data axis
+  assert chunked["shard_map"]["all_gathers"] == 0 and chunked["shard_map"]["err"] <= RTOL
+  # Left to XLA's partitioner, the chunk loop over the sharded points all-gathers them (the same numbers).
+  assert chunked["xla_spmd"]["all_gathers"] > 0 and chunked["xla_spmd"]["err"] <= RTOL
 
 
 def test_indivisible_model_axis_is_a_clear_error(findings):

@@ -160,3 +160,63 @@ def test_position_resolution_puts_the_frame_on_fewer_cells():
   np.testing.assert_array_equal(np.asarray(srinr._coarsen(x, 0, (16,), "p")), np.asarray(x))  # 0: N_l cells
   with pytest.raises(ValueError, match="position_resolution=-1 must be >= 0"):
     srinr._coarsen(x, -1, (16,), "position_resolution")
+
+
+def _numpy_patches(image, xy, spacings, k, size):
+  """Brute force: each patch sample's 4 x 4 bicubic taps (Keys a = -0.5, edges clamped), one at a time."""
+  h, w = size
+  out = np.zeros((len(xy), len(spacings), k, k, image.shape[-1]))
+  for n, (x, y) in enumerate(xy.astype(np.float64)):
+    for l, (sx, sy) in enumerate(spacings):
+      for a in range(k):
+        for b in range(k):
+          px = (x + (b - (k - 1) / 2) * sx + 1) * 0.5 * w - 0.5
+          py = (y + (a - (k - 1) / 2) * sy + 1) * 0.5 * h - 0.5
+          for i in range(-1, 3):
+            for j in range(-1, 3):
+              row, col = np.floor(py) + i, np.floor(px) + j
+              weight = resize.cubic(py - row) * resize.cubic(px - col)
+              out[n, l, a, b] += weight * image[int(np.clip(row, 0, h - 1)), int(np.clip(col, 0, w - 1))]
+  return out
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_texture_patches_in_both_layouts_match_brute_force(padded):
+  """The TPU layout (points last, `sample_patches_lanes`) and the default one give the brute-force patches."""
+  rng = np.random.default_rng(7)
+  image = rng.uniform(0, 1, (9, 11, 3)).astype(np.float32)
+  size = (7, 10) if padded else (9, 11)
+  xy = rng.uniform(-1.1, 1.1, (13, 2)).astype(np.float32)
+  spacings = np.asarray([[0.5, 0.25], [2 / 11, 2 / 9], [0.05, 0.4]], np.float32)
+  want = _numpy_patches(image, xy, spacings, 5, size)
+  hw = size if padded else None
+  for fn in (encoding.sample_patches_lanes, encoding.sample_patches, resize.sample_patches):
+    got = np.asarray(fn(jnp.asarray(image), jnp.asarray(xy), spacings, 5, size=hw))
+    np.testing.assert_allclose(got, want, atol=2e-5, err_msg=fn.__name__)
+  # One spacing per level for both axes, under jit with a traced valid size (as the model calls it).
+  lanes = jax.jit(lambda im, p, s: encoding.sample_patches_lanes(im, p, spacings[:, 0], 3, size=(s[0], s[1])))
+  np.testing.assert_allclose(np.asarray(lanes(image, xy, jnp.asarray(size))),
+                             _numpy_patches(image, xy, np.repeat(spacings[:, :1], 2, 1), 3, size), atol=2e-5)
+
+
+@pytest.mark.parametrize("renormalize", [False, True])
+def test_bicubic_in_both_layouts_match_brute_force(renormalize):
+  """`sample_bicubic_lanes` (the TPU layout) and the dispatcher equal a per-point NumPy bicubic (Keys a = -0.5;
+  edges clamped, or with `renormalize` the taps outside dropped and the rest rescaled to sum 1)."""
+  rng = np.random.default_rng(8)
+  image = rng.uniform(0, 1, (6, 8, 3)).astype(np.float32)
+  h, w = 5, 7  # valid part of the padded image
+  xy = rng.uniform(-1, 1, (17, 2)).astype(np.float32)
+  want = np.zeros((17, 3))
+  for n, (x, y) in enumerate(xy.astype(np.float64)):
+    px, py = (x + 1) * 0.5 * w - 0.5, (y + 1) * 0.5 * h - 0.5
+    rows, cols = np.floor(py) + np.arange(-1, 3), np.floor(px) + np.arange(-1, 3)
+    wy, wx = resize.cubic(py - rows), resize.cubic(px - cols)
+    if renormalize:
+      wy, wx = np.where((rows >= 0) & (rows < h), wy, 0), np.where((cols >= 0) & (cols < w), wx, 0)
+      wy, wx = wy / wy.sum(), wx / wx.sum()
+    patch = image[np.clip(rows, 0, h - 1).astype(int)][:, np.clip(cols, 0, w - 1).astype(int)]
+    want[n] = np.einsum("i,j,ijc->c", wy, wx, patch)
+  for fn in (encoding.sample_bicubic_lanes, encoding.sample_bicubic):
+    got = fn(jnp.asarray(image), jnp.asarray(xy), (h, w), renormalize)
+    np.testing.assert_allclose(np.asarray(got), want, atol=2e-6, err_msg=fn.__name__)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from experiments.configs import liif_train291, srinr_demo
-from inrsr import benchmarking, inference, models, upscaling
+from inrsr import inference, models, upscaling
+from tools import benchmarking
 from inrsr.data import images
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -109,7 +110,8 @@ _MEMORY_SCRIPT = """
 import resource, sys, tracemalloc
 import numpy as np
 from experiments.configs import liif_train291
-from inrsr import benchmarking, models, upscaling
+from inrsr import models, upscaling
+from tools import benchmarking
 size, folder = int(sys.argv[1]), sys.argv[2]
 model = models.from_config(liif_train291.get_config("small").model)
 params = benchmarking.varied_params(model)

@@ -4,7 +4,7 @@ The shared data holds 56 CelebA-HQ faces, so `limit=100` takes all 56 of them th
 
   python -m experiments.train --config=srinr_celeba_ablation --workdir=workdirs/ablation
   python -m experiments.train --config=srinr_celeba_ablation --config.model.weight_norm=multilinear ...
-Every table of the papers' ablations, each run in its own folder (`inrsr.ablation`):
+Every table of the papers' ablations, each run in its own folder (`tools.ablation`):
   python -m experiments.ablate_srinr --config=srinr_celeba_ablation:cpu --workdir=workdirs/ablation_cpu
 `:cpu` is a 2-core CPU size (4-5 minutes a run, measured with other jobs on the cores): `common.cpu_model` (8
 levels, T = 2^18, Adam 5e-3), the first 8 faces, 8 frames x 1024 pixels per step, 300 steps (the papers: 100 faces,

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from inrsr import encoding, resize
+from inrsr import encoding
 
 
 class SRINR(nn.Module):
@@ -159,9 +159,9 @@ def bicubic_at(lr: jax.Array, xy: jax.Array, lr_size=None) -> jax.Array:
   Returns:
     (B, Q, C); at the pixel centres of an H x W output equal to `resize.resize(lr, H, W)` (H >= h, W >= w).
   """
-  if lr_size is None:
-    return jax.vmap(lambda im, p: resize.sample_bicubic(im, p, renormalize=True))(lr, xy)
-  return jax.vmap(lambda im, p, s: resize.sample_bicubic(im, p, size=(s[0], s[1]), renormalize=True))(
+  if lr_size is None:  # encoding.sample_bicubic: resize.sample_bicubic, in the TPU's layout on a TPU.
+    return jax.vmap(lambda im, p: encoding.sample_bicubic(im, p, renormalize=True))(lr, xy)
+  return jax.vmap(lambda im, p, s: encoding.sample_bicubic(im, p, size=(s[0], s[1]), renormalize=True))(
       lr, xy, lr_size)
 
 
@@ -175,6 +175,9 @@ def from_config(config: ml_collections.ConfigDict) -> SRINR:
   unknown = sorted(set(config.keys()) - set(MODEL_FIELDS) - {"name"})
   if unknown:
     raise ValueError(f"unknown model config fields {unknown}; expected a subset of {MODEL_FIELDS}")
+  log2_t = config.get("log2_table_size", SRINR.log2_table_size)  # kernels/hashgrid gathers rows with int32 indices
+  if isinstance(log2_t, bool) or not isinstance(log2_t, int) or not 0 <= log2_t <= 30:
+    raise ValueError(f"model.log2_table_size={log2_t!r} must be a whole number in [0, 30] (T = 2**30 rows at most)")
   return SRINR(**{k: config[k] for k in MODEL_FIELDS if k in config})
 
 

@@ -7,6 +7,9 @@ import statistics
 import time
 
 import jax
+import ml_collections
+
+from experiments.configs import clit_train291, common, srinr_demo
 
 
 def time_fn(fn, *args, warmup: int = 2, reps: int = 5) -> float:
@@ -411,3 +414,21 @@ def inference_throughput(model_configs: dict, lr, scale: float, *, chunk: int = 
   for label, seconds in alternating_times(runs, reps).items():
     result["models"][label].update(seconds=seconds, pixels_per_s=height * width / seconds)
   return result
+
+
+POINT_QUERIED = {"lit_points": "lit", "clit_points": "clit"}  # decoded point by point (band_decoding=False)
+
+
+def model_config(name: str) -> ml_collections.ConfigDict:
+  """The `model` section benchmarked for a name."""
+  name = POINT_QUERIED.get(name, name)
+  if name == "srinr":
+    return srinr_demo.get_config().model
+  key = {"liif": "liif", "hiif": "hiif", "lit": "clit", "clit": "clit"}.get(name)
+  if key is None:
+    raise ValueError(f"--models: unknown model {name!r}; expected srinr, liif, hiif, lit, clit, lit_points or "
+                     "clit_points")
+  config = ml_collections.ConfigDict(common.GENERALISING_MODELS[key])
+  if name == "clit":
+    config.num_stages = len(clit_train291.STAGES["clit3"][0])  # CLIT3, the end of the cumulative schedule
+  return config

@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from inrsr import benchmarking, encoding
+from inrsr import encoding
+from tools import benchmarking
 from kernels import hashgrid
 
 SPEC_BANDWIDTH_GBS = {"H100": 3350.0, "H200": 4800.0}

@@ -121,16 +121,31 @@ def missing_requirements() -> list[str]:
 # Deviceless compile.
 
 
-def h100_device():
-  """A compile-only H100 device from XLA's CUDA plugin (no GPU or driver needed)."""
+def h100_devices(count: int = 1) -> list:
+  """`count` compile-only H100s of one node from XLA's CUDA plugin (no GPU or driver needed).
+
+  The plugin's topology "1x1x{count}" is one slice of one host with `count` devices, all of process 0, so a mesh
+  over them compiles the collectives of a single-node job (NVLink), as `tools.aot` does for "gpu:h100x8".
+
+  Args:
+    count: devices on the node (1 for the kernel report).
+
+  Returns:
+    The devices (compile only: `jax.jit(...).lower(...).compile()` works, running does not).
+  """
   os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")
   from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
   try:
-    topo = topologies.get_topology_desc(platform="cuda", topology="1x1x1", target_config=target_config_text())
+    topo = topologies.get_topology_desc(platform="cuda", topology=f"1x1x{count}", target_config=target_config_text())
   except NotImplementedError as e:  # The plugin failed its CUDA runtime check when jax first loaded it.
     raise RuntimeError("jax's CUDA plugin is not registered: set JAX_PLATFORMS=cpu or "
                        "JAX_SKIP_CUDA_CONSTRAINTS_CHECK=1 before jax first uses a device") from e
-  return topo.devices[0]
+  return list(topo.devices)
+
+
+def h100_device():
+  """A compile-only H100 device from XLA's CUDA plugin (no GPU or driver needed)."""
+  return h100_devices(1)[0]
 
 
 @dataclasses.dataclass(frozen=True)
