@@ -4,6 +4,8 @@
 expected error (bad input: ValueError, FileNotFoundError, FileExistsError, an error type of inrsr, absl's
 UsageError, an unknown `--config.a.b` field) printed as one line `error: ...` on stderr, exit status 2, and no
 traceback; `--verbose` or INRSR_VERBOSE=1 shows the traceback. Any other exception (a bug) keeps its traceback.
+It also turns on JAX's persistent compilation cache (`compilation_cache`), so a second run of the same program
+loads its executables instead of compiling them again.
 """
 
 from __future__ import annotations
@@ -17,6 +19,34 @@ import sys
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent
 VERBOSE_ENV = "INRSR_VERBOSE"
 ERROR_EXIT_CODE = 2
+CACHE_ENV = "INRSR_COMPILATION_CACHE"
+
+
+def compilation_cache(environ=None) -> str | None:
+  """Turn on JAX's persistent compilation cache for this process, unless the user said otherwise.
+
+  JAX_COMPILATION_CACHE_DIR, when set, is JAX's own setting and wins. Otherwise INRSR_COMPILATION_CACHE names the
+  folder ("" turns the cache off); by default `$XDG_CACHE_HOME/inrsr/jax` (~/.cache/inrsr/jax). Executables are
+  keyed by their program, compile options, backend and JAX version, so a stale entry is never used.
+
+  Args:
+    environ: the environment to read (default os.environ).
+
+  Returns:
+    The folder in use, or None when the cache is off or JAX's own variable decides.
+  """
+  environ = os.environ if environ is None else environ
+  if environ.get("JAX_COMPILATION_CACHE_DIR"):
+    return None
+  folder = environ.get(CACHE_ENV)
+  if folder is None:
+    folder = os.path.join(environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "inrsr", "jax")
+  if not folder:
+    return None
+  import jax  # pylint: disable=g-import-not-at-top
+
+  jax.config.update("jax_compilation_cache_dir", folder)
+  return folder
 
 
 def _resolve(value: str, flag: str = "config") -> str:
@@ -147,6 +177,7 @@ def run(main, names: tuple[str, ...] = ("config",)) -> None:
     flags.DEFINE_bool("verbose", False, f"Show the Python traceback of an error (or set {VERBOSE_ENV}=1).",
                       module_name=sys.argv[0])  # listed with the entry point's own flags in --help
   verbose = _verbose(sys.argv)
+  compilation_cache()
 
   def fail(message: str | None) -> None:
     if message is not None and not verbose:
