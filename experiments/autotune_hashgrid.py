@@ -1,17 +1,19 @@
-r"""Refill kernels/hashgrid.py's BLOCK_TABLE from timings on an NVIDIA GPU.
+r"""Refill the hash-grid kernel's block-size table (kernels/hashgrid_blocks.json) from timings on an NVIDIA GPU.
 
   python -m experiments.autotune_hashgrid                       # every (L, F, log2 T) row of the table
   python -m experiments.autotune_hashgrid --cases=12:2:24 --n=1048576 --write
 
 For each case, times the forward over (block_n, num_warps) candidates, then forward + backward over block_n_bwd
 with the best num_warps (median of --reps runs after warm-up, random points, the paper's level resolutions),
-prints the timings and the new table, and with --write replaces the table between the BEGIN/END BLOCK_TABLE
-markers in kernels/hashgrid.py. Candidates whose block is smaller than the program's threads are skipped (the
-threads would repeat each other's points). Needs a GPU: the Pallas kernel does not run compiled on a CPU.
+prints the timings and the new table (JSON), and with --write rewrites kernels/hashgrid_blocks.json, the data
+file kernels/hashgrid.py reads at import (`hashgrid.save_block_table`; its note records the device). Candidates
+whose block is smaller than the program's threads are skipped (the threads would repeat each other's points).
+Needs a GPU: the Pallas kernel does not run compiled on a CPU.
 """
 
+import datetime
 import itertools
-import pathlib
+import json
 
 from absl import flags
 import jax
@@ -20,7 +22,6 @@ import jax.numpy as jnp
 from experiments import configs
 from tools import benchmarking
 from inrsr import encoding
-from tools import kernel_report
 from kernels import hashgrid
 
 _CASES = flags.DEFINE_list("cases", None, "L:F:log2T cases (default: the keys of hashgrid.BLOCK_TABLE).")
@@ -28,7 +29,7 @@ _N = flags.DEFINE_integer("n", 1 << 20, "Points per call.")
 _BLOCKS = flags.DEFINE_list("blocks", ["32", "64", "128", "256", "512"], "block_n candidates.")
 _WARPS = flags.DEFINE_list("warps", ["1", "2", "4", "8"], "num_warps candidates.")
 _REPS = flags.DEFINE_integer("reps", 10, "Timed repetitions (median).")
-_WRITE = flags.DEFINE_bool("write", False, "Rewrite BLOCK_TABLE in kernels/hashgrid.py.")
+_WRITE = flags.DEFINE_bool("write", False, "Rewrite the table file kernels/hashgrid_blocks.json.")
 
 
 def _inputs(num_levels, feats, log2_t, n):
@@ -87,14 +88,20 @@ def main(argv):
   cases = ([tuple(int(x) for x in c.split(":")) for c in _CASES.value] if _CASES.value
            else sorted(hashgrid.BLOCK_TABLE))
   table = dict(hashgrid.BLOCK_TABLE)
-  print(f"device: {benchmarking.device_description()}")
+  device = benchmarking.device_description()
+  print(f"device: {device}")
   for case in cases:
     table[case], _ = tune_case(*case, n=_N.value, reps=_REPS.value)
     print(f"{case}: {table[case]}", flush=True)
-  print(kernel_report.block_table_source(table))
+  note = (f"Pallas block sizes per (L, F, log2 T), read by kernels/hashgrid.py. Rows {sorted(cases)} timed on "
+          f"{device} ({datetime.date.today()}, python -m experiments.autotune_hashgrid, n={_N.value}, "
+          f"median of {_REPS.value}).")
+  if set(table) - set(cases):
+    note += " Other rows: " + json.loads(hashgrid.BLOCK_TABLE_FILE.read_text()).get("note", "")
+  print(hashgrid.block_table_json(table, note))
   if _WRITE.value:
-    kernel_report.write_block_table(table, pathlib.Path(hashgrid.__file__))
-    print("wrote", hashgrid.__file__)
+    hashgrid.save_block_table(table, hashgrid.BLOCK_TABLE_FILE, note)
+    print("wrote", hashgrid.BLOCK_TABLE_FILE)
 
 
 if __name__ == "__main__":

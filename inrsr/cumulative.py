@@ -84,7 +84,7 @@ def stage_steps(config: ml_collections.ConfigDict) -> int:
   """A stage's total steps: `train.steps`, else its epochs in steps (which loads the training images)."""
   if config.train.steps:
     return int(config.train.steps)
-  return int(training.training_data(config)[1])
+  return training.training_data(config).total_steps
 
 
 def train_schedule(stages: str | Schedule, workdir, *, overrides: Mapping[str, Any] | None = None,

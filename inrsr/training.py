@@ -10,19 +10,19 @@ stopped and reaches the same parameters as an uninterrupted run. A checkpoint th
 `<step>.corrupt-<n>` and the run resumes from the previous one (one line in the log), so the steps it retrains
 replace it; if none can be read the run stops rather than starting over.
 A restart whose `model.*` fields differ from the stored config.json is refused, naming them
-(`checkpoints.check_resume`); scales are checked before any image is loaded (`validate_config`).
+(`checkpoints.check_resume`); the config is checked before any image is loaded (`validate_config`).
+The training data comes from the module `inrsr.data.protocols` maps `data.protocol` to (`training_data`).
 A non-finite loss, gradient or update stops the run before anything non-finite is saved.
 
 Model hooks (generic, found on the model or its module): a model module's `init_params(model, key)` makes new
 parameters instead of `model.init` (`models.init_params`); a model with a `training_loss(outputs, batch)` method
 trains on it (`train.loss="model"`), which returns (loss, the prediction the batch PSNR is computed on).
-Protocol `clips` (BVSR-IK) trains on pseudo-videos cut from images (`inrsr.data.clips`).
 A batch that carries `stage_scales` (CLIT's per-batch stage factors) passes them to the model as a static
 `scales=` (one compiled step per distinct set). `train.init_from` starts a new run from another run's newest
 parameters where paths and shapes match (`params_from`, the official CLIT `pre_train`).
 
 Several processes (`inrsr.distributed`): every process runs `train` with the same config and workdir, reads
-B / N examples of each global batch of B (`pipeline.batched_dataset`), and the global batch is assembled with
+B / N examples of each global batch of B (`inrsr.data.pipeline.batched_dataset`), and the global batch is assembled with
 `jax.make_array_from_process_local_data`; Orbax writes one checkpoint (plus each process's iterator state),
 process 0 alone writes config.json and metrics; a time budget stops every process at process 0's step.
 """
@@ -49,7 +49,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from inrsr import checkpoints, losses, models, sharding
-from inrsr.data import cascade, clips, pipeline, sources
+from inrsr.data import protocols
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -63,22 +63,8 @@ def make_mesh(model: int = 1) -> jax.sharding.Mesh:
   return sharding.make_mesh(model)
 
 
-def _check_scale(field: str, value, minimum: float = 1.0) -> float:
-  try:
-    v = float(value)
-  except (TypeError, ValueError):
-    v = math.nan
-  if not math.isfinite(v) or v < minimum:
-    raise ValueError(f"{field}={value!r} must be a finite number >= {minimum:g} (the SR scale: HR size / LR size)")
-  return v
-
-
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Check a training config's scales before any image is loaded or anything compiled.
-
-  Every protocol needs `data.scale` >= 1 (finite) and, when set (non-zero), `data.scale_max` >= `data.scale`;
-  protocol `internal` also needs `data.internal_scale` >= 1; `train.steps` and `train.epochs` are whole numbers
-  >= 0, not both 0.
+  """Check a training config before any image is loaded or anything compiled (`data.protocols.validate`).
 
   Args:
     config: a training config.
@@ -86,60 +72,15 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   Raises:
     ValueError: naming the field and what was expected.
   """
-  for field in ("steps", "epochs"):
-    value = config.train.get(field, 0)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-      raise ValueError(f"train.{field}={value!r} must be a whole number > 0 (or 0: train.steps=0 trains "
-                       "train.epochs epochs)")
-  if not config.train.get("steps", 0) and not config.train.get("epochs", 0):
-    raise ValueError("train.steps=0 and train.epochs=0 leave nothing to train: set train.steps (or train.epochs) > 0")
-  d = config.data
-  scale = _check_scale("data.scale", d.scale)
-  if d.get("scale_max", 0):
-    _check_scale("data.scale_max", d.scale_max, scale)
-  if d.protocol == "internal":
-    _check_scale("data.internal_scale", d.internal_scale)
-  if d.get("scale_sampling", "uniform") != "uniform" and d.protocol not in ("fit", "internal"):
-    raise ValueError(f"data.scale_sampling={d.scale_sampling!r} is read by the protocols 'fit' and 'internal' only; "
-                     f"protocol {d.protocol!r} draws its scales uniformly (set data.scale_sampling='uniform')")
-  if d.protocol == "clips" and scale != int(scale):
-    raise ValueError(f"data.scale={d.scale!r} must be an integer for protocol 'clips' (frames are subsampled "
-                     "[::scale, ::scale])")
+  protocols.validate(config)
 
 
 def load_training_frames(config: ml_collections.ConfigDict) -> tuple[list[np.ndarray], list[float], list[str]]:
-  """HR frames the run trains on (after the protocol's transformation), their t, and their names."""
-  d = config.data
-  items = sources.load_section(d, "data")
-  names = [n for n, _ in items]
-  frames = [im for _, im in items]
-  if d.protocol == "internal":
-    frames = pipeline.internal_frames(frames, d.internal_scale, modcrop=bool(d.get("modcrop", False)))
-  elif d.protocol != "fit":
-    raise ValueError(f"data.protocol={d.protocol!r} must be 'fit', 'internal', 'patches' or 'clips' for training")
-  return frames, sources.image_times(config, len(frames)), names
+  """HR frames a whole-frame protocol's run trains on (after its transformation), their t, and their names.
 
-
-def example_spec(config: ml_collections.ConfigDict, frames) -> pipeline.ExampleSpec:
-  d = config.data
-  scale_max = d.scale_max if d.scale_max else d.scale
-  return pipeline.ExampleSpec(scale_min=float(d.scale), scale_max=float(scale_max), pixels=d.pixels_per_frame,
-                              crop=d.crop, modcrop=bool(d.get("modcrop", False)), augment=d.augment,
-                              lr_pad=pipeline.lr_pad_shape(frames, float(d.scale), d.crop),
-                              scale_sampling=d.get("scale_sampling", "uniform"))
-
-
-def total_steps(config: ml_collections.ConfigDict, frames) -> tuple[int, int]:
-  """(total steps, steps per epoch): `train.steps` if set, else `train.epochs` epochs.
-
-  An epoch is one pass over the HR pixels of the training frames (crops count as crop**2 pixels): the models
-  train on B x P random pixels per step, so an epoch is ceil(pixels / (B * P)) steps.
+  `data.protocols.load_frames`: a protocol that trains on crops has none (a one-line error).
   """
-  d = config.data
-  pixels = sum((d.crop * d.crop) if d.crop else f.shape[0] * f.shape[1] for f in frames)
-  per_epoch = max(1, math.ceil(pixels / (d.batch_size * d.pixels_per_frame)))
-  steps = config.train.steps if config.train.steps else config.train.epochs * per_epoch
-  return int(steps), per_epoch
+  return protocols.load_frames(config)
 
 
 def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int,
@@ -203,7 +144,7 @@ def make_train_step(model, tx, loss_name: str, mesh, state_sharding=None, table_
   sharding) places the state; None replicates it. With `table_sharding` "rows" or "levels" the hash tables
   (sharded so by `state_sharding`, `sharding.state_shardings`) are read through `sharding.sharded_gather`.
   """
-  own_loss = getattr(model, "training_loss", None)
+  own_loss = models.hook(model, "training_loss")
   if loss_name == "model":
     if own_loss is None:
       raise ValueError(f"train.loss='model' needs a model with a training_loss method; "
@@ -340,70 +281,15 @@ class MetricWriter:
       self.tb.close()
 
 
-def patch_spec(config: ml_collections.ConfigDict) -> pipeline.PatchSpec:
-  """The `patches` protocol's settings from a config's `data` section."""
-  d = config.data
-  return pipeline.PatchSpec(lr_size=d.lr_size, scale_min=float(d.scale), scale_max=float(d.scale_max or d.scale),
-                            queries=d.queries, augment=d.augment, quantize_lr=d.quantize_lr)
+def training_data(config: ml_collections.ConfigDict) -> protocols.TrainingData:
+  """The training dataset a config asks for and its schedule, from the module of `data.protocol`.
 
-
-def clip_spec(config: ml_collections.ConfigDict) -> clips.ClipSpec:
-  """The `clips` protocol's settings from a config's `data` section."""
-  d = config.data
-  return clips.ClipSpec(lr_size=d.lr_size, frames=d.frames, scale=int(d.scale), walk_step=d.walk_step,
-                        augment=d.augment, degradation=d.degradation,
-                        flip_before_degradation=bool(d.get("flip_before_degradation", False)),
-                        clean_phase=d.get("clean_phase", "centre"))
-
-
-def training_data(config: ml_collections.ConfigDict):
-  """The training dataset a config asks for and its schedule.
-
-  Protocols `fit` / `internal` (fitting models: whole frames, B x P random HR pixels; an epoch is one pass over
-  the frames' pixels, see `total_steps`), `patches` (generalising models: one random LR crop per image and
-  sample, `PatchSpec`; an epoch is one pass over the images, `data.repeat` times, like the official `repeat`)
-  `clips` (video models: one pseudo-video per image and sample, `ClipSpec`; images smaller than the HR crop
-  are left out; an epoch is one pass over the other images, `data.repeat` times) or `cascade` (CLIT's
-  cumulative training: one scale set per batch, `inrsr.data.cascade`).
+  `inrsr.data.protocols` maps each protocol to its module (`validate`, then `training_data`).
 
   Returns:
-    (dataset, total steps, steps per epoch, HR pixels per step).
+    `protocols.TrainingData`, a named tuple (dataset, total_steps, steps_per_epoch, pixels_per_step).
   """
-  validate_config(config)
-  d = config.data
-  if d.protocol == "cascade":
-    return cascade.cascade_data(config)
-  if d.protocol == "patches":
-    items = sources.load_section(d, "data")
-    logging.info("training on %d images (%s ...), protocol patches", len(items), ", ".join(n for n, _ in items[:4]))
-    spec = patch_spec(config)
-    per_epoch = max(1, (len(items) * d.get("repeat", 1)) // d.batch_size)
-    steps = config.train.steps if config.train.steps else config.train.epochs * per_epoch
-    dataset = pipeline.patches_dataset([im for _, im in items], spec, batch_size=d.batch_size,
-                                       seed=config.train.seed, num_workers=d.num_workers)
-    return dataset, int(steps), per_epoch, d.batch_size * spec.queries
-  if d.protocol == "clips":
-    spec = clip_spec(config)
-    items = sources.load_section(d, "data")
-    usable = [(n, im) for n, im in items if clips.fits(im, spec)]
-    if not usable:
-      raise ValueError(f"no image of data.root={d.root!r} is at least {spec.hr_size}x{spec.hr_size} "
-                       f"(data.lr_size={spec.lr_size} x data.scale={spec.scale}); lower data.lr_size")
-    logging.info("training on clips from %d of %d images (%d smaller than %d px left out: %s ...), protocol clips",
-                 len(usable), len(items), len(items) - len(usable), spec.hr_size,
-                 ", ".join(n for n, im in items if not clips.fits(im, spec))[:200])
-    per_epoch = max(1, (len(usable) * d.get("repeat", 1)) // d.batch_size)
-    steps = config.train.steps if config.train.steps else config.train.epochs * per_epoch
-    dataset = clips.clips_dataset([im for _, im in usable], spec, batch_size=d.batch_size,
-                                  seed=config.train.seed, num_workers=d.num_workers)
-    return dataset, int(steps), per_epoch, d.batch_size * spec.frames * spec.hr_size ** 2
-  frames, times, names = load_training_frames(config)
-  logging.info("training on %d frames (%s), protocol %s", len(frames), ", ".join(names[:8]), d.protocol)
-  spec = example_spec(config, frames)
-  steps, per_epoch = total_steps(config, frames)
-  dataset = pipeline.training_dataset(frames, spec, batch_size=d.batch_size, seed=config.train.seed,
-                                      times=times, num_workers=d.num_workers)
-  return dataset, steps, per_epoch, d.batch_size * d.pixels_per_frame
+  return protocols.training_data(config)
 
 
 def _agree(flag: bool) -> bool:
@@ -507,13 +393,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     raise
 
 
-def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, *, progress: bool) -> dict:
-  validate_config(config)
-  checkpoints.check_resume(workdir, config)  # A changed model is named before anything is loaded.
-  lead = jax.process_index() == 0
-  workdir.mkdir(parents=True, exist_ok=True)
+def _training_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
+  """The run's ("data", "model") mesh (`train.model_axis` devices on the model axis), its batch size checked."""
   model_axis = int(config.train.get("model_axis", 1))
-  table_sharding = config.train.get("table_sharding", "replicated")
   mesh = make_mesh(model_axis)
   data_axis = mesh.shape["data"]
   if config.data.batch_size % data_axis:
@@ -522,28 +404,48 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, *, progress
   if jax.process_count() > 1 and jax.local_device_count() % model_axis:
     raise ValueError(f"train.model_axis={model_axis} must divide each process's {jax.local_device_count()} "
                      "devices (a model group may not span processes)")
-  dataset, steps, per_epoch, pixels_per_step = training_data(config)  # Fails at once on a missing folder.
-  iterator = iter(dataset)
-  model = models.from_config(config.model)
-  tx = make_optimizer(config, per_epoch, steps)
+  return mesh
+
+
+def _state_layout(config: ml_collections.ConfigDict, model, tx, mesh, table_sharding: str):
+  """(abstract train state, its shardings), the table layout and the host's memory checked (nothing allocated)."""
   abstract = abstract_state(model, tx)
   state_sharding = sharding.state_shardings(abstract, mesh, table_sharding)
   if table_sharding != "replicated" and all(s.spec == P() for s in jax.tree.leaves(state_sharding)):
     raise ValueError(f"train.table_sharding={table_sharding!r}: model {config.model.get('name', 'srinr')!r} has no "
                      "hash tables to shard (use 'replicated')")
   check_state_memory(config, abstract, state_sharding)
+  return abstract, state_sharding
+
+
+def _new_state(config: ml_collections.ConfigDict, model, tx, state_sharding) -> dict:
+  """A new run's train state on its shardings: new parameters, or `train.init_from`'s where they fit."""
+  params = models.init_params(model, jax.random.key(config.train.seed))
+  if config.train.get("init_from", ""):
+    params, _, _ = params_from(config.train.init_from, params)
+  return jax.device_put(_state(params, tx), state_sharding)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, *, progress: bool) -> dict:
+  validate_config(config)
+  checkpoints.check_resume(workdir, config)  # A changed model is named before anything is loaded.
+  lead = jax.process_index() == 0
+  workdir.mkdir(parents=True, exist_ok=True)
+  mesh = _training_mesh(config)
+  table_sharding = config.train.get("table_sharding", "replicated")
+  dataset, steps, per_epoch, pixels_per_step = training_data(config)  # Fails at once on a missing folder.
+  iterator = iter(dataset)
+  model = models.from_config(config.model)
+  tx = make_optimizer(config, per_epoch, steps)
+  abstract, state_sharding = _state_layout(config, model, tx, mesh, table_sharding)
   target = jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), abstract, state_sharding)
   manager = checkpoints.checkpoint_manager(workdir, config.train.keep_checkpoints)
   state, start = checkpoints.restore_latest(manager, target, iterator)
   if state is None:
-    params = models.init_params(model, jax.random.key(config.train.seed))
-    if config.train.get("init_from", ""):
-      params, _, _ = params_from(config.train.init_from, params)
-    state = jax.device_put(_state(params, tx), state_sharding)
-    start = 0
+    state, start = _new_state(config, model, tx, state_sharding), 0
     logging.info("new run in %s: %d steps (%d per epoch), %d process(es), %d devices (data %d x model %d, tables "
-                 "%s)", workdir, steps, per_epoch, jax.process_count(), jax.device_count(), data_axis, model_axis,
-                 table_sharding)
+                 "%s)", workdir, steps, per_epoch, jax.process_count(), jax.device_count(), mesh.shape["data"],
+                 mesh.shape["model"], table_sharding)
   else:
     logging.info("resumed from step %d in %s", start, workdir)
   if lead:

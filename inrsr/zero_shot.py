@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 
 from inrsr import checkpoints, training, upscaling
-from inrsr.data import images, video
+from inrsr.data import fitting, images, protocols, video
 
 
 def parse_budget(budget: str) -> tuple[int, float]:
@@ -108,7 +108,7 @@ def prepare_config(config: ml_collections.ConfigDict, input_path, scale: float, 
     raise ValueError(f"--input={input_path}: {w}x{h} is too small to fit at x{hi:g} (the largest training scale, "
                      f"{scale:g} x zero_shot.scale_spread={z.scale_spread:g}): the input downscaled by it must keep "
                      f"zero_shot.min_lr_side={z.min_lr_side} pixels a side")
-  if c.data.protocol == "patches":
+  if not protocols.get(c.data.protocol).WHOLE_FRAMES:  # a generalising model: LR/HR crops of the input
     if kind != "file":
       raise ValueError(f"--input={input_path}: a `patches` zero-shot config (e.g. liif_zeroshot) fits one image, "
                        "not a clip; use srinr_zeroshot for clips")
@@ -117,7 +117,7 @@ def prepare_config(config: ml_collections.ConfigDict, input_path, scale: float, 
     c.data.update(source=kind, root=str(pathlib.Path(input_path).resolve()), scale=lo, scale_max=hi,
                   limit=0, lr_size=lr_size, queries=min(int(c.data.queries), lr_size ** 2))
   else:
-    c.data.update(source=kind, root=str(pathlib.Path(input_path).resolve()), protocol="fit", scale=lo,
+    c.data.update(source=kind, root=str(pathlib.Path(input_path).resolve()), protocol=fitting.FIT, scale=lo,
                   scale_max=hi if hi > lo else 0.0, crop=0, limit=0, center_crop=0, hr_size=0,
                   image_time="index" if kind != "file" else "zero",
                   pixels_per_frame=min(int(c.data.pixels_per_frame), h * w))

@@ -19,13 +19,17 @@ bring; exact scatter-adds in interpret mode). Dense levels (many points share fe
 and `deterministic=True` take a sort-based segmented sum in XLA instead, whose result does not depend on the
 order of the additions. `python -m experiments.kernel_report` compiles both kernels for an H100 without a GPU
 and reports registers, spills, loads, atomics and fences (BENCHMARKS.md). Block sizes per (L, F, T) come from
-BLOCK_TABLE, refilled on a GPU by `python -m experiments.autotune_hashgrid`.
+the data file hashgrid_blocks.json beside this module (BLOCK_TABLE), refilled on a GPU by
+`python -m experiments.autotune_hashgrid --write`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import os
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -195,20 +199,80 @@ class BlockSizes:
     return cls(*BLOCK_TABLE[key]) if key is not None else cls()
 
 
-# Block sizes per (L, F, log2 T): (block_n, block_n_bwd, num_warps, num_stages). `BlockSizes.get_default(L, F, T)`
-# takes the row with the same padded F, then the nearest log2 T, then the nearest L. Seeded from the static H100
-# report (experiments/kernel_report.py: registers, occupancy, no repeated loads), not from GPU timings;
-# `python -m experiments.autotune_hashgrid --write` refills it from timings on a GPU. One point per thread
-# (block_n = 32 * num_warps) for F <= 4; for F = 8 two threads share a point (half a row each), which keeps the
-# backward at 64 registers where one thread per point spills.
-# BEGIN BLOCK_TABLE
-BLOCK_TABLE = {
-    (4, 2, 14): (128, 128, 4, 1),
-    (12, 2, 24): (128, 128, 4, 1),
-    (12, 4, 24): (128, 128, 4, 1),
-    (12, 8, 24): (64, 64, 4, 1),
-}
-# END BLOCK_TABLE
+# Block sizes per (L, F, log2 T) are data: kernels/hashgrid_blocks.json (package data), one row per case, read
+# here at import. `BlockSizes.get_default(L, F, T)` takes the row with the same padded F, then the nearest log2 T,
+# then the nearest L. `python -m experiments.autotune_hashgrid --write` rewrites the file from GPU timings
+# (`save_block_table`); the file's `note` says where its rows come from.
+BLOCK_TABLE_FILE = pathlib.Path(__file__).with_name("hashgrid_blocks.json")
+BLOCK_KEY_FIELDS = ("num_levels", "feats", "log2_table_size")
+BLOCK_FIELDS = tuple(f.name for f in dataclasses.fields(BlockSizes))
+
+BlockTable = dict[tuple[int, int, int], tuple[int, int, int, int]]
+
+
+def load_block_table(path=BLOCK_TABLE_FILE) -> BlockTable:
+  """A block-size table file: {"note": ..., "rows": [{num_levels, feats, log2_table_size, block_n, ...}, ...]}.
+
+  Args:
+    path: the JSON file (default: kernels/hashgrid_blocks.json).
+
+  Returns:
+    {(L, F, log2 T): (block_n, block_n_bwd, num_warps, num_stages)}.
+
+  Raises:
+    ValueError: one line naming the file and the row that is not a table row of positive integers (block sizes
+      powers of two), or a key that is given twice.
+  """
+  fields = BLOCK_KEY_FIELDS + BLOCK_FIELDS
+  try:
+    data = json.loads(pathlib.Path(path).read_text())
+  except (OSError, ValueError) as e:
+    raise ValueError(f"{path}: not a readable JSON block-size table ({type(e).__name__}: {e})") from e
+  rows = data.get("rows") if isinstance(data, dict) else None
+  if not isinstance(rows, list):
+    raise ValueError(f"{path}: expected a JSON object with a list \"rows\" of {{{', '.join(fields)}}}")
+  table = {}
+  for i, row in enumerate(rows):
+    if (not isinstance(row, dict) or set(row) != set(fields) or
+        not all(type(row[k]) is int and row[k] > 0 for k in fields)):  # pylint: disable=unidiomatic-typecheck
+      raise ValueError(f"{path}: rows[{i}]={row!r} must have exactly the positive integer fields {fields}")
+    key, value = tuple(row[k] for k in BLOCK_KEY_FIELDS), tuple(row[k] for k in BLOCK_FIELDS)
+    if key in table:
+      raise ValueError(f"{path}: rows[{i}] repeats the case {dict(zip(BLOCK_KEY_FIELDS, key))}")
+    try:
+      BlockSizes(*value)
+    except ValueError as e:
+      raise ValueError(f"{path}: rows[{i}]: {e}") from e
+    table[key] = value
+  return table
+
+
+def block_table_json(table: BlockTable, note: str = "") -> str:
+  """The JSON text of a block-size table (`load_block_table`'s format), one row per line, rows sorted."""
+  fields = BLOCK_KEY_FIELDS + BLOCK_FIELDS
+  rows = [json.dumps(dict(zip(fields, tuple(k) + tuple(v)))) for k, v in sorted(table.items())]
+  return "{\n  \"note\": " + json.dumps(note) + ",\n  \"rows\": [\n    " + ",\n    ".join(rows) + "\n  ]\n}\n"
+
+
+def save_block_table(table: BlockTable, path=BLOCK_TABLE_FILE, note: str = "") -> None:
+  """Write a block-size table to `path` (written whole to a temporary file, then renamed over it).
+
+  Args:
+    table: {(L, F, log2 T): (block_n, block_n_bwd, num_warps, num_stages)}.
+    path: the JSON file (default: kernels/hashgrid_blocks.json, the table this module reads at import).
+    note: where the rows come from (device, date, command), kept in the file.
+  """
+  path = pathlib.Path(path)
+  for key, value in table.items():
+    BlockSizes(*value)  # powers of two, before anything is written
+    if len(key) != len(BLOCK_KEY_FIELDS):
+      raise ValueError(f"block table key {key!r} must be {BLOCK_KEY_FIELDS}")
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(block_table_json(table, note))
+  os.replace(tmp, path)
+
+
+BLOCK_TABLE = load_block_table()
 
 
 def _nearest_block_key(num_levels: int, feats: int, table_size: int):

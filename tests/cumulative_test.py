@@ -170,7 +170,7 @@ def test_bad_cascade_settings_name_the_field():
   c = clit_train291.get_config("lit,small")
   c.data.stage_ranges = ((1, 4), (1, 4))
   with pytest.raises(ValueError, match=r"data.stage_ranges has 2 ranges but model.num_stages=1"):
-    cascade.cascade_data(c)
+    cascade.validate(c)
 
 
 def test_stage_configs_name_their_predecessors_and_load_as_a_schedule():

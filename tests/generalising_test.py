@@ -1,9 +1,6 @@
 """Tests for the generalising-model path: registry, `patches` pipeline, training, conversion, CLIs, inference."""
 
 import os
-import pathlib
-import subprocess
-import sys
 
 import imageio.v3 as iio
 import jax
@@ -15,9 +12,7 @@ from experiments.configs import common, liif_train291, srinr_demo
 from inrsr import checkpoints, coords, evaluators, inference, models, resize, training
 from inrsr.convert import pth
 from inrsr.data import pipeline
-from inrsr.evaluators import frames, schema
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from inrsr.evaluators import frames
 
 
 @pytest.fixture
@@ -115,9 +110,9 @@ def test_liif_trains_resumes_exactly_and_evaluates(tmp_path):
 
 def test_results_name_a_one_stage_clit_lit():
   base = common.GENERALISING_MODELS["clit"]
-  assert schema.model_key(ml_collections.ConfigDict(base)) == "lit"
-  assert schema.model_key(ml_collections.ConfigDict({**base, "num_stages": 3})) == "clit"
-  assert schema.model_key(ml_collections.ConfigDict(common.GENERALISING_MODELS["liif"])) == "liif"
+  assert models.results_key(ml_collections.ConfigDict(base)) == "lit"
+  assert models.results_key(ml_collections.ConfigDict({**base, "num_stages": 3})) == "clit"
+  assert models.results_key(ml_collections.ConfigDict(common.GENERALISING_MODELS["liif"])) == "liif"
   assert frames.markdown_table({"model": "lit", "step": 1, "num_images": {"p": 1}, "protocols": {"p": {
       "2": {"benchmark": {"model": {"psnr": 30.0, "ssim": 0.9}, "bicubic": {"psnr": 29.0, "ssim": 0.8}}}}}}
   ).count("| benchmark | LIT | 30.00 / 0.9000 |") == 1
@@ -210,16 +205,15 @@ def test_pth_reader_reads_the_official_liif_file(liif_fixture):
   assert sum(v.size for k, v in sd.items() if "mean" not in k) == 1567323 - 24
 
 
-def test_converted_checkpoint_upscales_to_the_official_output_through_the_clis(tmp_path, liif_fixture):
+def test_converted_checkpoint_upscales_to_the_official_output_through_the_clis(tmp_path, liif_fixture, run_module):
   z = np.load(liif_fixture / "edsr_baseline_liif.npz")
   lr = z["lr"]
   src, out, run = tmp_path / "lr.png", tmp_path / "sr.png", tmp_path / "run"
   iio.imwrite(src, np.round(lr * 255).astype(np.uint8))  # The fixture's LR is 8-bit exactly.
-  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
   for args in (["experiments.convert", f"--input={liif_fixture / 'edsr_baseline_liif.pth'}", f"--workdir={run}"],
                ["experiments.upscale", f"--workdir={run}", f"--input={src}", f"--output={out}", "--size=77x57",
                 "--progress=false"]):
-    subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, check=True, capture_output=True)
+    run_module(*args, check=True)
   official = np.round(np.clip(z["pred_grid"].reshape(57, 77, 3), 0, 1) * 255)
   got = iio.imread(out).astype(np.float64)
   assert np.abs(got - official).max() <= 1  # rounding of a value within 1e-5 of a .5 boundary

@@ -1,9 +1,10 @@
 """The Pallas hash-grid kernels compiled for an H100 (sm_90a) on this CPU host: both compile, no spills, lean.
 
 Needs the `kernel-report` extra (XLA's CUDA compiler plugin, ptxas, nvdisasm); without it the report tests skip and
-only the PTX-analysis unit tests run.
+only the PTX-analysis unit tests and the block-size table file tests run.
 """
 
+import json
 import os
 
 os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")  # Before jax loads its plugins (at first device use).
@@ -84,26 +85,50 @@ def test_ptx_memory_ops_attribute_addresses_to_arguments():
 
 
 def test_occupancy_and_target_config():
-  assert kernel_report.occupancy(255, 128, 2048)["ctas_per_sm"] == 2  # the kernel before issue 14
+  assert kernel_report.occupancy(255, 128, 2048)["ctas_per_sm"] == 2  # the kernel at 255 registers, before its rewrite
   assert kernel_report.occupancy(48, 128, 0) == dict(ctas_per_sm=10, occupancy=0.625, limited_by="registers")
   assert kernel_report.occupancy(32, 128, 0)["ctas_per_sm"] == 16
   text = kernel_report.target_config_text()
   assert "cuda_compute_capability { major: 9 minor: 0 }" in text and "core_count: 132" in text
 
 
-def test_block_table_round_trips_through_the_kernel_source(tmp_path):
+def test_block_table_round_trips_through_its_json_file(tmp_path):
   from kernels import hashgrid  # pylint: disable=g-import-not-at-top
-  original = open(hashgrid.__file__).read()
-  path = tmp_path / "hashgrid.py"
-  path.write_text(original)
+  shipped = json.loads(hashgrid.BLOCK_TABLE_FILE.read_text())  # parsed here, without the module's reader
+  assert hashgrid.BLOCK_TABLE == {(r["num_levels"], r["feats"], r["log2_table_size"]):
+                                  (r["block_n"], r["block_n_bwd"], r["num_warps"], r["num_stages"])
+                                  for r in shipped["rows"]}
+  # The shipped file is in the writer's own layout, so a rewrite changes only the rows it changes.
+  assert hashgrid.block_table_json(hashgrid.BLOCK_TABLE, shipped["note"]) == hashgrid.BLOCK_TABLE_FILE.read_text()
   table = {**hashgrid.BLOCK_TABLE, (16, 2, 19): (256, 64, 8, 1)}
-  kernel_report.write_block_table(table, path)
-  source = path.read_text()
-  namespace = {}
-  exec(source[source.index("# BEGIN BLOCK_TABLE"):source.index("# END BLOCK_TABLE")], namespace)  # noqa: S102
-  assert namespace["BLOCK_TABLE"] == table
-  before, after = original.split("# BEGIN BLOCK_TABLE")[0], original.split("# END BLOCK_TABLE")[1]
-  assert source.startswith(before) and source.endswith(after)  # nothing else changed
+  path = tmp_path / "blocks.json"
+  hashgrid.save_block_table(table, path, note="timed on a test")
+  assert hashgrid.load_block_table(path) == table
+  written = json.loads(path.read_text())
+  assert written["note"] == "timed on a test" and {"num_levels": 16, "feats": 2, "log2_table_size": 19,
+                                                    "block_n": 256, "block_n_bwd": 64, "num_warps": 8,
+                                                    "num_stages": 1} in written["rows"]
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["blocks.json"]  # no temporary file left
+
+
+def test_bad_block_table_file_is_one_line_naming_it(tmp_path):
+  from kernels import hashgrid  # pylint: disable=g-import-not-at-top
+  row = {"num_levels": 4, "feats": 2, "log2_table_size": 14, "block_n": 128, "block_n_bwd": 128, "num_warps": 4,
+         "num_stages": 1}
+  cases = [("{", "not a readable JSON block-size table"), ("[]", 'expected a JSON object with a list "rows"'),
+           (json.dumps({"rows": [{**row, "block_n": "128"}]}), r"rows\[0\]=.* positive integer fields"),
+           (json.dumps({"rows": [{**row, "warps": 4}]}), r"rows\[0\]=.* must have exactly"),
+           (json.dumps({"rows": [{**row, "block_n": 96}]}), r"rows\[0\]: block_n=96 must be a power of two"),
+           (json.dumps({"rows": [row, {**row, "block_n": 64}]}), r"rows\[1\] repeats the case")]
+  for i, (text, match) in enumerate(cases):
+    path = tmp_path / f"t{i}.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=match) as e:
+      hashgrid.load_block_table(path)
+    assert str(e.value).startswith(str(path)) and "\n" not in str(e.value)
+  with pytest.raises(ValueError, match="must be a power of two"):  # checked before the file is touched
+    hashgrid.save_block_table({(4, 2, 14): (96, 128, 4, 1)}, tmp_path / "t0.json")
+  assert (tmp_path / "t0.json").read_text() == "{"
 
 
 HLO = """

@@ -35,7 +35,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from inrsr import coords, models, sharding, training
-from inrsr.data import cascade, clips, images, pipeline
+from inrsr.data import cascade, clips, common, fitting, images, patches, pipeline
 
 GIB = 1 << 30
 
@@ -321,18 +321,18 @@ def example_batch(config: ml_collections.ConfigDict) -> tuple[dict, tuple | None
   if d.protocol in ("fit", "internal"):
     sizes = frame_sizes(config)
     frames = [np.broadcast_to(np.float32(0), (h, w, 3)) for h, w in sizes]
-    spec = training.example_spec(config, frames)
+    spec = fitting.example_spec(config, frames)
     h, w = max(sizes, key=lambda s: s[0] * s[1])
     example = pipeline.make_example(_blank(h, w), 0.0, spec, rng)
-    total, per_epoch = training.total_steps(config, frames)
+    total, per_epoch = fitting.schedule(config, frames)
     pixels = d.pixels_per_frame
   elif d.protocol == "patches":
-    spec = training.patch_spec(config)
+    spec = patches.patch_spec(config)
     side = max(spec.lr_size, math.ceil(spec.lr_size * spec.scale_max))
     example = pipeline.make_patch_example(_blank(side, side), spec, rng)
     pixels, per_epoch, total = spec.queries, 1, None
   elif d.protocol == "clips":
-    spec = training.clip_spec(config)
+    spec = clips.clip_spec(config)
     side = spec.hr_size + 2 * spec.walk_step * spec.frames
     example = clips.make_clip_example(_blank(side, side), spec, rng)
     pixels, per_epoch, total = spec.frames * spec.hr_size ** 2, 1, None
@@ -348,7 +348,7 @@ def example_batch(config: ml_collections.ConfigDict) -> tuple[dict, tuple | None
   else:
     raise ValueError(f"data.protocol={d.protocol!r} must be 'fit', 'internal', 'patches', 'clips' or 'cascade'")
   if total is None:
-    total = int(config.train.steps or config.train.epochs * per_epoch)
+    total, per_epoch = common.schedule(config, 1, 1)
   example = {k: np.asarray(v) for k, v in example.items() if k != "scale"}
   return example, scales, {"hr_pixels": int(pixels), "steps_per_epoch": int(per_epoch), "total_steps": int(total)}
 
@@ -517,7 +517,7 @@ def compile_train_step(s: Setup, plan: Plan, dump_to: str | None = None) -> dict
 
 def inference_inputs(s: Setup) -> tuple[tuple, dict]:
   """One inference call's inputs (batch 1, `eval.chunk` queries, the training LR size) and static kwargs."""
-  keys = tuple(getattr(s.model, "batch_keys", ()))
+  keys = models.hook(s.model, "batch_keys")
   chunk = int(s.config.eval.get("chunk", 65536) or 65536)
   ex = s.example
   if keys == ("lr", "coords", "lr_size"):
@@ -545,7 +545,7 @@ def compile_inference(s: Setup) -> dict:
       return fn.lower(params, *args)
 
   report = compiled_report(lower_fn, s.target.capacity_bytes)
-  return {"inputs": {k: list(x.shape) for k, x in zip(getattr(s.model, "batch_keys", ()), inputs)}, **report}
+  return {"inputs": {k: list(x.shape) for k, x in zip(models.hook(s.model, "batch_keys"), inputs)}, **report}
 
 
 def will_it_fit(config: ml_collections.ConfigDict, target: Target | str, plan: Plan | None = None, *,

@@ -1,4 +1,4 @@
-"""Why an SR-INR fit changes off its trained scale: per-level code shifts and trained-row coverage (issue 9)."""
+"""Why an SR-INR fit changes off its trained scale: per-level code shifts and trained-row coverage."""
 
 from __future__ import annotations
 

@@ -502,21 +502,6 @@ def write(report: dict, out_dir: str) -> tuple[str, str]:
   return jpath, mpath
 
 
-def block_table_source(table: dict) -> str:
-  """Python source of kernels/hashgrid.py's BLOCK_TABLE: (L, F, log2 T) -> (block_n, block_n_bwd, warps, stages)."""
-  return "\n".join(["BLOCK_TABLE = {"] + [f"    {k}: {tuple(v)}," for k, v in sorted(table.items())] + ["}"])
-
-
-def write_block_table(table: dict, path) -> None:
-  """Replace the table between the BEGIN / END BLOCK_TABLE markers of `path` (kernels/hashgrid.py)."""
-  path = pathlib.Path(path)
-  text, count = re.subn(r"(# BEGIN BLOCK_TABLE\n).*?(\n# END BLOCK_TABLE)",
-                        lambda m: m.group(1) + block_table_source(table) + m.group(2), path.read_text(), flags=re.S)
-  if count != 1:
-    raise RuntimeError(f"BLOCK_TABLE markers not found in {path}")
-  path.write_text(text)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Bytes moved per query: from the compiled HLO's buffers on the CUDA target.
 

@@ -273,7 +273,7 @@ def _clip(size: int, frames: int) -> np.ndarray:
 def _clip_runs(case: Case, root: pathlib.Path, checkpoint: pathlib.Path):
   """(official run, {"": inrsr run}, output pixels) of BVSR-IK; runs return (T, H, W, 3) RGB in [0, 1]."""
   import torch  # pylint: disable=g-import-not-at-top
-  from inrsr import inference  # pylint: disable=g-import-not-at-top
+  from inrsr import inference, models  # pylint: disable=g-import-not-at-top
 
   frames = _clip(case.size, case.frames)
   off = _official_bvsr_ik(root, checkpoint)
@@ -285,7 +285,7 @@ def _clip_runs(case: Case, root: pathlib.Path, checkpoint: pathlib.Path):
     return out.permute(0, 2, 3, 1).flip(-1).clamp(0, 1).numpy()
 
   model, params = _inrsr_model(checkpoint, "bvsr_ik")
-  scale = int(model.scale) if hasattr(model, "scale") else 4
+  scale = int(models.hook(model, "scale") or 4)
   return official_run, {"": lambda: inference.upscale_clip(model, params, list(frames))}, (
       case.frames * (case.size * scale) ** 2)
 

@@ -9,7 +9,7 @@ Quick check: --config=clit_train291:clit3,small. Started again, the schedule res
 Each stage with lit_train291's budget (CLIT3 1.5 times it; 3.5 times liif_train291's in all): add `full`.
 
 Budget: the whole schedule gets liif_train291's 90 minutes on 2 unloaded CPU cores, the budget of every other
-row of RESULTS.md's comparison (issue 11), split as the official epochs are (LIT 1000, CLIT2 1000, CLIT3 1500:
+row of RESULTS.md's comparison, split as the official epochs are (LIT 1000, CLIT2 1000, CLIT3 1500:
 2 / 7, 2 / 7 and 3 / 7 of it). The step counts (`equal_budget_steps`) are those minutes divided by an estimated
 step time: LIT 3.5 s (lit_train291's measured 1500 steps in 88 minutes); a two-stage step about 3.9 LIT steps
 (measured on busy cores below: 31 s against 8 s) and a three-stage step about 6 (an estimate: each stage before

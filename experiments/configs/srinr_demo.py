@@ -2,7 +2,7 @@
 
 Protocol `fit` on central 128x128 crops of four photographs (each image at its own t, see `data.image_time`),
 evaluated on the same crops at x2 .. x32 (`fit`) and on two photographs it never saw (`heldout`, t = 0).
-Scale-robust settings, chosen by measurement (issue 9; not in the papers): LR inputs at scales drawn
+Scale-robust settings, chosen by measurement (RESULTS.md; not in the papers): LR inputs at scales drawn
 log-uniformly from [1.5, 12] (so x2 and x8 lie inside the trained range, each octave with an equal share)
 rather than x4 alone, the output a residual on the LR's bicubic upsampling, and 1 lattice cell on the code axes
 (the codes act through the learned corner weights only). The papers' literal reading:
@@ -19,7 +19,7 @@ from experiments.configs import common
 
 
 def scale_robust(c, scale_max: float = 12.0):
-  """The scale-robust settings measured on this config (RESULTS.md, issue 9; not in the papers).
+  """The scale-robust settings measured on this config (RESULTS.md; not in the papers).
 
   A bicubic residual, 1 lattice cell on the code axes and one training scale per example drawn log-uniformly
   from [1.5, scale_max]. Used by this config and by the `robust` argument of srinr_celeba, srinr_div2k,

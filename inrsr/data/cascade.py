@@ -46,10 +46,13 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from inrsr.data import pipeline, sources
+from inrsr.data import common, pipeline, sources
 from inrsr.models import clit
 
 PROTOCOL = "cascade"
+
+WHOLE_FRAMES = False
+SCALE_SAMPLINGS = ("uniform",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,33 +260,35 @@ def cascade_spec(config: ml_collections.ConfigDict) -> CascadeSpec:
                      ladder=d.get("scale_ladder", 0))
 
 
-def schedule(config: ml_collections.ConfigDict, num_images: int) -> tuple[int, int]:
-  """(total steps, steps per epoch): an epoch is the images `data.repeat` times over in batches (as `patches`);
-  `train.steps` if set, else `train.epochs` epochs."""
-  d = config.data
-  per_epoch = max(1, (num_images * d.get("repeat", 1)) // d.batch_size)
-  steps = config.train.steps if config.train.steps else config.train.epochs * per_epoch
-  return int(steps), per_epoch
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Check the cascade's settings (`cascade_spec`) and that `model.num_stages` has a stage for every range.
 
-
-def cascade_data(config: ml_collections.ConfigDict):
-  """The `cascade` training data of a config: `training.training_data`'s protocol entry.
-
-  Args:
-    config: a training config with data.protocol "cascade".
-
-  Returns:
-    (dataset, total steps, steps per epoch, HR pixels per step).
+  Raises:
+    ValueError: naming the field and what was expected.
   """
-  d = config.data
   spec = cascade_spec(config)
   stages = config.model.get("num_stages", 1)
   if len(spec.ranges) > stages:
     raise ValueError(f"data.stage_ranges has {len(spec.ranges)} ranges but model.num_stages={stages}")
+
+
+def training_data(config: ml_collections.ConfigDict) -> common.TrainingData:
+  """The run's dataset (`cascade_dataset` over the images of `data`) and schedule.
+
+  An epoch is the images `data.repeat` times over in batches, as `patches` (`common.schedule`).
+
+  Args:
+    config: a training config of protocol `cascade`, checked (`protocols.validate`).
+
+  Returns:
+    `common.TrainingData`; a step trains on B x `data.queries` HR pixels.
+  """
+  d = config.data
+  spec = cascade_spec(config)
   items = sources.load_section(d, "data")
-  logging.info("training on %d images (%s ...), protocol cascade: ranges %s, stages per batch %s, ladder %d",
-               len(items), ", ".join(n for n, _ in items[:4]), spec.ranges, spec.cycle, spec.ladder)
-  steps, per_epoch = schedule(config, len(items))
+  logging.info("training on %d images (%s ...), protocol %s: ranges %s, stages per batch %s, ladder %d",
+               len(items), ", ".join(n for n, _ in items[:4]), PROTOCOL, spec.ranges, spec.cycle, spec.ladder)
+  steps, per_epoch = common.schedule(config, len(items) * d.get("repeat", 1), d.batch_size)
   dataset = cascade_dataset([im for _, im in items], spec, batch_size=d.batch_size, seed=config.train.seed,
                             num_workers=d.num_workers)
-  return dataset, steps, per_epoch, d.batch_size * spec.queries
+  return common.TrainingData(dataset, steps, per_epoch, d.batch_size * spec.queries)

@@ -41,11 +41,15 @@ import dataclasses
 from typing import Sequence
 
 import grain
+import ml_collections
 import numpy as np
+from absl import logging
 
 from inrsr import resize
-from inrsr.data import degradations
-from inrsr.data import pipeline
+from inrsr.data import common, degradations, pipeline, sources
+
+WHOLE_FRAMES = False
+SCALE_SAMPLINGS = ("uniform",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,3 +193,56 @@ def clips_dataset(images: Sequence[np.ndarray], spec: ClipSpec, *, batch_size: i
                      f"(first: index {small[0]}, {images[small[0]].shape[:2]})")
   return pipeline.batched_dataset(pipeline.FrameSource(images), lambda ft, rng: make_clip_example(ft[0], spec, rng),
                                   batch_size=batch_size, seed=seed, num_workers=num_workers)
+
+
+def clip_spec(config: ml_collections.ConfigDict) -> ClipSpec:
+  """The `ClipSpec` of a config's `data` section."""
+  d = config.data
+  return ClipSpec(lr_size=d.lr_size, frames=d.frames, scale=int(d.scale), walk_step=d.walk_step,
+                  augment=d.augment, degradation=d.degradation,
+                  flip_before_degradation=bool(d.get("flip_before_degradation", False)),
+                  clean_phase=d.get("clean_phase", "centre"))
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Check what this protocol adds to the common checks: an integer `data.scale`, the clip settings.
+
+  Raises:
+    ValueError: naming the field and what was expected.
+  """
+  scale = float(config.data.scale)
+  if scale != int(scale):
+    raise ValueError(f"data.scale={config.data.scale!r} must be an integer for protocol {config.data.protocol!r} "
+                     "(frames are subsampled [::scale, ::scale])")
+  clip_spec(config)
+
+
+def training_data(config: ml_collections.ConfigDict) -> common.TrainingData:
+  """The run's dataset (`clips_dataset` over the images of `data` large enough for a clip) and schedule.
+
+  Images smaller than the HR crop are left out (logged); an epoch is one pass over the others, `data.repeat`
+  times.
+
+  Args:
+    config: a training config of protocol `clips`, checked (`protocols.validate`).
+
+  Returns:
+    `common.TrainingData`; a step trains on B x T x P^2 HR pixels.
+
+  Raises:
+    ValueError: no image of `data` is large enough.
+  """
+  d = config.data
+  spec = clip_spec(config)
+  items = sources.load_section(d, "data")
+  usable = [(n, im) for n, im in items if fits(im, spec)]
+  if not usable:
+    raise ValueError(f"no image of data.root={d.root!r} is at least {spec.hr_size}x{spec.hr_size} "
+                     f"(data.lr_size={spec.lr_size} x data.scale={spec.scale}); lower data.lr_size")
+  logging.info("training on clips from %d of %d images (%d smaller than %d px left out: %s ...), protocol %s",
+               len(usable), len(items), len(items) - len(usable), spec.hr_size,
+               ", ".join(n for n, im in items if not fits(im, spec))[:200], d.protocol)
+  steps, per_epoch = common.schedule(config, len(usable) * d.get("repeat", 1), d.batch_size)
+  dataset = clips_dataset([im for _, im in usable], spec, batch_size=d.batch_size, seed=config.train.seed,
+                          num_workers=d.num_workers)
+  return common.TrainingData(dataset, steps, per_epoch, d.batch_size * spec.frames * spec.hr_size ** 2)

@@ -9,6 +9,9 @@ whole images of different sizes can share a batch.
 
 Protocol `internal` trains on (LR downscaled again, LR) pairs: the source frames are first replaced by their LR
 at `internal_scale`, so no HR pixel is ever seen (DESIGN.md, Training protocols).
+
+This module holds the example makers (whole frames, `ExampleSpec`; LR crops, `PatchSpec`) and the Grain pipeline
+every protocol shares (`batched_dataset`); the protocol modules (`inrsr.data.protocols`) build them from a config.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import grain
 import numpy as np
 
 from inrsr import coords, resize
+from inrsr.data import common
 
 
 SCALE_SAMPLINGS = ("uniform", "log")
@@ -55,12 +59,7 @@ class ExampleSpec:
   scale_sampling: str = "uniform"
 
   def __post_init__(self):
-    for name in ("scale_min", "scale_max"):
-      v = getattr(self, name)
-      if not math.isfinite(v) or v < 1:
-        raise ValueError(f"data.{name}={v} must be a finite number >= 1")
-    if self.scale_max < self.scale_min:
-      raise ValueError(f"data.scale_max={self.scale_max} < data.scale_min={self.scale_min}")
+    common.check_scale_range(self.scale_min, self.scale_max, ("data.scale_min", "data.scale_max"))
     if self.pixels <= 0:
       raise ValueError(f"data.pixels_per_frame={self.pixels} must be > 0")
     if self.scale_sampling not in SCALE_SAMPLINGS:
@@ -240,12 +239,7 @@ class PatchSpec:
   quantize_lr: bool = True
 
   def __post_init__(self):
-    for name in ("scale_min", "scale_max"):
-      v = getattr(self, name)
-      if not math.isfinite(v) or v < 1:
-        raise ValueError(f"data.{name}={v} must be a finite number >= 1")
-    if self.scale_max < self.scale_min:
-      raise ValueError(f"data.scale_max={self.scale_max} < data.scale_min={self.scale_min}")
+    common.check_scale_range(self.scale_min, self.scale_max, ("data.scale_min", "data.scale_max"))
     if self.lr_size <= 0:
       raise ValueError(f"data.lr_size={self.lr_size} must be > 0")
     if not 0 < self.queries <= self.lr_size ** 2:

@@ -24,7 +24,7 @@ import json
 import pathlib
 from types import ModuleType
 
-from inrsr import checkpoints
+from inrsr import checkpoints, models
 from inrsr.evaluators import schema
 from inrsr.evaluators.schema import PREDICTIONS, RESULTS_JSON, RESULTS_MD, RESULTS_PNG  # noqa: F401 (re-exported)
 
@@ -57,7 +57,7 @@ def get(kind: str) -> ModuleType:
 
 def for_model(model) -> str:
   """The evaluator kind of a model's runs: `BY_BATCH_KEYS` of its batch keys, else `DEFAULT`."""
-  return BY_BATCH_KEYS.get(tuple(getattr(model, "batch_keys", ())), DEFAULT)
+  return BY_BATCH_KEYS.get(models.hook(model, "batch_keys"), DEFAULT)
 
 
 def markdown(results: dict) -> str:

@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from inrsr import checkpoints, inference, metrics, resize
+from inrsr import checkpoints, inference, metrics, models, resize
 from inrsr.data import degradations, sources, video
 
 KIND = "blind"
@@ -291,7 +291,7 @@ def evaluate_run(workdir, model, params, config: ml_collections.ConfigDict, step
   if scales:
     raise ValueError(f"--scales={list(scales)}: a whole-clip model upscales only at its scale x{model.scale}")
   blind = settings(config, blind_overrides)
-  scale = int(getattr(model, "scale", 4))
+  scale = int(models.hook(model, "scale") or 4)
   clips = degraded_clips(blind, scale)
   name = config.model.get("name", "model")
   frame_methods, compared = _frame_methods(compare, config.eval.get("chunk", 65536), scale)

@@ -22,7 +22,7 @@ import numpy as np
 from absl import logging
 
 from inrsr import checkpoints, inference, metrics, models, resize, upscaling
-from inrsr.data import sources, video
+from inrsr.data import protocols, sources, video
 from inrsr.evaluators import plots, schema
 
 KIND = "frames"
@@ -63,7 +63,7 @@ def evaluation_sets(config: ml_collections.ConfigDict) -> dict[str, list[tuple[s
   """
   sets = {}
   num_train = 0
-  if config.data.protocol in ("fit", "internal"):
+  if protocols.get(config.data.protocol).WHOLE_FRAMES:  # fit / internal: their own frames are scored
     train_items = sources.load_section(config.data, "data")
     num_train = len(train_items)
     times = sources.image_times(config, len(train_items))
@@ -174,8 +174,8 @@ def _metric_names(by_scale) -> list[str]:
   return [m for m in next(iter(by_scale.values())) if m != "temporal"]
 
 
-def _method_name(method: str, model_name: str = "srinr") -> str:
-  return schema.model_label(model_name) if method == "model" else "bicubic"
+def _method_name(method: str, model_name: str = models.DEFAULT_NAME) -> str:
+  return models.label(model_name) if method == "model" else "bicubic"
 
 
 def _score_rows(lines: list, by_scale: dict, scales: list, name) -> None:
@@ -190,7 +190,7 @@ def markdown_table(results: dict) -> str:
   """Markdown tables: PSNR / SSIM per protocol, metric, method and scale (the shape of the papers' Table 1);
   temporal error for clips; zero-shot denoising cells (the shape of VR-INR's Tables 2 and 6)."""
   lines = []
-  name = lambda method: _method_name(method, results.get("model", "srinr"))
+  name = lambda method: _method_name(method, results.get("model", models.DEFAULT_NAME))
   for protocol, by_scale in results["protocols"].items():
     scales = list(by_scale)
     lines.append(f"### protocol `{protocol}` ({results['num_images'][protocol]} frames, step {results['step']})\n")
@@ -222,7 +222,7 @@ def markdown_table(results: dict) -> str:
 
 def plot_psnr(results: dict, path) -> None:
   """PSNR against scale for each protocol, with bicubic dashed."""
-  name = lambda method: _method_name(method, results.get("model", "srinr"))
+  name = lambda method: _method_name(method, results.get("model", models.DEFAULT_NAME))
   fig, ax = plots.subplots()
   for i, (protocol, by_scale) in enumerate(results["protocols"].items()):
     scales = sorted(by_scale, key=float)
@@ -261,7 +261,7 @@ def compare_cells(results: dict, protocol: str, metric: str, source="") -> tuple
     raise ValueError(f"{source}: no metric {metric!r} at every scale of {protocol!r}")
   before = results.get("init_steps", ())  # a cumulative schedule's earlier stages; None: their steps unknown
   steps = [*(["?"] if before is None else before), results["step"]]
-  label = f"{schema.model_label(results.get('model', 'srinr'))} ({' + '.join(map(str, steps))} steps)"
+  label = f"{models.label(results.get('model', models.DEFAULT_NAME))} ({' + '.join(map(str, steps))} steps)"
   return label, {s: cell[metric] for s, cell in by_scale.items()}
 
 
@@ -305,7 +305,7 @@ def evaluate_run(workdir, model, params, config: ml_collections.ConfigDict, step
   sets = evaluation_sets(config)
   e = config.eval
   modcrop = True if models.is_generalising(model) else bool(config.data.get("modcrop", True))
-  results = {"kind": KIND, "model": schema.model_key(config.model), "step": step, "scales": list(scales),
+  results = {"kind": KIND, "model": models.results_key(config.model), "step": step, "scales": list(scales),
              "metrics": list(e.metrics), "num_images": {p: len(v) for p, v in sets.items()}, "protocols": {},
              "modcrop": modcrop, "cell_rule": cell_rule_name(cell_scale)}
   before = checkpoints.init_steps(workdir)

@@ -18,8 +18,6 @@ RESULTS_MD = "results.md"
 RESULTS_PNG = "psnr_vs_scale.png"
 PREDICTIONS = "predictions"  # frames.evaluate_images(save_to=...) under the run: the scored outputs
 
-MODEL_LABELS = {"srinr": "SR-INR", "liif": "LIIF", "hiif": "HIIF", "lit": "LIT", "clit": "CLIT", "bvsr_ik": "BVSR-IK"}
-
 
 def kind_of(results: dict) -> str:
   """The evaluator kind of a results dict: its `kind`, or for older files `blind` where `protocol` says so,
@@ -29,12 +27,3 @@ def kind_of(results: dict) -> str:
   return "blind" if results.get("protocol") == "blind" else "frames"
 
 
-def model_key(model_config) -> str:
-  """The model name results carry: `lit` for a one-stage CLIT (LIT, the cascade's first stage), else model.name."""
-  name = model_config.get("name", "srinr")
-  return "lit" if name == "clit" and int(model_config.get("num_stages", 1)) == 1 else name
-
-
-def model_label(model_name: str) -> str:
-  """The name tables and plots print for a results `model` key (e.g. "lit" -> "LIT")."""
-  return MODEL_LABELS.get(model_name, model_name)

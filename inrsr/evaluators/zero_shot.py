@@ -72,7 +72,7 @@ def evaluate(config: ml_collections.ConfigDict, items, scales, workdir, *, budge
   return out
 
 
-def results(sets: dict, *, metric: str, budget: str, model: str = "srinr") -> dict:
+def results(sets: dict, *, metric: str, budget: str, model: str = models.DEFAULT_NAME) -> dict:
   """The results dict of zero-shot evaluations: {set: `evaluate` result} with the model, metric rule and budget."""
   return {"kind": KIND, "model": model, "metric": metric, "budget": budget, "sets": sets}
 
@@ -146,4 +146,4 @@ def compare_cells(results: dict, protocol: str, metric: str, source="") -> tuple
     raise ValueError(f"{source}: zero-shot results scored with metric {results['metric']!r}, not {metric!r}")
   budget = str(results["budget"])
   budget = budget if budget.endswith("s") else f"{budget} steps"  # zero_shot.parse_budget: "240s" or "800"
-  return f"{schema.model_label(results['model'])} zero-shot ({budget} per image)", results["sets"][set_name]
+  return f"{models.label(results['model'])} zero-shot ({budget} per image)", results["sets"][set_name]

@@ -33,7 +33,6 @@ import flax.linen as nn
 from flax.core import FrozenDict
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from inrsr.coords import make_coord_f32
 from inrsr.models import edsr, rdn, sampling, torch_init
