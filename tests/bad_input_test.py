@@ -19,17 +19,14 @@ import optax
 import orbax.checkpoint as ocp
 import pytest
 
+from conftest import REPO, run_module_process
 from experiments.configs import srinr_demo
 from inrsr import checkpoints, convert, models, training, upscaling
 from inrsr.data import sources
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
 def _cli(*args, env=None):
-  """Run `python -m args...` (CPU); returns (exit status, stderr lines that are not log records)."""
-  run = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})})
+  """Run `python -m args...` (CPU); returns (exit status, stderr)."""
+  run = run_module_process(*args, env=env, timeout=300)
   return run.returncode, run.stderr
 
 

@@ -1,9 +1,6 @@
 """Upscaling a clip with a BVSR-IK run: `experiments.upscale --clip --scale=4` writes the model's frames."""
 
-import os
 import pathlib
-import subprocess
-import sys
 
 import imageio.v3 as iio
 import jax
@@ -13,8 +10,6 @@ import skimage.data
 
 from experiments.configs import bvsr_ik_train291
 from inrsr import checkpoints, models, upscaling
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _frames(folder, clip_u8):
@@ -55,14 +50,12 @@ def test_clip_upscale_writes_the_models_frames_in_order(tmp_path):
   assert not (tmp_path / "sr2").exists()
 
 
-def test_official_checkpoint_through_the_clis_reproduces_the_fixture(tmp_path, shared):
+def test_official_checkpoint_through_the_clis_reproduces_the_fixture(tmp_path, shared, run_module):
   """convert + upscale --clip on the fixture's LR frames give the official SR frames to the 8-bit level."""
   fixture_dir = shared / "fixtures" / "bvsr_ik"
   z = np.load(fixture_dir / "bvsr_ik.npz")
   src = _frames(tmp_path / "lr", np.round(z["lr_rgb"] * 255.0).astype(np.uint8))  # the LR is 8-bit exactly
-  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  run = lambda *args: subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, check=True,
-                                     capture_output=True)
+  run = lambda *args: run_module(*args, check=True)
   run("experiments.convert", f"--input={fixture_dir / 'bvsr_ik.pth'}", "--model=bvsr_ik",
       f"--workdir={tmp_path / 'run'}")
   run("experiments.upscale", f"--workdir={tmp_path / 'run'}", f"--input={src}", "--clip", "--scale=4",

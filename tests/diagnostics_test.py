@@ -5,8 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.configs import srinr_demo
-from inrsr import training
 from tools import diagnostics
 from inrsr.models import srinr
 
@@ -57,11 +55,8 @@ def test_hash_points_are_the_queries_and_bounded_codes():
     assert u.std() > 0.01  # the codes vary with the query
 
 
-def test_diagnose_a_short_run(tmp_path):
-  c = srinr_demo.get_config("small")
-  c.train.update(steps=2, checkpoint_every=2)
-  training.train(c, tmp_path, progress=False)
-  result = diagnostics.diagnose_run(tmp_path, scales=(2.0, 8.0), ref_scale=4.0, queries=256)
+def test_diagnose_a_short_run(trained_run_copy, tmp_path):
+  result = diagnostics.diagnose_run(trained_run_copy, scales=(2.0, 8.0), ref_scale=4.0, queries=256)
   assert result["scales"] == [2.0, 4.0, 8.0]
   levels = len(result["resolutions"])
   fit = result["sets"]["fit"]
@@ -71,7 +66,7 @@ def test_diagnose_a_short_run(tmp_path):
   assert all(0 < s <= 1 for s in result["touched_share"])
   assert all(0 <= v <= 1 for st in fit.values() for v in st["trained_corners"])
   assert all(np.isfinite(st["psnr"]) and st["bicubic_psnr"] > 10 for st in fit.values())
-  assert (tmp_path / "diagnostics.json").exists()
+  assert (trained_run_copy / "diagnostics.json").exists()
   table = diagnostics.markdown(result)
   assert table.count("| fit | x") == 3 * 3 and table.count("| heldout | x") == 3
   diagnostics.plot(result, tmp_path / "d.png")

@@ -2,19 +2,13 @@
 
 import collections
 import io
-import os
-import pathlib
 import pickle
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
 import pytest
 
 from inrsr.convert import pth
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 class _Global:
@@ -133,13 +127,11 @@ def test_parameters_read_as_their_tensor_and_self_holding_containers_are_refused
     pth.load(tmp_path / "loop.pth")
 
 
-def test_convert_refuses_a_crafted_file_in_one_line_and_writes_nothing(tmp_path):
+def test_convert_refuses_a_crafted_file_in_one_line_and_writes_nothing(tmp_path, run_module):
   path = tmp_path / "crafted.pth"
   write_pth(path, {"model": {"name": "liif", "sd": {"w": _tensor("0", 4, 0, (1 << 20,), (1,))}}},
             {"0": np.ones(4, np.float32)})
-  run = subprocess.run([sys.executable, "-m", "experiments.convert", f"--input={path}",
-                        f"--workdir={tmp_path / 'run'}"], cwd=REPO, capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  run = run_module("experiments.convert", f"--input={path}", f"--workdir={tmp_path / 'run'}", timeout=300)
   errors = [l for l in run.stderr.splitlines() if l.startswith("error: ")]
   assert run.returncode == 2 and "Traceback" not in run.stderr and errors == [
       f"error: {path}: tensor 'model/sd/w': offset 0, size (1048576,) and stride (1,) reach element 1,048,575 of "

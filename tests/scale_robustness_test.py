@@ -1,4 +1,4 @@
-"""SR-INR across scales (issue 9): scale-independent coordinates, the bicubic residual, untrained scales."""
+"""SR-INR across scales: scale-independent coordinates, the bicubic residual, untrained scales."""
 
 import jax
 import jax.numpy as jnp

@@ -117,8 +117,9 @@ def test_fit_beats_bicubic_on_real_photo():
   model = srinr.SRINR(num_levels=6, log2_table_size=15, n_min=16, n_max=96)
   grid = jnp.asarray(coords.coord_grid(h, w).reshape(1, -1, 3))
   lr_j = jnp.asarray(lr[None])
-  params = fitting.fit(model, lr_j, grid, hr.reshape(1, -1, 3), steps=300, pixels=2048)
-  pred = np.clip(np.asarray(model.apply(params, lr_j, grid)).reshape(h, w, 3), 0, 1)
+  # 200 steps: the fit is 1.8 dB above bicubic after 100 steps, 8.2 after 150, 11.1 after 200 (15.9 after 300).
+  params = fitting.fit(model, lr_j, grid, hr.reshape(1, -1, 3), steps=200, pixels=2048)
+  pred = np.clip(np.asarray(jax.jit(model.apply)(params, lr_j, grid)).reshape(h, w, 3), 0, 1)
   fitted = metrics.psnr(pred, hr)
   print(f"fit PSNR {fitted:.2f} dB vs bicubic {bicubic:.2f} dB")
   assert fitted > bicubic + 5.0

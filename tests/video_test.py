@@ -3,6 +3,7 @@
 import pathlib
 
 import imageio.v3 as iio
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -96,8 +97,10 @@ def test_short_fit_on_a_real_clip_beats_bicubic(use_vid4, request):
   grid = np.stack([coords.coord_grid(h, w, tk).reshape(-1, 3) for tk in t])
   lr_j, grid_j = jnp.asarray(np.stack(lrs)), jnp.asarray(grid)
   model = srinr.SRINR(num_levels=6, log2_table_size=16, n_min=16, n_max=96)
-  params = fitting.fit(model, lr_j, grid_j, np.stack(hrs).reshape(len(t), -1, 3), steps=200, pixels=1024)
-  pred = np.clip(np.asarray(model.apply(params, lr_j, grid_j)).reshape(len(t), h, w, 3), 0, 1)
+  # On the Vid4 clip the fit is 1.9 dB above bicubic after 50 steps, 5.4 after 80 and 8.2 after 100: 100 steps.
+  steps = 100 if use_vid4 else 200
+  params = fitting.fit(model, lr_j, grid_j, np.stack(hrs).reshape(len(t), -1, 3), steps=steps, pixels=1024)
+  pred = np.clip(np.asarray(jax.jit(model.apply)(params, lr_j, grid_j)).reshape(len(t), h, w, 3), 0, 1)
   fitted = np.mean([metrics.psnr(p, g) for p, g in zip(pred, hrs)])
   bicubic = np.mean([metrics.psnr(np.clip(resize.resize(l, h, w), 0, 1), g) for l, g in zip(lrs, hrs)])
   print(f"clip fit PSNR {fitted:.2f} dB vs bicubic {bicubic:.2f} dB")

@@ -3,9 +3,6 @@
 import glob
 import json
 import os
-import pathlib
-import subprocess
-import sys
 import tempfile
 
 import imageio.v3 as iio
@@ -18,8 +15,6 @@ from experiments.configs import liif_zeroshot, srinr_demo, srinr_zeroshot
 from inrsr import checkpoints, inference, training, zero_shot
 from inrsr.data import images, video
 from inrsr.evaluators import zero_shot as zero_shot_evaluator
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("text,expected", [("800", (800, 0.0)), (" 90s", (0, 90.0)), ("1.5S", (0, 1.5)),
@@ -96,12 +91,11 @@ def _expected_png(workdir, lr_path, height, width, t=0.0):
   return np.round(np.clip(hr, 0, 1) * 255.0)
 
 
-def test_cli_fits_the_input_keeps_the_run_and_resumes_it(photo, tmp_path):
+def test_cli_fits_the_input_keeps_the_run_and_resumes_it(photo, tmp_path, run_module):
   out, run = tmp_path / "big.png", tmp_path / "fit"
-  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  cmd = [sys.executable, "-m", "experiments.upscale", f"--input={photo}", "--scale=2", f"--output={out}",
-         "--config=srinr_zeroshot:small", "--budget=12", f"--workdir={run}", "--progress=false"]
-  subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True)
+  rest = ["--config=srinr_zeroshot:small", "--budget=12", f"--workdir={run}", "--progress=false"]
+  cmd = ["experiments.upscale", f"--input={photo}", "--scale=2", f"--output={out}", *rest]
+  run_module(*cmd, check=True)
   got = iio.imread(out)
   want = _expected_png(run, photo, 128, 120)
   assert got.shape == (128, 120, 3)
@@ -114,25 +108,24 @@ def test_cli_fits_the_input_keeps_the_run_and_resumes_it(photo, tmp_path):
   metrics_before = (run / training.METRICS_FILE).read_text()
   # The same command again finds the fit finished: no step is trained, the output is the same.
   out.unlink()
-  subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True)
+  run_module(*cmd, check=True)
   np.testing.assert_array_equal(iio.imread(out), got)
   assert (run / training.METRICS_FILE).read_text() == metrics_before
   # Another input in the same folder is refused before any work, naming the folder and the field.
   other = tmp_path / "other.png"
   iio.imwrite(other, skimage.data.coffee()[:64, :64])
-  other_cmd = [*cmd[:3], f"--input={other}", "--scale=2", f"--output={tmp_path / 'other_big.png'}", *cmd[6:]]
-  bad = subprocess.run(other_cmd, cwd=REPO, env=env, capture_output=True, text=True)
+  bad = run_module("experiments.upscale", f"--input={other}", "--scale=2", f"--output={tmp_path / 'other_big.png'}",
+                   *rest)
   assert bad.returncode != 0 and f"--workdir={run} holds the zero-shot fit of another input" in bad.stderr
   assert "data.root" in bad.stderr
 
 
 
-def test_cli_fits_liif_on_an_image_unless_a_config_is_named(photo, tmp_path):
-  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+def test_cli_fits_liif_on_an_image_unless_a_config_is_named(photo, tmp_path, run_module):
   run, out = tmp_path / "fit", tmp_path / "big.png"
-  cmd = [sys.executable, "-m", "experiments.upscale", f"--input={photo}", "--scale=2", f"--output={out}",
-         "--budget=1", f"--workdir={run}", "--progress=false"]
-  subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True)
+  cmd = ["experiments.upscale", f"--input={photo}", "--scale=2", f"--output={out}", "--budget=1", f"--workdir={run}",
+         "--progress=false"]
+  run_module(*cmd, check=True)
   stored = checkpoints.load_config(run)
   assert (stored.model.name, stored.data.protocol, stored.zero_shot.self_ensemble) == ("liif", "patches", True)
   # The output is the self-ensemble of the fitted run, which differs from its plain output.
@@ -142,7 +135,7 @@ def test_cli_fits_liif_on_an_image_unless_a_config_is_named(photo, tmp_path):
   plain = np.round(inference.upscale(model, params, lr, 128, 120) * 255.0)
   got = iio.imread(out).astype(np.float64)
   assert step == 1 and np.abs(got - want).max() <= 1 and np.abs(got - plain).max() > 1
-  bad = subprocess.run([*cmd, "--self_ensemble"], cwd=REPO, env=env, capture_output=True, text=True)
+  bad = run_module(*cmd, "--self_ensemble")
   assert bad.returncode != 0 and "--self_ensemble is for trained runs" in bad.stderr
 
 def test_workdir_of_a_trained_run_is_refused_for_a_fit(photo, tmp_path):
@@ -243,11 +236,9 @@ def test_liif_zero_shot_beats_bicubic_on_an_image_it_never_saw_the_hr_of(shared_
   assert cell["model"]["psnr"] >= cell["bicubic"]["psnr"] + 0.7, cell
 
 
-def test_evaluate_zeroshot_cli_names_an_srinr_config_model(shared_data, tmp_path):
+def test_evaluate_zeroshot_cli_names_an_srinr_config_model(shared_data, tmp_path, run_module):
   # srinr_zeroshot's model section has no `name` (the registry's default): the results must still name the model.
-  env = {**os.environ, "JAX_PLATFORMS": "cpu", "INRSR_DATA_DIR": str(shared_data)}
-  cmd = [sys.executable, "-m", "experiments.evaluate_zeroshot", "--config=srinr_zeroshot:small", "--sets=Set5",
-         "--scales=2", "--limit=1", "--budget=2", f"--workdir={tmp_path}"]
-  subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True)
+  run_module("experiments.evaluate_zeroshot", "--config=srinr_zeroshot:small", "--sets=Set5", "--scales=2",
+             "--limit=1", "--budget=2", f"--workdir={tmp_path}", env={"INRSR_DATA_DIR": str(shared_data)}, check=True)
   kept = json.loads((tmp_path / "results.json").read_text())
   assert kept["model"] == "srinr" and list(kept["sets"]["Set5"]) == ["2"]
