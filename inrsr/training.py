@@ -468,7 +468,9 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, *, progress
       batch = {k: jax.make_array_from_process_local_data(batch_sharding, v) for k, v in batch.items()
                if k != "scale"}
       if step == start + 1 and jax.default_backend() != "cpu":  # The line `python -m experiments.aot` prints.
-        compiled = train_step.lower(state, batch, scales).compile()  # Reused by the call below.
+        # Compiled apart for its memory analysis; the jitted call below compiles the same program again, which
+        # the persistent compilation cache (on by default, experiments.configs) turns into a load.
+        compiled = train_step.lower(state, batch, scales).compile()
         logging.info("train step %s", sharding.device_memory_line(compiled, jax.local_devices()[0]))
       state, metrics = train_step(state, batch, scales)
       loss, gnorm, unorm = (float(metrics[k]) for k in ("loss", "grad_norm", "update_norm"))
