@@ -142,6 +142,17 @@ def _check(sd: dict, used: set, params: dict, model, shape=(1, 2, 8, 8, 3), *arg
                      f"({len(bad)} params): " + "; ".join(bad[:8]))
 
 
+def _kernel_branch(r: "_Reader", prefix: str, unet_num_res: int, num_atoms: int) -> dict:
+  """The kernel-prediction branch SPC and both INRAlign modules share: the two U-Nets, the scale and basis
+  selections, the atom dictionary and the sum."""
+  out = {u: _unet(r, f"{prefix}.{u}", unet_num_res) for u in ("unet_basis_select", "unet_scale_select")}
+  out["scale_select"] = r.conv(f"{prefix}.scale_select")
+  out["basis_select"] = r.conv(f"{prefix}.basis_select")
+  out["inr_conv"] = _dictionary(r, f"{prefix}.inr_conv", num_atoms)
+  out["sum"] = r.conv(f"{prefix}.sum")
+  return out
+
+
 def convert(state_dict: dict) -> tuple[dict, dict]:
   """An official KCANet state_dict -> (inrsr model config, flax params).
 
@@ -174,26 +185,14 @@ def convert(state_dict: dict) -> tuple[dict, dict]:
   params = {}
   spc = {}
   spc["feat_ext"], spc_blocks = _rbwic(r, "SPC.feat_ext")
-  for u in ("unet_basis_select", "unet_scale_select"):
-    spc[u] = _unet(r, f"SPC.{u}", unet_num_res)
-  spc["scale_select"] = r.conv("SPC.scale_select")
-  spc["basis_select"] = r.conv("SPC.basis_select")
-  spc["inr_conv"] = _dictionary(r, "SPC.inr_conv", num_atoms)
-  spc["sum"] = r.conv("SPC.sum")
-  params["SPC"] = spc
+  params["SPC"] = {**spc, **_kernel_branch(r, "SPC", unet_num_res, num_atoms)}
   params["spynet"], levels = _spynet(r, "spynet.")
   ita_blocks = 0
   for name in ("INRAlign_forward", "INRAlign_backward"):
     ita = {}
     ita["fusion1"], ita_blocks = _rbwic(r, f"{name}.fusion1")
     ita["fusion2"], _ = _rbwic(r, f"{name}.fusion2")
-    for u in ("unet_basis_select", "unet_scale_select"):
-      ita[u] = _unet(r, f"{name}.{u}", unet_num_res)
-    ita["scale_select"] = r.conv(f"{name}.scale_select")
-    ita["basis_select"] = r.conv(f"{name}.basis_select")
-    ita["inr_conv"] = _dictionary(r, f"{name}.inr_conv", num_atoms)
-    ita["sum"] = r.conv(f"{name}.sum")
-    params[name] = ita
+    params[name] = {**ita, **_kernel_branch(r, name, unet_num_res, num_atoms)}
   params["backward_resblocks"], num_blocks = _rbwic(r, "backward_resblocks")
   params["forward_resblocks"], _ = _rbwic(r, "forward_resblocks")
   params["fusion"], fusion_blocks = _rbwic(r, "fusion")
