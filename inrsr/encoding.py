@@ -26,7 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from inrsr import resize, sharding
+from inrsr import resize
+from kernels import sharded_gather
 from kernels import hashgrid
 
 WEIGHT_NORMS = ("none", "softmax", "multilinear")
@@ -225,9 +226,10 @@ def sample_patches_lanes(image: jax.Array, xy: jax.Array, spacings, k: int, size
   """`resize.sample_patches` computed with the point axis last (TPU lanes); the same values.
 
   A TPU tiles the two minor dimensions of every array by (8, 128). `resize.sample_patches` gathers rows of C = 3
-  channels into (N, L, k, 4, k, 4, C) values and weights them as (..., 4, 4) tap blocks, so its gathers and
-  products pad 3 or 4 minor elements to 128: 43 to 51 times their size, about 105 GB of temporaries for a
-  32 x 4096-pixel SR-INR batch on 4 chips (BENCHMARKS.md, "Will it fit?"). Here every intermediate keeps the
+  channels (it once gathered all (N, L, k, 4, k, 4, C) tap values, now one (N, L, k, k, C) tap at a time) and
+  weights them by taps in the minor dimensions, so on a TPU its gathers and products pad 3 or 4 minor elements
+  to 128: 43 to 51 times their size, about 105 GB of temporaries for a 32 x 4096-pixel SR-INR batch on 4 chips
+  (BENCHMARKS.md, "Will it fit?", measured with the all-taps gather). Here every intermediate keeps the
   N points as its minor dimension: the taps are (L, k, 4, N), each channel is gathered on its own from the
   (h * w,) plane into (L, k, 4, k, 4, N), and the 4 x 4 taps are summed elementwise.
 
@@ -238,15 +240,8 @@ def sample_patches_lanes(image: jax.Array, xy: jax.Array, spacings, k: int, size
     (N, L, k, k, C) patches, as `resize.sample_patches` (up to float summation order).
   """
   h_pad, w_pad, channels = image.shape
-  h, w = (h_pad, w_pad) if size is None else size
-  h = jnp.asarray(h, jnp.float32)
-  w = jnp.asarray(w, jnp.float32)
-  offsets = jnp.arange(k, dtype=jnp.float32) - (k - 1) / 2.0
-  spacings = jnp.asarray(spacings, jnp.float32)
-  if spacings.ndim == 1:
-    spacings = jnp.stack([spacings, spacings], axis=-1)
-  step_x = (spacings[:, 0, None] * offsets)[..., None]  # (L, k, 1)
-  step_y = (spacings[:, 1, None] * offsets)[..., None]
+  h, w, step_x, step_y = resize.patch_steps(image.shape, size, spacings, k)
+  step_x, step_y = step_x[..., None], step_y[..., None]  # (L, k, 1)
   ix, wx = _taps_lanes(((xy[:, 0] + step_x) + 1.0) * 0.5 * w - 0.5, w)  # (L, k, 4, N)
   iy, wy = _taps_lanes(((xy[:, 1] + step_y) + 1.0) * 0.5 * h - 0.5, h)
   index = iy[:, :, :, None, None, :] * w_pad + ix[:, None, None, :, :, :]  # (L, k, 4, k, 4, N)
@@ -392,7 +387,7 @@ class HashEncoding(nn.Module):
       weights = StackedMLP(num_levels, 3 * dims, self.hidden, 1 << dims, name="weight_mlp")(inputs)
       if self.weight_norm == "softmax":
         weights = jax.nn.softmax(weights, axis=-1)
-    layout = sharding.current_layout()  # Tables sharded over a `model` mesh axis (inrsr.sharding.table_layout).
+    layout = sharded_gather.current_layout()  # A mesh's table layout (kernels.sharded_gather.table_layout).
     if layout is not None:
-      return sharding.sharded_gather(points, weights, tables, tuple(self.resolutions), *layout, impl=self.impl)
+      return sharded_gather.sharded_gather(points, weights, tables, tuple(self.resolutions), *layout, impl=self.impl)
     return hashgrid.hashgrid_gather(points, weights, tables, tuple(self.resolutions), impl=self.impl)
