@@ -10,15 +10,18 @@ One op for every registered model (no file I/O here; files are `inrsr.upscaling`
     (`inrsr.models.cell_scale`: HIIF's official clipping, x max(s / 4, 1); 1 for the others), so every caller
     (evaluate, upscale of files and clips, zero-shot, notebooks) decodes with the same cells (`cell_scale=1.0`
     opts out). A model whose queries interact (HIIF's attention averages over every query of a call,
-    `queries_independent = False`) is evaluated as one call over the whole output, the
-    official evaluation's setting: with `chunk > 0` through its module's `query_global`, which accumulates the
-    attention statistics chunk by chunk and gives the one-call result with bounded activations (the (H, W, 3)
-    output itself is then held whole; `upscale_rows` yields bands of it). A model may define
+    `queries_independent = False`) gives the result of one call over the whole output, the official
+    evaluation's setting, streamed in two stages: its module's `global_statistics` sums the attention
+    statistics over every query, chunk by chunk (one pass per attention block), then the chunks are decoded
+    with them and yielded like any other model's (`_global_predictions`); neither the output's coordinates nor
+    the output are ever whole (with `chunk` 0, or one chunk, it is one plain call). A model may define
     `query_kwargs(lr_hw, out_hw)` for static query arguments (CLIT's stage scales). A model with
     `band_decoding` (LIT/CLIT) is decoded in bands of whole rows instead (`band_layout`, `query_band`: the first
     MLP layer's products formed once per feature pixel; `band_decoding=False` queries it point by point).
   * whole-clip video models (BVSR-IK, batch key lrs: a fixed integer `scale`, a bidirectional recurrence over
-    every frame) run on the whole clip in one call (`upscale_clip`): the (T, H, W, 3) output is held.
+    every frame): `upscale_clip_frames` runs the model frame by frame (its module's `stream_clip`: LR-sized
+    states of the clip, one frame's activations) and yields the HR frames one at a time, so only one (H, W, 3)
+    output frame is held; `upscale_clip` stacks them.
 """
 
 from __future__ import annotations
@@ -101,9 +104,9 @@ def upscale_rows(model, params, lr: np.ndarray, height: int, width: int, *, t: f
   The computation is `upscale`'s (the same chunks of query points, padded and dispatched alike), so the bands
   stacked equal `upscale`'s output bit for bit whatever `rows` is; only the band being filled is held, so host
   memory is about `rows * W * 3` float32 plus two chunks in flight, whatever H is. Each band is a fresh array
-  (the caller may keep it). A model whose queries interact (`queries_independent = False`, HIIF) is computed as
-  one call over the whole output before the first band is yielded (the official one-call result needs every
-  query), so for those the whole (H, W, 3) float32 output is held and the bands are views of it.
+  (the caller may keep it). A model whose queries interact (`queries_independent = False`, HIIF) first passes
+  over every chunk to sum its attention statistics (the official one-call result needs every query), then
+  decodes and yields like the others, in the same bounded memory.
 
   Args:
     model, params, lr, height, width, t, chunk, cell_scale, progress, band_decoding: as for `upscale`.
@@ -147,11 +150,9 @@ def resolve_cell_scale(model, lr_hw, out_hw, cell_scale: float | None) -> float:
 def _bands(model, params, lr, height, width, t, chunk, rows, cell_scale, progress, band_decoding):
   """`upscale_rows`'s generator (a separate function so that bad arguments raise at the call)."""
   if models.is_generalising(model) and not getattr(model, "queries_independent", True):
-    out = _upscale_global(model, params, jnp.asarray(lr, jnp.float32), height, width, chunk, cell_scale)
-    for r in range(0, height, rows):
-      yield r, out[r:r + rows]
-    return
-  if _decodes_in_bands(model, chunk, band_decoding):
+    predictions = functools.partial(_global_predictions, model, params, lr, height, width, chunk, cell_scale,
+                                    progress)
+  elif _decodes_in_bands(model, chunk, band_decoding):
     predictions = functools.partial(_band_predictions, model, params, lr, height, width, chunk, cell_scale, progress)
   else:
     predictions = functools.partial(_point_predictions, model, params, lr, height, width, t, chunk, cell_scale,
@@ -251,21 +252,50 @@ def _cell(height: int, width: int, cell_scale: float) -> np.ndarray:
   return np.array([2.0 / width, 2.0 / height], np.float32) * np.float32(cell_scale)
 
 
-def _upscale_global(model, params, lr_j, height: int, width: int, chunk: int, cell_scale: float) -> np.ndarray:
-  """All H x W queries of a model with interacting queries as one call (bounded by `chunk` when > 0)."""
+@functools.lru_cache(maxsize=16)
+def _global_querier(model):
+  return jax.jit(lambda params, feats, q, cell, mask, kv_means: model.apply(
+      {"params": params}, feats, q, cell, mask, kv_means, method="query"))
+
+
+def _global_predictions(model, params, lr, height, width, chunk, cell_scale, progress):
+  """(n, C) predictions in raster order of a model whose queries interact (HIIF): one call's result, streamed.
+
+  The model's module gives `global_statistics(model, variables, feats, chunks)` (the statistics every query
+  shares, summed chunk by chunk) and `query(feats, coords, cells, query_mask, kv_means)` decodes a chunk with
+  them. The chunks are `_point_predictions`'s (the last padded with repeats, masked out of the statistics),
+  their coordinates made from the pixel indices in each pass, so only a chunk's queries are held. With `chunk`
+  0 or one chunk for the whole output: the plain one-call `query`.
+  """
   import importlib  # pylint: disable=g-import-not-at-top
 
+  query, feats, cell = _point_setup(model, params, lr, height, width, cell_scale)
   total = height * width
-  flat = np.arange(total)
-  q = jnp.asarray(coords.grid_xy_f32(flat // width, flat % width, height, width))[None]
-  cells = jnp.broadcast_to(jnp.asarray(_cell(height, width, cell_scale)), q.shape)
-  feats = _encoder(model)(params, lr_j[None])
-  query_global = getattr(importlib.import_module(type(model).__module__), "query_global", None)
-  if chunk > 0 and query_global is not None and chunk < total:
-    pred = query_global(model, {"params": params}, feats, q, cells, chunk)[0]
-  else:
-    pred = np.asarray(_querier(model, ())(params, feats, q, cells))[0]
-  return np.clip(np.asarray(pred).reshape(height, width, -1), 0.0, 1.0)
+  statistics = getattr(importlib.import_module(type(model).__module__), "global_statistics", None)
+  if chunk <= 0 or chunk >= total or statistics is None:
+    flat = np.arange(total)
+    q = coords.grid_xy_f32(flat // width, flat % width, height, width)
+    yield np.asarray(query(params, feats, jnp.asarray(q)[None], jnp.asarray(np.broadcast_to(cell, q.shape))[None])[0])
+    return
+  pieces = _chunks(total, chunk)
+  cells = jnp.asarray(np.broadcast_to(cell, (1, chunk, 2)))
+
+  def inputs(start, padded):
+    flat = np.arange(start, start + padded)
+    q = coords.grid_xy_f32(flat % total // width, flat % total % width, height, width)
+    return jnp.asarray(q)[None], cells, jnp.asarray(flat < total)[None]
+
+  def passes(desc):
+    if not progress:
+      return pieces
+    import tqdm  # pylint: disable=g-import-not-at-top
+    return tqdm.tqdm(pieces, desc=f"{desc} {lr.shape[1]}x{lr.shape[0]} -> {width}x{height}", leave=False)
+
+  kv_means = statistics(model, {"params": params}, feats,
+                        lambda: (inputs(start, padded) for start, _, padded in passes("statistics")))
+  decode = _global_querier(model)
+  yield from _in_flight((decode(params, feats, *inputs(start, padded), kv_means)[0], n)
+                        for start, n, padded in passes("upscale"))
 
 
 # The 8 symmetries of the square as (transpose, flip rows, flip columns): flips first, then the transpose.
@@ -317,13 +347,43 @@ def is_clip_model(model) -> bool:
   return tuple(getattr(model, "batch_keys", ())) == ("lrs",)
 
 
-@functools.lru_cache(maxsize=8)
-def _clip_fn(model):
-  return jax.jit(lambda params, lrs: model.apply({"params": params}, lrs)["outputs"])
+def upscale_clip_frames(model, params, frames):
+  """Upscale a clip with a whole-clip video model (`is_clip_model`), yielding the HR frames one at a time.
+
+  The model's module gives `stream_clip(model, params, frames)`, which runs the model frame by frame (BVSR-IK:
+  its backward pass over the LR clip, then its forward pass, each step followed by that frame's upsampling) and
+  yields each HR frame as it is made, so only LR-sized states and one frame's activations are held, whatever
+  the clip's length. The frames equal `__call__`'s outputs on the whole clip up to float32 rounding (batches
+  of one frame instead of T).
+
+  Args:
+    model: e.g. BVSR-IK's KCANet.
+    params: its parameters.
+    frames: T LR frames (h, w, 3) float32 in [0, 1], all the same size.
+
+  Yields:
+    T frames (scale * h, scale * w, 3) float32 clipped to [0, 1], in order.
+  """
+  if not is_clip_model(model):
+    keys = getattr(model, "batch_keys", None)
+    raise ValueError(f"{type(model).__name__} is not a whole-clip model (batch_keys {keys}, expected ('lrs',))")
+  shapes = {f.shape for f in frames}
+  if len(shapes) != 1 or len(next(iter(shapes))) != 3 or next(iter(shapes))[2] != 3:
+    raise ValueError(f"a clip needs T frames of one (h, w, 3) shape, got shapes {sorted(shapes)}")
+  return _clip_frames(model, params, frames)
+
+
+def _clip_frames(model, params, frames):
+  """`upscale_clip_frames`'s generator (a separate function so that bad arguments raise at the call)."""
+  import importlib  # pylint: disable=g-import-not-at-top
+
+  stream = importlib.import_module(type(model).__module__).stream_clip
+  for out in stream(model, params, [np.asarray(f, np.float32) for f in frames]):
+    yield np.clip(out, 0.0, 1.0)
 
 
 def upscale_clip(model, params, frames) -> np.ndarray:
-  """Upscale a clip with a whole-clip video model (`is_clip_model`) in one call.
+  """Upscale a clip with a whole-clip video model (`is_clip_model`): `upscale_clip_frames` stacked.
 
   Args:
     model: e.g. BVSR-IK's KCANet.
@@ -333,11 +393,4 @@ def upscale_clip(model, params, frames) -> np.ndarray:
   Returns:
     (T, scale * h, scale * w, 3) float32 clipped to [0, 1].
   """
-  if not is_clip_model(model):
-    keys = getattr(model, "batch_keys", None)
-    raise ValueError(f"{type(model).__name__} is not a whole-clip model (batch_keys {keys}, expected ('lrs',))")
-  shapes = {f.shape for f in frames}
-  if len(shapes) != 1 or len(next(iter(shapes))) != 3 or next(iter(shapes))[2] != 3:
-    raise ValueError(f"a clip needs T frames of one (h, w, 3) shape, got shapes {sorted(shapes)}")
-  out = _clip_fn(model)(params, jnp.asarray(np.stack(frames), jnp.float32)[None])
-  return np.clip(np.asarray(out[0]), 0.0, 1.0)
+  return np.stack(list(upscale_clip_frames(model, params, frames)))

@@ -2,8 +2,10 @@
 
 Outputs of any size in bounded memory: a PNG is written band by band as `inference.upscale_rows` produces the
 rows (`write_png`: pypng's header and chunks, each band filtered and compressed as it comes), so neither the
-float32 output nor its 8-bit copy is ever whole in memory (except for models whose queries interact, HIIF, which
-`upscale_rows` computes whole). A video is written one frame at a time: PNG frames stream like images; a GIF
+float32 output nor its 8-bit copy is ever whole in memory (HIIF included: its attention statistics are summed
+over every query in a first pass, `inference.upscale_rows`). A video is written one frame at a time (a
+whole-clip model, BVSR-IK, runs its recurrences over the LR clip, then upsamples and writes one frame at a time,
+`inference.upscale_clip_frames`): PNG frames stream like images; a GIF
 (Pillow's GIF encoder fed frame by frame) or an MP4 (imageio's writer, the `video` extra) takes each 8-bit frame
 whole. Other image formats (JPEG, WebP, ...) are encoded from the whole 8-bit frame. `check_output` refuses,
 before any work, an output its format cannot hold or one larger than the stated limits below.
@@ -361,13 +363,13 @@ def upscale_paths(workdir, input_path, output_path, *, scale: float | None = Non
     to_file = dst.suffix.lower() in video.VIDEO_EXTENSIONS
     check_output(first_output(dst, frames=True), h, w)
     model, params, _, _ = checkpoints.restore_model(workdir)
-    if inference.is_clip_model(model):  # BVSR-IK: the whole clip in one call, at the model's own scale
+    if inference.is_clip_model(model):  # BVSR-IK: recurrences over the whole clip, then frame by frame
       expected = (frames[0].shape[0] * model.scale, frames[0].shape[1] * model.scale)
       if (h, w) != expected:
         raise ValueError(f"{type(model).__name__} upscales x{model.scale} only: the output would be {w}x{h}, "
                          f"expected {expected[1]}x{expected[0]} (--scale={model.scale})")
-      hr = inference.upscale_clip(model, params, frames)
-      bands = lambda k: iter([(0, hr[k])])
+      hr_frames = inference.upscale_clip_frames(model, params, frames)  # frame k is the k-th item; asked in order
+      bands = lambda k: iter([(0, next(hr_frames))])
       seq = range(len(frames))
     else:
       times = coords.time_coords(len(frames))

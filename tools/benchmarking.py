@@ -271,26 +271,32 @@ def varied_params(model, seed: int = 0):
 
 
 def upscale_memory(model_config, *, height: int, width: int, lr_size: int = 512, chunk: int = 16384,
-                   output: str | None = None) -> dict:
-  """Wall time and peak host memory of upscaling a bundled photograph to a streamed H x W PNG.
+                   output: str | None = None, frames: int = 1) -> dict:
+  """Wall time and peak host memory of upscaling a bundled photograph to a streamed H x W PNG (or a clip).
 
-  The model (`model_config`) has random parameters (`varied_params`); the LR is an lr_size x lr_size crop of
-  the bundled astronaut photograph. An untimed upscale of four chunks' rows comes first (compilation, two chunks
-  in flight), then `inrsr.upscaling.upscale_to_file` streams the output band by band. Peak RSS is the process's
-  high-water mark (`resource.getrusage(RUSAGE_SELF).ru_maxrss`, which includes JAX itself and the compilation).
+  The model (`model_config`) has random parameters (`varied_params`; a whole-clip model, BVSR-IK, its module's
+  `init_params`); the LR is an lr_size x lr_size crop of the bundled astronaut photograph. An untimed upscale
+  of four chunks' rows comes first (compilation, two chunks in flight), then `inrsr.upscaling.upscale_to_file`
+  streams the output band by band. A whole-clip model upscales `frames` crops (shifted by 2 pixels per frame)
+  at its own scale instead, H x W being its output (lr_size = H / scale), its frames written one PNG at a time
+  from `inference.upscale_clip_frames` (`upscaling.upscale_paths`' clip path), after an untimed 2-frame clip.
+  Peak RSS is the process's high-water mark (`resource.getrusage(RUSAGE_SELF).ru_maxrss`, JAX itself and the
+  compilation included): run one case per process (`upscale_memory_table`) to compare cases.
 
   Args:
     model_config: a config's `model` section (e.g. `srinr_demo.get_config("small").model`).
     height: output rows.
     width: output columns.
-    lr_size: side of the LR input.
+    lr_size: side of the LR input (images).
     chunk: query points per call (XLA's temporaries for one chunk dominate the memory; see the result's
       `chunk_peak_mib`).
-    output: where to keep the PNG; None writes it to a temporary folder and deletes it.
+    output: where to keep the PNG (images); None writes it to a temporary folder and deletes it.
+    frames: clip length T (whole-clip models only).
 
   Returns:
     dict with sizes, seconds, pixels per second, the PNG's size, peak RSS before and after the upscale (MiB),
-    the compiled chunk's memory (MiB), the size a whole float32 output would have taken, and the device.
+    the compiled chunk's memory (MiB, fitting models), the size a whole float32 output would have taken, and
+    the device.
   """
   import os  # pylint: disable=g-import-not-at-top
   import pathlib  # pylint: disable=g-import-not-at-top
@@ -302,31 +308,115 @@ def upscale_memory(model_config, *, height: int, width: int, lr_size: int = 512,
 
   max_rss_mib = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
   model = models.from_config(model_config)
-  params = varied_params(model)
-  lr = images.center_crop(images.bundled_image("astronaut"), lr_size)
+  clip = inference.is_clip_model(model)
+  params = models.init_params(model, jax.random.key(0)) if clip else varied_params(model)
+  photo = images.bundled_image("astronaut")
+  if clip:
+    if height % model.scale or width % model.scale:
+      raise ValueError(f"{height}x{width} is not a multiple of {type(model).__name__}'s scale {model.scale}")
+    h, w = height // model.scale, width // model.scale
+    if h + 2 * (frames - 1) > photo.shape[0] or w + 2 * (frames - 1) > photo.shape[1]:
+      raise ValueError(f"{frames} frames of {w}x{h} do not fit the {photo.shape[1]}x{photo.shape[0]} photograph")
+    lr = [photo[2 * k:2 * k + h, 2 * k:2 * k + w] for k in range(frames)]
+  else:
+    lr = images.center_crop(photo, lr_size)
   chunk_peak = None
-  if not models.is_generalising(model):
+  if not clip and not models.is_generalising(model):
     queries = jax.numpy.zeros((min(chunk, height * width) if chunk else height * width, 3))
     predictor = inference._predictor(model)  # pylint: disable=protected-access
     chunk_peak = compiled_peak_bytes(predictor, params, jax.numpy.asarray(lr), queries)
   tmp = tempfile.TemporaryDirectory()
   path = pathlib.Path(tmp.name) / "upscaled.png" if output is None else pathlib.Path(output)
+
+  def run_clip(clip_frames, folder):
+    folder.mkdir(exist_ok=True)
+    for k, frame in enumerate(inference.upscale_clip_frames(model, params, clip_frames)):
+      upscaling.write_png(upscaling.frame_path(folder, k), iter([(0, frame)]), height, width)
+    return sum(os.path.getsize(p) for p in folder.iterdir())
+
   try:
-    warm_rows = 4 * -(-chunk // width) if chunk else height  # four chunks: compiled, two in flight, streamed
-    upscaling.upscale_to_file(model, params, lr, pathlib.Path(tmp.name) / "warm.png", min(warm_rows, height), width,
-                              chunk=chunk)
+    if clip:
+      run_clip(lr[:2], pathlib.Path(tmp.name) / "warm")
+    else:
+      warm_rows = 4 * -(-chunk // width) if chunk else height  # four chunks: compiled, two in flight, streamed
+      upscaling.upscale_to_file(model, params, lr, pathlib.Path(tmp.name) / "warm.png", min(warm_rows, height),
+                                width, chunk=chunk)
     rss_before = max_rss_mib()
     t = time.perf_counter()
-    upscaling.upscale_to_file(model, params, lr, path, height, width, chunk=chunk)
+    if clip:
+      file_bytes = run_clip(lr, pathlib.Path(tmp.name) / "clip")
+    else:
+      upscaling.upscale_to_file(model, params, lr, path, height, width, chunk=chunk)
+      file_bytes = os.path.getsize(path)
     seconds = time.perf_counter() - t
-    file_bytes = os.path.getsize(path)
   finally:
     tmp.cleanup()
-  return {"lr": f"{lr.shape[1]}x{lr.shape[0]}", "output": f"{width}x{height}", "chunk": chunk,
-          "seconds": seconds, "pixels_per_s": height * width / seconds, "png_mib": file_bytes / 2**20,
-          "peak_rss_before_upscale_mib": rss_before, "peak_rss_mib": max_rss_mib(),
+  n_frames = frames if clip else 1
+  first = lr[0] if clip else lr
+  return {"lr": f"{first.shape[1]}x{first.shape[0]}", "output": f"{width}x{height}", "frames": n_frames,
+          "chunk": chunk, "seconds": seconds, "pixels_per_s": n_frames * height * width / seconds,
+          "png_mib": file_bytes / 2**20, "peak_rss_before_upscale_mib": rss_before, "peak_rss_mib": max_rss_mib(),
           "chunk_peak_mib": None if chunk_peak is None else chunk_peak / 2**20,
-          "whole_float32_output_mib": height * width * 3 * 4 / 2**20, "device": device_description()}
+          "whole_float32_output_mib": n_frames * height * width * 3 * 4 / 2**20, "device": device_description()}
+
+
+# `experiments.benchmark_upscale --models=...`: the config each model name upscales with (random parameters).
+UPSCALE_CONFIGS = {"small": {"srinr": "srinr_demo:small", "liif": "liif_train291:small",
+                             "hiif": "hiif_train291:small", "clit": "clit_train291:clit3,small",
+                             "bvsr_ik": "bvsr_ik_train291:small"},
+                   "full": {"srinr": "srinr_demo", "liif": "liif_train291", "hiif": "hiif_train291",
+                            "clit": "clit_train291:clit3", "bvsr_ik": "bvsr_ik_train291"}}
+
+
+def upscale_memory_table(names, sizes, *, lr_size: int = 512, chunk: int = 65536, frames=(1, 5, 20),
+                         model_size: str = "small", timeout_s: float | None = None) -> list[dict]:
+  """Peak RSS against output size: one `experiments.benchmark_upscale --config=...` process per (model, size).
+
+  Each case runs alone in a fresh Python process (`upscale_memory`, which reports the process's own peak RSS),
+  so one case's allocations never raise another's figure. Image models upscale an lr_size^2 crop to each
+  size^2; a whole-clip model (bvsr_ik) upscales a clip of each length in `frames` to size^2 frames (its LR is
+  size / 4), so its rows show the memory of T frames against one frame's working set.
+
+  Args:
+    names: model names, keys of `UPSCALE_CONFIGS[model_size]`.
+    sizes: output sides.
+    lr_size: image models' LR side.
+    chunk: query points per call, as `experiments.upscale --chunk` (its default 65536).
+    frames: the clip lengths of the whole-clip model's rows.
+    model_size: "small" (the configs' `:small` models: the streaming path, in minutes on a CPU) or "full".
+    timeout_s: per case (None: none); a case over it, or failing, is a row with its "error".
+
+  Returns:
+    One dict per case: "model", "config", and `upscale_memory`'s fields (or "error").
+  """
+  import json  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+
+  if model_size not in UPSCALE_CONFIGS:
+    raise ValueError(f"{model_size=} must be one of {sorted(UPSCALE_CONFIGS)}")
+  configs = UPSCALE_CONFIGS[model_size]
+  unknown = [n for n in names if n not in configs]
+  if unknown:
+    raise ValueError(f"--models: unknown {unknown}; expected some of {', '.join(configs)}")
+  rows = []
+  for name in names:
+    for size in sizes:
+      for t in (tuple(frames) if name == "bvsr_ik" else (1,)):
+        cmd = [sys.executable, "-m", "experiments.benchmark_upscale", f"--config={configs[name]}",
+               f"--size={size}", f"--lr_size={lr_size}", f"--chunk={chunk}", f"--frames={t}"]
+        row = {"model": name, "config": configs[name]}
+        try:
+          run = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+          if run.returncode:
+            row["error"] = (run.stderr.strip().splitlines() or [f"exit {run.returncode}"])[-1]
+          else:
+            row.update(json.loads(run.stdout[run.stdout.index("{"):]))
+        except subprocess.TimeoutExpired:
+          row["error"] = f"over {timeout_s} s"
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+  return rows
 
 
 def upscale_call_peak_bytes(model, params, lr, height: int, width: int, *, chunk: int,

@@ -67,6 +67,10 @@ Port notes (no effect on the outputs):
     on all frames at once; the propagation steps after the first of each pass run in `nn.scan` (one compiled
     step per pass). This keeps the compiled program small; the full forward still takes about a minute to
     compile on 2 CPU cores, and a training step (forward + backward) several minutes.
+  * Inference (`stream_clip`, behind `inrsr.inference.upscale_clip_frames`) runs the same computation in pieces
+    of one frame instead (ISC, each flow, each propagation step, each frame's upsampling: small jitted programs,
+    compiled once per frame size), so a clip of any length holds LR-sized states and one frame's activations;
+    training keeps the batched `__call__`.
   * Depthwise convs (atom filtering, q/k/v projections, the GDFN's) compute the same forward everywhere; on CPU
     their backward pass is a custom VJP (`depthwise_conv`), since XLA:CPU's own grouped-convolution gradients
     are 10-200x slower than the forward pass.
@@ -621,8 +625,59 @@ class KCANet(nn.Module):
 
   def forward_bgr(self, lrs: jax.Array) -> dict[str, jax.Array]:
     """The official forward on a BGR clip (B, T, h, w, 3) -> BGR {"outputs", "lr_corrs"}."""
-    if lrs.ndim != 5 or lrs.shape[-1] != 3:
-      raise ValueError(f"expected lrs (B, T, h, w, 3), got shape {lrs.shape}")
+    b, t, h_in, w_in, c = _check_clip(lrs)
+    state = self._propagate_bgr(lrs)
+    features, lr_hat = state["features"], state["lr_hat"]
+    h, w = lr_hat.shape[2:4]
+    out = self._upsample_bgr(features.reshape(b * t, h, w, -1), lr_hat.reshape(b * t, h, w, c))
+    out = out.reshape(b, t, 4 * h, 4 * w, c)
+    return {"outputs": out[:, :, :4 * h_in, :4 * w_in], "lr_corrs": lr_hat[:, :, :h_in, :w_in]}
+
+  def isc(self, frames: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """ISC of padded BGR frames (N, h', w', 3) -> (I^ (N, h', w', 3), features (N, h', w', spc_channels))."""
+    return self.SPC(frames, self.SPC.dictionary())
+
+  def flow_between(self, ref: jax.Array, supp: jax.Array) -> jax.Array:
+    """The flow from padded BGR frames `ref` to `supp` (N, h', w', 3) -> (N, h', w', 2) (zeros for flow="zero")."""
+    if self.flow == "zero":
+      return jnp.zeros(ref.shape[:3] + (2,), ref.dtype)
+    return self.spynet(ref, supp)
+
+  def propagation_step(self, direction: str, lr_feat: jax.Array, carry: jax.Array | None = None,
+                       flow: jax.Array | None = None) -> jax.Array:
+    """One step of the backward or forward pass: the new (N, h', w', dim) feature.
+
+    Args:
+      direction: "backward" or "forward" (static).
+      lr_feat: ISC features of the frame this step reads (N, h', w', spc_channels).
+      carry: the previous step's feature, None at the first step of a pass (no alignment, zeros).
+      flow: the flow that warps `carry` onto this frame (ignored without `carry`).
+
+    Returns:
+      The step's feature, as the corresponding frame of `__call__`'s passes.
+    """
+    resblocks = self.backward_resblocks if direction == "backward" else self.forward_resblocks
+    if carry is None:
+      return resblocks(jnp.concatenate([lr_feat, jnp.zeros(lr_feat.shape[:3] + (self.dim,), lr_feat.dtype)], -1))
+    align = self.INRAlign_backward if direction == "backward" else self.INRAlign_forward
+    return resblocks(jnp.concatenate([lr_feat, align(lr_feat, carry, flow, align.dictionary())], -1))
+
+  def reconstruct(self, features: jax.Array, lr_hat: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """The upsampling of N frames: (N, h', w', 2 dim) and (N, h', w', 3) -> RGB (N, 4h, 4w, 3).
+
+    Args:
+      features: the backward and forward features of N frames (`propagation_step`'s, concatenated).
+      lr_hat: their corrected frames I^ (BGR, `isc`'s).
+      size: (h, w) of the input before padding (static): the output is cropped to (4h, 4w).
+
+    Returns:
+      (N, 4h, 4w, 3) RGB, as `__call__`'s "outputs" for those frames.
+    """
+    h_in, w_in = size
+    return self._upsample_bgr(features, lr_hat)[:, :4 * h_in, :4 * w_in, ::-1]
+
+  def _propagate_bgr(self, lrs: jax.Array) -> dict[str, jax.Array]:
+    """The recurrences of a BGR clip, every frame at once: {"features": (B, T, h', w', 2 dim), "lr_hat"}."""
     b, t, h_in, w_in, c = lrs.shape
     pad_h, pad_w = (4 - h_in % 4) % 4, (4 - w_in % 4) % 4
     lrs = jnp.pad(lrs, ((0, 0), (0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
@@ -670,9 +725,11 @@ class KCANet(nn.Module):
       forward = jnp.concatenate([forward, jnp.moveaxis(feats, 0, 1)], 1)
       self._sow_hooks("INRAlign_forward", hooks)
     self.sow("intermediates", "hook_forward_resblocks", forward)
+    return {"features": jnp.concatenate([backward, forward], -1), "lr_hat": lr_hat}
 
-    # Upsampling, all frames at once.
-    x = jnp.concatenate([backward, forward], -1).reshape(b * t, h, w, 2 * self.dim)
+  def _upsample_bgr(self, x: jax.Array, lr_hat: jax.Array) -> jax.Array:
+    """The upsampling of N frames: features (N, h, w, 2 dim), I^ (N, h, w, 3) BGR -> (N, 4h, 4w, 3) BGR."""
+    h, w = lr_hat.shape[1:3]
     x = self.fusion(x)
     self.sow("intermediates", "hook_fusion", x)
     x = _lrelu(x)
@@ -681,12 +738,11 @@ class KCANet(nn.Module):
     x = _lrelu(self.conv_hr(x))
     x = self.conv_last(x)
     if self.skip_phase == "grid":
-      base = grid_bilinear(lr_hat.reshape(b * t, h, w, c), 4)
+      base = grid_bilinear(lr_hat, 4)
     else:
-      base = spynet_lib.resize_bilinear(lr_hat.reshape(b * t, h, w, c), (4 * h, 4 * w), scale_factor=4.0)
+      base = spynet_lib.resize_bilinear(lr_hat, (4 * h, 4 * w), scale_factor=4.0)
     self.sow("intermediates", "hook_img_upsample", base)
-    out = (x + base).reshape(b, t, 4 * h, 4 * w, c)
-    return {"outputs": out[:, :, :4 * h_in, :4 * w_in], "lr_corrs": lr_hat[:, :, :h_in, :w_in]}
+    return x + base
 
   @nn.nowrap
   def training_loss(self, outputs: dict[str, jax.Array], batch: dict) -> tuple[jax.Array, jax.Array]:
@@ -723,10 +779,83 @@ class KCANet(nn.Module):
       self.sow("intermediates", f"hook_{prefix}_{k}", v)
 
 
+def _check_clip(lrs: jax.Array) -> tuple[int, ...]:
+  """The shape (B, T, h, w, 3) of a clip, or a ValueError."""
+  if lrs.ndim != 5 or lrs.shape[-1] != 3:
+    raise ValueError(f"expected lrs (B, T, h, w, 3), got shape {lrs.shape}")
+  return lrs.shape
+
+
 def _scan(step):
   """nn.scan over a propagation step method: parameters shared across steps, atoms broadcast."""
   return nn.scan(step, variable_broadcast="params", split_rngs={"params": False}, in_axes=(0, nn.broadcast),
                  out_axes=0)
+
+
+@functools.lru_cache(maxsize=8)
+def _frame_programs(model: KCANet) -> dict:
+  """The jitted per-frame pieces of `stream_clip` (shapes of one frame; compiled once per frame size)."""
+  def program(method):
+    return jax.jit(lambda params, *args: model.apply({"params": params}, *args, method=method))
+
+  step = lambda direction: program(lambda m, *a: m.propagation_step(direction, *a))  # one trace per arity
+  return {"isc": program(KCANet.isc), "flow": program(KCANet.flow_between), "backward": step("backward"),
+          "forward": step("forward")}
+
+
+@functools.lru_cache(maxsize=16)
+def _reconstruct_program(model: KCANet, size: tuple[int, int]):
+  return jax.jit(lambda params, features, lr_hat: model.apply({"params": params}, features, lr_hat, size,
+                                                              method=KCANet.reconstruct))
+
+
+def stream_clip(model: KCANet, params, frames: Sequence[np.ndarray]):
+  """`model` on an RGB clip at inference, frame by frame: the HR frames one at a time, in order.
+
+  The same computation as `__call__` on the whole clip (which batches the frames, for training), in pieces of
+  one frame: the backward pass runs T-1 .. 0 (ISC, the flow to the next frame, one propagation step each), then
+  the forward pass 0 .. T-1, each of its steps followed by that frame's upsampling. Between steps only LR-sized
+  arrays are held: the corrected frames I^, the ISC features and the backward features of the frames not yet
+  upsampled, and the forward carry (each frame is padded when read); the activations are one frame's, whatever
+  T is.
+
+  Args:
+    model: a KCANet (batch of one clip).
+    params: its parameters.
+    frames: T RGB frames (h, w, 3) float32 in [0, 1], all the same size.
+
+  Yields:
+    T RGB frames (4h, 4w, 3) float32 (not clipped), equal to `__call__`'s "outputs" up to float32 rounding.
+  """
+  h_in, w_in = frames[0].shape[:2]
+  pad = ((0, (4 - h_in % 4) % 4), (0, (4 - w_in % 4) % 4), (0, 0))
+  lr = lambda i: jnp.asarray(np.pad(np.asarray(frames[i], np.float32)[..., ::-1], pad, mode="edge")[None])
+  run = _frame_programs(model)
+  reconstruct = _reconstruct_program(model, (int(h_in), int(w_in)))
+  t = len(frames)
+  lr_hat, lr_feat, backward = [None] * t, [None] * t, [None] * t
+  following = None  # the frame after i (the backward pass's flow target)
+  for i in range(t - 1, -1, -1):
+    frame = lr(i)
+    lr_hat[i], lr_feat[i] = run["isc"](params, frame)
+    if i == t - 1:
+      backward[i] = run["backward"](params, lr_feat[i])
+    else:
+      backward[i] = run["backward"](params, lr_feat[i], backward[i + 1], run["flow"](params, frame, following))
+    backward[i].block_until_ready()  # one frame in flight: asynchronous dispatch would queue every frame's work
+    following = frame
+  order = list(range(t - 1, -1, -1)) if model.official_feature_order else list(range(t))
+  carry = previous = None
+  for i in range(t):
+    frame = lr(i)
+    if carry is None:
+      carry = run["forward"](params, lr_feat[order[i]])
+    else:
+      carry = run["forward"](params, lr_feat[order[i]], carry, run["flow"](params, frame, previous))
+    previous = frame
+    out = reconstruct(params, jnp.concatenate([backward[i], carry], -1), lr_hat[i])
+    lr_feat[order[i]] = backward[i] = lr_hat[i] = None  # each is read once
+    yield np.asarray(out[0])
 
 
 def charbonnier(pred: jax.Array, target: jax.Array, eps: float = 1e-4) -> jax.Array:

@@ -73,6 +73,11 @@ PRECISION = jax.lax.Precision.HIGHEST
 LN_EPS = 1e-5  # PyTorch nn.LayerNorm default.
 SCALE_MAX = 4.0  # official test.py --scale_max default, the largest training scale.
 
+# The largest first-decoder-layer table `HIIF.encode` stores (`_projection`: 4 * mlp_hidden float32 per LR pixel,
+# 4 times the features at the official sizes; 256 MiB is a 256 x 256 LR there, 1 GiB a 512 x 512 one). Above it
+# `encode` keeps the features and each query projects the 4 it gathers (the official first layer's cost).
+PROJECTION_TABLE_MAX_BYTES = 2**28
+
 MODEL_FIELDS = ("encoder", "encoder_args", "hidden_dim", "heads", "n_attn_blocks", "n_hi_layers", "mlp_hidden",
                 "param_init")
 ENCODERS = ("edsr-baseline", "edsr")
@@ -272,14 +277,22 @@ class HIIF(nn.Module):
       lr: (B, h, w, 3) in [0, 1].
 
     Returns:
-      {"feat": (B, h, w, hidden_dim) features, "proj": (B, h, w, 4, mlp_hidden + 2) the first decoder layer's
-      products with them (`_projection`), "inp": (B, h, w, 3) the LR normalised to [-1, 1] (for the skip)}.
+      {"proj": (B, h, w, 4, mlp_hidden) the first decoder layer's products with the features (`_projection`),
+      "stats": (B, h, w, 2) their sums and sums of squares, "inp": (B, h, w, 3) the LR normalised to [-1, 1]
+      (for the skip)}; where "proj" would exceed `PROJECTION_TABLE_MAX_BYTES`, "feat": (B, h, w, hidden_dim)
+      the features instead (each query then projects the features it gathers: the same numbers up to float32
+      rounding, in a quarter of the memory).
     """
     if lr.ndim != 4 or lr.shape[-1] != 3:
       raise ValueError(f"expected lr of shape (B, h, w, 3), got {lr.shape}")
     inp = (lr.astype(jnp.float32) - 0.5) / 0.5
     feat = self.freq(self.enc(inp))
-    return {"feat": feat, "proj": self._projection(feat), "inp": inp}
+    stats = jnp.stack([jnp.sum(feat, -1), jnp.sum(feat * feat, -1)], -1)
+    if math.prod(feat.shape[:3]) * 4 * self.mlp_hidden * 4 > PROJECTION_TABLE_MAX_BYTES:
+      if self.is_initializing():
+        self._first_layer()
+      return {"feat": feat, "stats": stats, "inp": inp}
+    return {"proj": self._projection(feat), "stats": stats, "inp": inp}
 
   def _first_layer(self):
     """fc_layers[0]'s LayerNorm (scale, bias) and first Linear (kernel (4C + 4, M), bias (M,))."""
@@ -289,23 +302,24 @@ class HIIF(nn.Module):
     p = first.variables["params"]
     return p["norm"]["scale"], p["norm"]["bias"], p["fc1"]["kernel"], p["fc1"]["bias"]
 
+  def _slot_weights(self) -> jax.Array:
+    """fc_layers[0]'s first Linear rows for the 4 feature slots, times the LayerNorm scale: (4, C, M)."""
+    scale, _, kernel, _ = self._first_layer()
+    c = (kernel.shape[0] - 4) // 4
+    return (kernel[:4 * c] * scale[:4 * c, None]).reshape(4, c, -1)  # slot i: rows i * C .. (i + 1) * C
+
   def _projection(self, feat: jax.Array) -> jax.Array:
-    """fc_layers[0]'s products with every feature pixel, once per pixel: (B, h, w, 4, M + 2).
+    """fc_layers[0]'s products with every feature pixel, once per pixel: (B, h, w, 4, M).
 
     The first decoder layer is LayerNorm then Linear on x = [a_0 f_0, .., a_3 f_3, rel_cell, hi bits] (f_i the
     i-th nearest feature, a_i its area weight). Its Linear of the normalised x is
     `((x * scale) @ W - mean(x) * (scale @ W)) / std(x) + bias @ W + b`, and `(a_i f_i * scale_i) @ W_i` is a_i
     times a product that depends on the pixel alone; mean and variance need only sum(f_i) and sum(f_i^2). So
-    for every pixel and every slot i this stores `(f * scale_i) @ W_i` (M values), sum(f) and sum(f^2), and
-    a query gathers 4 rows instead of multiplying its (4C + 4)-wide input: the same numbers up to float32
-    rounding (the variance as E[x^2] - mean^2; the fixtures match within their 1e-5 bar).
+    for every pixel and every slot i this stores `(f * scale_i) @ W_i` (M values) (`encode` stores sum(f) and
+    sum(f^2) beside it), and a query gathers 4 rows instead of multiplying its (4C + 4)-wide input: the same
+    numbers up to float32 rounding (the variance as E[x^2] - mean^2; the fixtures match within their 1e-5 bar).
     """
-    scale, _, kernel, _ = self._first_layer()
-    c = feat.shape[-1]
-    w = (kernel[:4 * c] * scale[:4 * c, None]).reshape(4, c, -1)  # slot i: rows i * C .. (i + 1) * C
-    prods = jnp.einsum("bhwc,icm->bhwim", feat, w, precision=PRECISION)
-    stats = jnp.stack([jnp.sum(feat, -1), jnp.sum(feat * feat, -1)], -1)  # (B, h, w, 2)
-    return jnp.concatenate([prods, jnp.broadcast_to(stats[..., None, :], (*stats.shape[:3], 4, 2))], -1)
+    return jnp.einsum("bhwc,icm->bhwim", feat, self._slot_weights(), precision=PRECISION)
 
   def local_coord(self, feats: dict, coords: jax.Array) -> jax.Array:
     """The official `local_coord` (the input of `compute_hi_coord`), (B, Q, 2) in the official (y, x) order."""
@@ -347,7 +361,8 @@ class HIIF(nn.Module):
   def _head(self, feats: dict, coords: jax.Array, cells: jax.Array):
     """The first decoder layer's output (B, Q, hidden_dim) and local_coord (B, Q, 2) (y, x).
 
-    The layer's LayerNorm and first Linear come from `feats["proj"]` (`_projection`), gathered per query.
+    The layer's LayerNorm and first Linear come from `feats["proj"]` (`_projection`), gathered per query, or
+    where `encode` kept the features instead, from the 4 gathered features times `_slot_weights`.
     """
     if coords.ndim != 3 or coords.shape[-1] != 2:
       raise ValueError(f"expected coords of shape (B, Q, 2), got {coords.shape}")
@@ -358,9 +373,15 @@ class HIIF(nn.Module):
     if cells.shape != (b, q, 2):
       raise ValueError(f"expected cells of shape (B, Q, 2) or (B, 2) for coords {coords.shape}, got {cells.shape}")
     slots, (h, w), local = self._sample(feats, coords)
-    proj = feats["proj"] if "proj" in feats else self._projection(feats["feat"])
-    table = proj.reshape(b, h * w * 4, proj.shape[-1])
     scale, ln_bias, kernel, fc1_bias = self._first_layer()
+    gather = jax.vmap(lambda t, j: t[j])
+    if "proj" in feats:
+      table = feats["proj"].reshape(b, h * w * 4, -1)
+      slot_row = lambda flat, i: gather(table, flat * 4 + i)  # (B, Q, M)
+    else:
+      feat, slot_w = feats["feat"].reshape(b, h * w, -1), self._slot_weights()
+      slot_row = lambda flat, i: jnp.matmul(gather(feat, flat), slot_w[i], precision=PRECISION)
+    stats = feats["stats"].reshape(b, h * w, 2)
     c = (kernel.shape[0] - 4) // 4
     # The small tail of x: rel_cell (y, x) and level 0's bits, as in the official concatenation.
     tail = jnp.concatenate([jnp.stack([cells[..., 1] * np.float32(h), cells[..., 0] * np.float32(w)], axis=-1),
@@ -369,11 +390,11 @@ class HIIF(nn.Module):
     s1 = jnp.sum(tail, -1)
     s2 = jnp.sum(tail * tail, -1)
     for i, (flat, valid, a) in enumerate(slots):
-      row = jax.vmap(lambda t, j: t[j])(table, flat * 4 + i)  # (B, Q, M + 2)
       a = jnp.where(valid, a, 0.0)  # grid_sample's zero padding: the slot's feature is 0
-      lin = lin + a[..., None] * row[..., :-2]
-      s1 = s1 + a * row[..., -2]
-      s2 = s2 + (a * a) * row[..., -1]
+      st = gather(stats, flat)  # (B, Q, 2)
+      lin = lin + a[..., None] * slot_row(flat, i)
+      s1 = s1 + a * st[..., 0]
+      s2 = s2 + (a * a) * st[..., 1]
     n = np.float32(kernel.shape[0])
     mean = s1 / n
     inv_std = jax.lax.rsqrt(jnp.maximum(s2 / n - mean * mean, 0.0) + np.float32(LN_EPS))
@@ -429,14 +450,49 @@ class HIIF(nn.Module):
     return self.query(self.encode(lr), coords, cells, query_mask)
 
 
+def global_statistics(model: HIIF, variables, feats: dict, chunks) -> tuple:
+  """The attention statistics of one `query` call over every query of `chunks`, accumulated chunk by chunk.
+
+  Attention block i's statistic is the mean over all (valid) queries of LN(k)^T LN(v), where k and v depend on
+  the blocks before it: so one pass over the queries per block, each summing `attention_sums` chunk by chunk
+  with the statistics already known. Only one chunk's queries are held at a time (the caller may build them
+  on the fly: `inrsr.inference` makes each chunk's coordinates from its pixel indices).
+
+  Args:
+    model: the HIIF module.
+    variables: {"params": ...}.
+    feats: `encode`'s output.
+    chunks: a callable returning a new iterable of (coords (B, n, 2), cells (B, n, 2), mask (B, n) bool) per
+      pass, the same chunks in the same order each time (every chunk of one shape: one compilation; padding
+      queries masked out).
+
+  Returns:
+    n_attn_blocks arrays (B, heads, d, d): the `kv_means` for `query`.
+  """
+  sums = _jitted(model, "attention_sums")
+  kv_means = ()
+  for _ in range(model.n_attn_blocks):
+    total, count = None, None
+    for coords, cells, mask in chunks():
+      if total is not None:  # at most two chunks in flight: dispatch is asynchronous, and each holds its inputs
+        jax.block_until_ready(total)
+      s, c = sums(variables, feats, coords, cells, kv_means, mask)
+      total, count = (s, c) if total is None else (total + s, count + c)
+    if total is None:
+      raise ValueError("global_statistics: `chunks` gave no queries")
+    kv_means = kv_means + (total / count[:, None, None, None],)
+  return kv_means
+
+
 def query_global(model: HIIF, variables, feats: dict, coords, cells, chunk: int):
   """`model.query` over all Q queries at once (the attention averaged over all of them), in bounded memory.
 
-  The attention statistics are sums over queries, so they are accumulated chunk by chunk: one pass per
-  attention block, then a pass that decodes every chunk with the global statistics. The result equals a single
-  `query` call on all Q queries (up to float32 summation order), i.e. the official one-chunk evaluation of a
-  whole image, while holding only `chunk` queries at a time. Cost: (n_attn_blocks + 1) passes of the first
-  decoder layer.
+  The attention statistics are sums over queries, so they are accumulated chunk by chunk (`global_statistics`:
+  one pass per attention block), then a pass decodes every chunk with the global statistics. The result equals
+  a single `query` call on all Q queries (up to float32 summation order), i.e. the official one-chunk evaluation
+  of a whole image, while computing only `chunk` queries at a time. Cost: (n_attn_blocks + 1) passes of the
+  first decoder layer. `inrsr.inference` streams an output the same way without holding its coordinates or
+  its output.
 
   Args:
     model: the HIIF module.
@@ -458,16 +514,10 @@ def query_global(model: HIIF, variables, feats: dict, coords, cells, chunk: int)
   coords_p = jnp.pad(coords, ((0, 0), (0, pad), (0, 0)))
   cells_p = jnp.pad(cells, ((0, 0), (0, pad), (0, 0)))
   mask_p = jnp.broadcast_to(jnp.arange(n_chunks * chunk) < q, (b, n_chunks * chunk))
-  sums = _jitted(model, "attention_sums")
-  decode = _jitted(model, "query")
   parts = [slice(i * chunk, (i + 1) * chunk) for i in range(n_chunks)]
-  kv_means = ()
-  for _ in range(model.n_attn_blocks):
-    total, count = None, None
-    for sl in parts:
-      s, c = sums(variables, feats, coords_p[:, sl], cells_p[:, sl], kv_means, mask_p[:, sl])
-      total, count = (s, c) if total is None else (total + s, count + c)
-    kv_means = kv_means + (total / count[:, None, None, None],)
+  kv_means = global_statistics(model, variables, feats,
+                               lambda: ((coords_p[:, sl], cells_p[:, sl], mask_p[:, sl]) for sl in parts))
+  decode = _jitted(model, "query")
   out = [np.asarray(decode(variables, feats, coords_p[:, sl], cells_p[:, sl], mask_p[:, sl], kv_means))
          for sl in parts]
   return np.concatenate(out, axis=1)[:, :q]
