@@ -149,7 +149,7 @@ def resolve_cell_scale(model, lr_hw, out_hw, cell_scale: float | None) -> float:
 
 def _bands(model, params, lr, height, width, t, chunk, rows, cell_scale, progress, band_decoding):
   """`upscale_rows`'s generator (a separate function so that bad arguments raise at the call)."""
-  if models.is_generalising(model) and not getattr(model, "queries_independent", True):
+  if models.is_generalising(model) and not models.hook(model, "queries_independent"):
     predictions = functools.partial(_global_predictions, model, params, lr, height, width, chunk, cell_scale,
                                     progress)
   elif _decodes_in_bands(model, chunk, band_decoding):
@@ -185,8 +185,8 @@ def _in_flight(calls):
 
 def _decodes_in_bands(model, chunk, band_decoding) -> bool:
   """Whether `upscale` decodes `model` band by band (`_band_predictions`) rather than by chunks of points."""
-  return (models.is_generalising(model) and getattr(model, "queries_independent", True) and band_decoding
-          and chunk > 0 and getattr(model, "band_decoding", False))
+  return (models.is_generalising(model) and models.hook(model, "queries_independent") and band_decoding
+          and chunk > 0 and models.hook(model, "band_decoding"))
 
 
 def _band_setup(model, params, lr, height, width, chunk, cell_scale):
@@ -205,10 +205,43 @@ def _band_setup(model, params, lr, height, width, chunk, cell_scale):
 
 def _point_setup(model, params, lr, height, width, cell_scale):
   """A generalising model's compiled point query and its per-image arguments: (query, feats, cell (2,))."""
-  kwargs = model.query_kwargs(lr.shape[:2], (height, width)) if hasattr(model, "query_kwargs") else {}
-  kwargs = tuple(sorted(kwargs.items()))
+  own = models.hook(model, "query_kwargs")
+  kwargs = tuple(sorted((own(lr.shape[:2], (height, width)) if own is not None else {}).items()))
   feats = _encoder(model, kwargs)(params, jnp.asarray(lr, jnp.float32)[None])
   return _querier(model, kwargs), feats, _cell(height, width, cell_scale)
+
+
+def repeated_call(model, params, lr, height: int, width: int, *, chunk: int, band_decoding: bool = True):
+  """The compiled call `upscale` makes again and again for an (h, w) -> (H, W) output, and its arguments.
+
+  For benchmarks and memory reports (`tools.benchmarking`): what is measured is exactly inference's call. A
+  fitting model: one chunk of `chunk` (x, y, t) queries; a generalising model with independent queries: one
+  band of whole rows (`CLIT.query_band`) when it decodes in bands, else one chunk of point queries. Every band,
+  and every chunk, has the same shapes. The encoder's call, made once, is not included.
+
+  Args:
+    model, params, lr, height, width, band_decoding: as for `upscale`.
+    chunk: query points per call (> 0).
+
+  Returns:
+    (fn, args): `fn(*args)` is one band's or one chunk's call (a jitted function, so `fn.lower(*args)` works).
+  """
+  if chunk <= 0:
+    raise ValueError(f"repeated_call: {chunk=} must be > 0")
+  if not models.is_generalising(model):
+    if is_clip_model(model):
+      raise ValueError(f"repeated_call: {type(model).__name__} is a whole-clip model, decoded frame by frame")
+    q = jnp.zeros((min(chunk, height * width), 3), jnp.float32)
+    return _predictor(model), (params, jnp.asarray(lr, jnp.float32), q)
+  if not models.hook(model, "queries_independent"):
+    raise ValueError(f"repeated_call: {type(model).__name__}'s queries interact (two passes per chunk)")
+  if _decodes_in_bands(model, chunk, band_decoding):
+    decode, feats, ys, xs, cell, cols, bands = _band_setup(model, params, lr, height, width, chunk, 1.0)
+    rows, plans = bands[0]
+    return decode, (params, feats, ys[rows], xs, cell, plans, cols)
+  query, feats, cell = _point_setup(model, params, lr, height, width, 1.0)
+  q = jnp.zeros((1, min(chunk, height * width), 2), jnp.float32)
+  return query, (params, feats, q, jnp.broadcast_to(jnp.asarray(cell), q.shape))
 
 
 def _band_predictions(model, params, lr, height, width, chunk, cell_scale, progress):
@@ -267,11 +300,9 @@ def _global_predictions(model, params, lr, height, width, chunk, cell_scale, pro
   their coordinates made from the pixel indices in each pass, so only a chunk's queries are held. With `chunk`
   0 or one chunk for the whole output: the plain one-call `query`.
   """
-  import importlib  # pylint: disable=g-import-not-at-top
-
   query, feats, cell = _point_setup(model, params, lr, height, width, cell_scale)
   total = height * width
-  statistics = getattr(importlib.import_module(type(model).__module__), "global_statistics", None)
+  statistics = models.module_hook(model, "global_statistics")
   if chunk <= 0 or chunk >= total or statistics is None:
     flat = np.arange(total)
     q = coords.grid_xy_f32(flat // width, flat % width, height, width)
@@ -344,7 +375,7 @@ def upscale_self_ensemble(model, params, lr: np.ndarray, height: int, width: int
 
 def is_clip_model(model) -> bool:
   """A model that upscales a whole clip at its fixed integer `scale` (batch key "lrs", e.g. BVSR-IK)."""
-  return tuple(getattr(model, "batch_keys", ())) == ("lrs",)
+  return models.hook(model, "batch_keys") == ("lrs",)
 
 
 def upscale_clip_frames(model, params, frames):
@@ -365,7 +396,7 @@ def upscale_clip_frames(model, params, frames):
     T frames (scale * h, scale * w, 3) float32 clipped to [0, 1], in order.
   """
   if not is_clip_model(model):
-    keys = getattr(model, "batch_keys", None)
+    keys = models.hook(model, "batch_keys")
     raise ValueError(f"{type(model).__name__} is not a whole-clip model (batch_keys {keys}, expected ('lrs',))")
   shapes = {f.shape for f in frames}
   if len(shapes) != 1 or len(next(iter(shapes))) != 3 or next(iter(shapes))[2] != 3:
@@ -375,9 +406,7 @@ def upscale_clip_frames(model, params, frames):
 
 def _clip_frames(model, params, frames):
   """`upscale_clip_frames`'s generator (a separate function so that bad arguments raise at the call)."""
-  import importlib  # pylint: disable=g-import-not-at-top
-
-  stream = importlib.import_module(type(model).__module__).stream_clip
+  stream = models.module_hook(model, "stream_clip")
   for out in stream(model, params, [np.asarray(f, np.float32) for f in frames]):
     yield np.clip(out, 0.0, 1.0)
 

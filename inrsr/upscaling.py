@@ -323,6 +323,61 @@ def check_paths(input_path, output_path, *, clip: bool = False, overwrite: bool 
     raise FileExistsError(f"--output: {existing[0]} exists{more}: give another output, or --overwrite to replace it")
 
 
+def _upscale_clip(workdir, src: pathlib.Path, dst: pathlib.Path, is_video: bool, *, scale, size, chunk: int,
+                  progress: bool, cell_scale) -> list[str]:
+  """`upscale_paths` of a clip (a video file or a folder of frames): frame by frame to a video or PNG frames."""
+  frames, _ = video.load_video_file(src) if is_video else video.load_frame_folder(src, setting="--input")
+  h, w = output_size(frames[0].shape, scale, size)
+  to_file = dst.suffix.lower() in video.VIDEO_EXTENSIONS
+  check_output(first_output(dst, frames=True), h, w)
+  model, params, _, _ = checkpoints.restore_model(workdir)
+  if inference.is_clip_model(model):  # BVSR-IK: recurrences over the whole clip, then frame by frame
+    expected = (frames[0].shape[0] * model.scale, frames[0].shape[1] * model.scale)
+    if (h, w) != expected:
+      raise ValueError(f"{type(model).__name__} upscales x{model.scale} only: the output would be {w}x{h}, "
+                       f"expected {expected[1]}x{expected[0]} (--scale={model.scale})")
+    hr_frames = inference.upscale_clip_frames(model, params, frames)  # frame k is the k-th item; asked in order
+    bands = lambda k: iter([(0, next(hr_frames))])
+    seq = range(len(frames))
+  else:
+    times = coords.time_coords(len(frames))
+    bands = lambda k: inference.upscale_rows(model, params, frames[k], h, w, t=float(times[k]), chunk=chunk,
+                                             cell_scale=cell_scale)
+    seq = range(len(frames))
+  if progress:
+    import tqdm  # pylint: disable=g-import-not-at-top
+    seq = tqdm.tqdm(seq, desc=f"frames -> {w}x{h}")
+  if to_file:
+    _write_video(dst, seq, bands, h, w)
+    return [str(dst)]
+  dst.mkdir(parents=True, exist_ok=True)
+  written = []
+  for k in seq:
+    write_png(frame_path(dst, k), bands(k), h, w)
+    written.append(str(frame_path(dst, k)))
+  return written
+
+
+def _write_video(dst: pathlib.Path, seq, bands, h: int, w: int) -> None:
+  """Frame k of `seq` (assembled from `bands(k)`) appended to the video file `dst`, one frame at a time."""
+  dst.parent.mkdir(parents=True, exist_ok=True)
+  writer = None
+  try:
+    try:
+      writer = _video_writer(dst)
+    except Exception as e:  # imageio raises many types; MP4 without a plugin is one of them.
+      raise _video_error(dst, e) from e
+    for k in seq:
+      frame = _whole_frame(bands(k), h, w)
+      try:
+        writer.append(frame)
+      except Exception as e:  # pylint: disable=broad-exception-caught
+        raise _video_error(dst, e) from e
+  finally:
+    if writer is not None:
+      writer.close()
+
+
 def upscale_paths(workdir, input_path, output_path, *, scale: float | None = None, size: str | None = None,
                   clip: bool = False, chunk: int = 65536, progress: bool = True,
                   self_ensemble: bool = False, cell_scale: float | None = None, overwrite: bool = True) -> list[str]:
@@ -358,51 +413,8 @@ def upscale_paths(workdir, input_path, output_path, *, scale: float | None = Non
   if self_ensemble and (is_video or (clip and src.is_dir())):
     raise ValueError(f"--input={src}: the self-ensemble is for images, not clips")
   if is_video or (clip and src.is_dir()):
-    frames, _ = video.load_video_file(src) if is_video else video.load_frame_folder(src, setting="--input")
-    h, w = output_size(frames[0].shape, scale, size)
-    to_file = dst.suffix.lower() in video.VIDEO_EXTENSIONS
-    check_output(first_output(dst, frames=True), h, w)
-    model, params, _, _ = checkpoints.restore_model(workdir)
-    if inference.is_clip_model(model):  # BVSR-IK: recurrences over the whole clip, then frame by frame
-      expected = (frames[0].shape[0] * model.scale, frames[0].shape[1] * model.scale)
-      if (h, w) != expected:
-        raise ValueError(f"{type(model).__name__} upscales x{model.scale} only: the output would be {w}x{h}, "
-                         f"expected {expected[1]}x{expected[0]} (--scale={model.scale})")
-      hr_frames = inference.upscale_clip_frames(model, params, frames)  # frame k is the k-th item; asked in order
-      bands = lambda k: iter([(0, next(hr_frames))])
-      seq = range(len(frames))
-    else:
-      times = coords.time_coords(len(frames))
-      bands = lambda k: inference.upscale_rows(model, params, frames[k], h, w, t=float(times[k]), chunk=chunk,
-                                               cell_scale=cell_scale)
-      seq = range(len(frames))
-    if progress:
-      import tqdm  # pylint: disable=g-import-not-at-top
-      seq = tqdm.tqdm(seq, desc=f"frames -> {w}x{h}")
-    if to_file:
-      dst.parent.mkdir(parents=True, exist_ok=True)
-      writer = None
-      try:
-        try:
-          writer = _video_writer(dst)
-        except Exception as e:  # imageio raises many types; MP4 without a plugin is one of them.
-          raise _video_error(dst, e) from e
-        for k in seq:
-          frame = _whole_frame(bands(k), h, w)
-          try:
-            writer.append(frame)
-          except Exception as e:  # pylint: disable=broad-exception-caught
-            raise _video_error(dst, e) from e
-      finally:
-        if writer is not None:
-          writer.close()
-      return [str(dst)]
-    dst.mkdir(parents=True, exist_ok=True)
-    written = []
-    for k in seq:
-      write_png(frame_path(dst, k), bands(k), h, w)
-      written.append(str(frame_path(dst, k)))
-    return written
+    return _upscale_clip(workdir, src, dst, is_video, scale=scale, size=size, chunk=chunk, progress=progress,
+                         cell_scale=cell_scale)
   pairs = _image_pairs(src, dst)
   sizes = []
   for inp, out in pairs:  # every output checked before any work

@@ -270,6 +270,26 @@ def varied_params(model, seed: int = 0):
   return traverse_util.unflatten_dict(flat)
 
 
+def _flat(call):
+  fn, args = call
+  return (fn, *args)
+
+
+def _memory_input(model, photo, height: int, width: int, lr_size: int, frames: int | None):
+  """`upscale_memory`'s LR: a central lr_size crop of the photograph, or (frames given) that many crops of the
+  clip model's LR size shifted by 2 pixels per frame."""
+  from inrsr.data import images  # pylint: disable=g-import-not-at-top
+
+  if frames is None:
+    return images.center_crop(photo, lr_size)
+  if height % model.scale or width % model.scale:
+    raise ValueError(f"{height}x{width} is not a multiple of {type(model).__name__}'s scale {model.scale}")
+  h, w = height // model.scale, width // model.scale
+  if h + 2 * (frames - 1) > photo.shape[0] or w + 2 * (frames - 1) > photo.shape[1]:
+    raise ValueError(f"{frames} frames of {w}x{h} do not fit the {photo.shape[1]}x{photo.shape[0]} photograph")
+  return [photo[2 * k:2 * k + h, 2 * k:2 * k + w] for k in range(frames)]
+
+
 def upscale_memory(model_config, *, height: int, width: int, lr_size: int = 512, chunk: int = 16384,
                    output: str | None = None, frames: int = 1) -> dict:
   """Wall time and peak host memory of upscaling a bundled photograph to a streamed H x W PNG (or a clip).
@@ -310,21 +330,11 @@ def upscale_memory(model_config, *, height: int, width: int, lr_size: int = 512,
   model = models.from_config(model_config)
   clip = inference.is_clip_model(model)
   params = models.init_params(model, jax.random.key(0)) if clip else varied_params(model)
-  photo = images.bundled_image("astronaut")
-  if clip:
-    if height % model.scale or width % model.scale:
-      raise ValueError(f"{height}x{width} is not a multiple of {type(model).__name__}'s scale {model.scale}")
-    h, w = height // model.scale, width // model.scale
-    if h + 2 * (frames - 1) > photo.shape[0] or w + 2 * (frames - 1) > photo.shape[1]:
-      raise ValueError(f"{frames} frames of {w}x{h} do not fit the {photo.shape[1]}x{photo.shape[0]} photograph")
-    lr = [photo[2 * k:2 * k + h, 2 * k:2 * k + w] for k in range(frames)]
-  else:
-    lr = images.center_crop(photo, lr_size)
+  lr = _memory_input(model, images.bundled_image("astronaut"), height, width, lr_size, frames if clip else None)
   chunk_peak = None
   if not clip and not models.is_generalising(model):
-    queries = jax.numpy.zeros((min(chunk, height * width) if chunk else height * width, 3))
-    predictor = inference._predictor(model)  # pylint: disable=protected-access
-    chunk_peak = compiled_peak_bytes(predictor, params, jax.numpy.asarray(lr), queries)
+    chunk_peak = compiled_peak_bytes(*_flat(inference.repeated_call(model, params, lr, height, width,
+                                                                    chunk=chunk or height * width)))
   tmp = tempfile.TemporaryDirectory()
   path = pathlib.Path(tmp.name) / "upscaled.png" if output is None else pathlib.Path(output)
 
@@ -439,15 +449,8 @@ def upscale_call_peak_bytes(model, params, lr, height: int, width: int, *, chunk
   if not has_repeated_call(model, chunk):
     raise ValueError(f"upscale_call_peak_bytes needs a generalising model with independent queries (not "
                      f"{type(model).__name__}) and {chunk=} > 0")
-  # inference's own setup of the call it repeats, so that exactly that call is measured.
-  if inference._decodes_in_bands(model, chunk, band_decoding):  # pylint: disable=protected-access
-    decode, feats, ys, xs, cell, cols, bands = inference._band_setup(  # pylint: disable=protected-access
-        model, params, lr, height, width, chunk, 1.0)
-    rows, plans = bands[0]
-    return compiled_peak_bytes(decode, params, feats, ys[rows], xs, cell, plans, cols)
-  query, feats, cell = inference._point_setup(model, params, lr, height, width, 1.0)  # pylint: disable=protected-access
-  q = jax.numpy.zeros((1, min(chunk, height * width), 2), jax.numpy.float32)
-  return compiled_peak_bytes(query, params, feats, q, jax.numpy.broadcast_to(jax.numpy.asarray(cell), q.shape))
+  fn, args = inference.repeated_call(model, params, lr, height, width, chunk=chunk, band_decoding=band_decoding)
+  return compiled_peak_bytes(fn, *args)
 
 
 def has_repeated_call(model, chunk: int) -> bool:
@@ -455,7 +458,7 @@ def has_repeated_call(model, chunk: int) -> bool:
   model whose queries are independent, chunk > 0): the case `upscale_call_peak_bytes` measures."""
   from inrsr import models  # pylint: disable=g-import-not-at-top
 
-  return models.is_generalising(model) and getattr(model, "queries_independent", True) and chunk > 0
+  return models.is_generalising(model) and models.hook(model, "queries_independent") and chunk > 0
 
 
 def inference_throughput(model_configs: dict, lr, scale: float, *, chunk: int = 30000, reps: int = 3,

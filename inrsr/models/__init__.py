@@ -75,8 +75,9 @@ HOOK_DEFAULTS = {"queries_independent": True, "band_decoding": False, "param_ini
                  "query_kwargs": None, "cell_scale": None, "training_loss": None, "example_inputs": None}
 # Functions a model's module may define: init_params(model, key) (fresh parameters without running the model);
 # global_statistics(model, variables, feats, chunks) (the statistics every query shares, for
-# `queries_independent = False`).
-MODULE_HOOK_DEFAULTS = {"init_params": None, "global_statistics": None}
+# `queries_independent = False`); stream_clip(model, params, frames) (a whole-clip model's HR frames, yielded
+# one at a time).
+MODULE_HOOK_DEFAULTS = {"init_params": None, "global_statistics": None, "stream_clip": None}
 
 
 def hook(model, name: str):
