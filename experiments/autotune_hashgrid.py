@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from experiments import configs
 from tools import benchmarking
-from inrsr import encoding
+from inrsr.models import encoding
 from kernels import hashgrid
 
 _CASES = flags.DEFINE_list("cases", None, "L:F:log2T cases (default: the keys of hashgrid.BLOCK_TABLE).")

@@ -9,7 +9,7 @@ three-stage CLIT, which above x4 runs one stage per factor of `scale_base` 4, e.
 of the bundled astronaut photograph. Prints JSON with output pixels per second for each model and, for LIIF, LIT
 and CLIT, the compiled memory of the call that inference repeats (`call_peak_mib`: one band or one chunk).
 
-`lit` and `clit` decode whole rows (`CLIT.query_band`, the default of `inrsr.inference`: a stage with at least
+`lit` and `clit` decode whole rows (`CLIT.query_band`, the default of `inrsr.infer.inference`: a stage with at least
 `CLIT.factor_min_queries` output pixels per feature pixel forms its first MLP layer's products once per feature
 pixel); `lit_points` and `clit_points` are the same models queried point by point, as the official code does,
 for the ratio (`--factor_min_queries=1` factors every stage, to find where it pays):

@@ -8,7 +8,7 @@ unless set) before jax starts. Two parts:
     (MSE, value_and_grad, Adam update, state donated) compiled from `jax.ShapeDtypeStruct` inputs, so nothing is
     allocated, on d = 1, 2, 4, 8 devices: per-device bytes from XLA's memory analysis for the replicated state
     (data = d) and for each table layout ("rows", "levels") and mechanism ("spmd": only the state is sharded
-    and XLA partitions the gather; "shard_map": `inrsr.sharding.table_layout`) on a (data=1, model=d) mesh and
+    and XLA partitions the gather; "shard_map": `inrsr.train.sharding.table_layout`) on a (data=1, model=d) mesh and
     on the (data=4, model=2) and (2, 4) meshes of 8 devices, with the largest single collective of the
     compiled program (which shows a table all-gathered or all-reduced);
   * throughput: the CPU-sized model (`common.cpu_model`: L=8, T=2^18) on the 8 devices, replicated (data=8)
@@ -40,7 +40,8 @@ import optax
 
 from experiments import configs
 from experiments.configs import common
-from inrsr import models, sharding
+from inrsr import models
+from inrsr.train import sharding
 from tools import aot, benchmarking
 # pylint: enable=g-import-not-at-top,wrong-import-position
 

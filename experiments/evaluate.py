@@ -12,7 +12,7 @@ degraded frames:
   python -m experiments.evaluate --workdir=workdirs/bvsr291 --compare=workdirs/liif291
 --blind_crop=256 --blind_frames=20 score the central 256x256 of the first 20 frames of each clip (a cheaper
 subset); --zero_shot_budget=300 adds zero-shot VR-INR (`srinr_zeroshot`, or --zero_shot_config), fitted on each
-degraded clip's own LR frames for that budget (`inrsr.zero_shot.clip_restorer`; fits kept in WORKDIR/zero_shot).
+degraded clip's own LR frames for that budget (`inrsr.infer.zero_shot.clip_restorer`; fits kept in WORKDIR/zero_shot).
 """
 
 import pathlib
@@ -22,7 +22,8 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import configs
-from inrsr import evaluators, zero_shot
+from inrsr import evaluators
+from inrsr.infer import zero_shot
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder of a training run.")
 _SCALES = flags.DEFINE_list("scales", None, "Scales to evaluate (default: the run's eval.scales).")

@@ -1,5 +1,5 @@
 r"""Zero-shot upscaling scored on benchmark images it never sees (protocol `internal`): per image, the LR (8-bit
-bicubic of the HR) is the only input; the model is fitted on it alone and upscales it (`inrsr.zero_shot`).
+bicubic of the HR) is the only input; the model is fitted on it alone and upscales it (`inrsr.infer.zero_shot`).
 
   python -m experiments.evaluate_zeroshot --sets=Set5,Set14 --scales=2,4 --budget=120s --workdir=workdirs/zs_liif
 The model is `liif_zeroshot` (LIIF fitted on the LR alone, 8-fold self-ensemble); --config=srinr_zeroshot scores

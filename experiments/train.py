@@ -16,7 +16,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import configs
-from inrsr import distributed, training
+from inrsr.train import distributed, training
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config NAME (experiments/configs/NAME.py) or path.",
                                           lock_config=True)

@@ -19,7 +19,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import configs
-from inrsr import cumulative
+from inrsr.train import cumulative
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config NAME[:STAGE,...] of the last stage to train "
                                           "(experiments/configs/NAME.py), e.g. clit_train291:clit3.",

@@ -9,7 +9,7 @@ Before any work: an output that is the input, two inputs with one output name (a
 an unknown output suffix are refused; an existing output file is refused unless --overwrite.
 
 Zero-shot, with no trained run and no dataset: without --workdir (or with --zero_shot) a model is fitted on the
-input itself, then applied to it (`inrsr.zero_shot`): LIIF for an image (`liif_zeroshot`, with the 8-fold
+input itself, then applied to it (`inrsr.infer.zero_shot`): LIIF for an image (`liif_zeroshot`, with the 8-fold
 self-ensemble), VR-INR for a clip (`srinr_zeroshot`):
   python -m experiments.upscale --input=photo.png --scale=4 --output=big.png [--budget=120s] [--workdir=KEEP]
 --budget is steps (800) or seconds (120s); --workdir keeps the fit (the same command again, with --overwrite as
@@ -27,7 +27,7 @@ from ml_collections import config_flags
 
 from experiments import configs
 from experiments.configs import liif_zeroshot, srinr_zeroshot
-from inrsr import upscaling, zero_shot
+from inrsr.infer import upscaling, zero_shot
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder of a training run (or, zero-shot, where to keep the fit).")
 _INPUT = flags.DEFINE_string("input", None, "Image file or folder of images.")

@@ -134,7 +134,7 @@ def hashgrid_reference(points, weights, tables, resolutions, *, chunk: int = DEF
 
   out[n, l] = sum_c weights[n, l, c] * tables[l, corner_indices(points[:, l], N_l, T)[n, c]].
 
-  The chunks are a `lax.map` over the points: call it on one device's points (`inrsr.sharding.sharded_gather`
+  The chunks are a `lax.map` over the points: call it on one device's points (`inrsr.train.sharding.sharded_gather`
   does, inside a `shard_map` over the batch), since XLA cannot split a map over a sharded axis and would
   all-gather every device's points.
 
@@ -500,7 +500,7 @@ def _bwd_kernel(points_ref, weights_ref, tables_ref, meta_ref, g_ref, dt_in_ref,
 
 def _manual_type(*operands):
   """The union of the operands' manual-axis types: how the kernel's outputs vary over the mesh axes of an enclosing
-  `jax.shard_map` (the sharded levels layout, `inrsr.sharding`), which Pallas asks for when `check_vma` is on."""
+  `jax.shard_map` (the sharded levels layout, `inrsr.train.sharding`), which Pallas asks for when `check_vma` is on."""
   mat = jax.typeof(operands[0]).manual_axis_type
   for x in operands[1:]:
     mat = mat.update(varying=mat.varying | jax.typeof(x).manual_axis_type.varying)

@@ -3,7 +3,7 @@
 `sharded_gather` is `hashgrid.hashgrid_gather` with the points split over the `data` axis and the (L, T, F)
 tables split over `model` by rows of T or by levels (or replicated); `table_layout(mesh, tables)` makes the
 hash encoding trace its gather through it (read at trace time; `with_table_layout` enters it inside a jitted
-step). Why explicit and not left to XLA's partitioner: `inrsr/sharding.py` and BENCHMARKS.md ("Sharded hash
+step). Why explicit and not left to XLA's partitioner: `inrsr/train/sharding.py` and BENCHMARKS.md ("Sharded hash
 tables", "Will it fit?"). Imports nothing of inrsr.
 """
 

@@ -163,7 +163,7 @@ def trained_run(tmp_path_factory) -> pathlib.Path:
   into the run folder (evaluate's results, diagnostics) takes `trained_run_copy`.
   """
   from experiments.configs import srinr_demo  # pylint: disable=g-import-not-at-top
-  from inrsr import training  # pylint: disable=g-import-not-at-top
+  from inrsr.train import training  # pylint: disable=g-import-not-at-top
   workdir = tmp_path_factory.mktemp("trained_run") / "run"
   training.train(srinr_demo.get_config("small"), workdir, progress=False)
   return workdir

@@ -17,8 +17,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from inrsr import evaluators, training
+from inrsr import evaluators
 from inrsr.evaluators import plots
+from inrsr.train import training
 
 # table -> (title, the field it varies, the values).
 TABLES = {

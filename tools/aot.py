@@ -34,8 +34,9 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from inrsr import coords, models, sharding, training
+from inrsr import coords, models
 from inrsr.data import cascade, clips, common, fitting, images, patches, pipeline
+from inrsr.train import sharding, training
 
 GIB = 1 << 30
 

@@ -125,7 +125,7 @@ def train_throughput(config, *, steps: int = 20, warmup: int = 3) -> dict:
   from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top
 
   from inrsr import models  # pylint: disable=g-import-not-at-top
-  from inrsr import training  # pylint: disable=g-import-not-at-top
+  from inrsr.train import training  # pylint: disable=g-import-not-at-top
 
   if steps < 1 or warmup < 0:
     raise ValueError(f"{steps=} must be >= 1 and {warmup=} >= 0")
@@ -216,7 +216,8 @@ def liif_inference_comparison(checkpoint: str, official: str | None, lr, scale: 
   import ml_collections  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from inrsr import convert, inference, models  # pylint: disable=g-import-not-at-top
+  from inrsr import convert, models  # pylint: disable=g-import-not-at-top
+  from inrsr.infer import inference
 
   _, model_config, params = convert.read_checkpoint(checkpoint, "liif")
   model = models.from_config(ml_collections.ConfigDict(model_config))
@@ -296,7 +297,7 @@ def upscale_memory(model_config, *, height: int, width: int, lr_size: int = 512,
 
   The model (`model_config`) has random parameters (`varied_params`; a whole-clip model, BVSR-IK, its module's
   `init_params`); the LR is an lr_size x lr_size crop of the bundled astronaut photograph. An untimed upscale
-  of four chunks' rows comes first (compilation, two chunks in flight), then `inrsr.upscaling.upscale_to_file`
+  of four chunks' rows comes first (compilation, two chunks in flight), then `inrsr.infer.upscaling.upscale_to_file`
   streams the output band by band. A whole-clip model upscales `frames` crops (shifted by 2 pixels per frame)
   at its own scale instead, H x W being its output (lr_size = H / scale), its frames written one PNG at a time
   from `inference.upscale_clip_frames` (`upscaling.upscale_paths`' clip path), after an untimed 2-frame clip.
@@ -323,7 +324,8 @@ def upscale_memory(model_config, *, height: int, width: int, lr_size: int = 512,
   import resource  # pylint: disable=g-import-not-at-top
   import tempfile  # pylint: disable=g-import-not-at-top
 
-  from inrsr import inference, models, upscaling  # pylint: disable=g-import-not-at-top
+  from inrsr.infer import inference, upscaling  # pylint: disable=g-import-not-at-top
+  from inrsr import models
   from inrsr.data import images  # pylint: disable=g-import-not-at-top
 
   max_rss_mib = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
@@ -431,20 +433,20 @@ def upscale_memory_table(names, sizes, *, lr_size: int = 512, chunk: int = 65536
 
 def upscale_call_peak_bytes(model, params, lr, height: int, width: int, *, chunk: int,
                             band_decoding: bool = True) -> int | None:
-  """XLA's memory analysis (`compiled_peak_bytes`) of one decoding call of `inrsr.inference.upscale`.
+  """XLA's memory analysis (`compiled_peak_bytes`) of one decoding call of `inrsr.infer.inference.upscale`.
 
   The call is the one `upscale` dispatches again and again for a generalising model: one band of whole rows
   (`CLIT.query_band`) when it decodes in bands, otherwise one chunk of `chunk` query points. Every band, and
   every chunk, has the same shapes, so this is the peak of each. The encoder's call, made once, is not included.
 
   Args:
-    model, params, lr, height, width, chunk, band_decoding: as for `inrsr.inference.upscale` (chunk > 0).
+    model, params, lr, height, width, chunk, band_decoding: as for `inrsr.infer.inference.upscale` (chunk > 0).
 
   Returns:
     Bytes (arguments, here the parameters and the features, + outputs + temporaries), or None where the backend
     has no memory analysis.
   """
-  from inrsr import inference  # pylint: disable=g-import-not-at-top
+  from inrsr.infer import inference  # pylint: disable=g-import-not-at-top
 
   if not has_repeated_call(model, chunk):
     raise ValueError(f"upscale_call_peak_bytes needs a generalising model with independent queries (not "
@@ -454,7 +456,7 @@ def upscale_call_peak_bytes(model, params, lr, height: int, width: int, *, chunk
 
 
 def has_repeated_call(model, chunk: int) -> bool:
-  """Whether `inrsr.inference.upscale` decodes `model` by one call repeated per band or chunk (a generalising
+  """Whether `inrsr.infer.inference.upscale` decodes `model` by one call repeated per band or chunk (a generalising
   model whose queries are independent, chunk > 0): the case `upscale_call_peak_bytes` measures."""
   from inrsr import models  # pylint: disable=g-import-not-at-top
 
@@ -463,7 +465,7 @@ def has_repeated_call(model, chunk: int) -> bool:
 
 def inference_throughput(model_configs: dict, lr, scale: float, *, chunk: int = 30000, reps: int = 3,
                          options: dict | None = None) -> dict:
-  """Output pixels per second of `inrsr.inference.upscale` for several models on one input, side by side.
+  """Output pixels per second of `inrsr.infer.inference.upscale` for several models on one input, side by side.
 
   Each model gets random parameters (a jitted `model.init`: the compute does not depend on the values). Every
   model is compiled and run once untimed, then the timed repetitions go round-robin over the models, so that
@@ -484,7 +486,8 @@ def inference_throughput(model_configs: dict, lr, scale: float, *, chunk: int = 
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from inrsr import inference, models  # pylint: disable=g-import-not-at-top
+  from inrsr.infer import inference  # pylint: disable=g-import-not-at-top
+  from inrsr import models
 
   height, width = round(lr.shape[0] * scale), round(lr.shape[1] * scale)
   runs, result = {}, {"lr": f"{lr.shape[1]}x{lr.shape[0]}", "output": f"{width}x{height}", "scale": scale,

@@ -10,9 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from inrsr import checkpoints, coords, encoding, models, resize
+from inrsr import coords, models, resize
 from inrsr.evaluators import frames, plots
+from inrsr.models import encoding
 from inrsr.models import srinr
+from inrsr.train import checkpoints
 from kernels import hashgrid
 
 

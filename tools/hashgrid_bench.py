@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from inrsr import encoding
+from inrsr.models import encoding
 from tools import benchmarking
 from kernels import hashgrid
 

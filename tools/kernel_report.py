@@ -172,7 +172,7 @@ def _abstract_args(case: Case, device):
 
 
 def resolutions(case: Case) -> tuple[int, ...]:
-  from inrsr import encoding  # pylint: disable=g-import-not-at-top
+  from inrsr.models import encoding  # pylint: disable=g-import-not-at-top
   return encoding.level_resolutions(case.num_levels, 16, 128)
 
 

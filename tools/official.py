@@ -211,7 +211,7 @@ def _unamplify(kind: str, official, params) -> dict:
 def _image_runs(case: Case, root: pathlib.Path, checkpoint: pathlib.Path, chunk: int):
   """(official run, {suffix: inrsr run}, output pixels) of an image SR case; runs return (H, W, 3) in [0, 1]."""
   import torch  # pylint: disable=g-import-not-at-top
-  from inrsr import inference  # pylint: disable=g-import-not-at-top
+  from inrsr.infer import inference  # pylint: disable=g-import-not-at-top
 
   lr = _lr(case.size)
   h, w = lr.shape[:2]
@@ -273,7 +273,8 @@ def _clip(size: int, frames: int) -> np.ndarray:
 def _clip_runs(case: Case, root: pathlib.Path, checkpoint: pathlib.Path):
   """(official run, {"": inrsr run}, output pixels) of BVSR-IK; runs return (T, H, W, 3) RGB in [0, 1]."""
   import torch  # pylint: disable=g-import-not-at-top
-  from inrsr import inference, models  # pylint: disable=g-import-not-at-top
+  from inrsr.infer import inference  # pylint: disable=g-import-not-at-top
+  from inrsr import models
 
   frames = _clip(case.size, case.frames)
   off = _official_bvsr_ik(root, checkpoint)
@@ -296,7 +297,7 @@ def _train_runs(case: Case, root: pathlib.Path, checkpoint: pathlib.Path):
   import jax  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
-  from inrsr import training  # pylint: disable=g-import-not-at-top
+  from inrsr.train import training  # pylint: disable=g-import-not-at-top
 
   rng = np.random.default_rng(0)
   b, q, s = case.batch, TRAIN_QUERIES, case.size

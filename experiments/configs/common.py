@@ -43,7 +43,7 @@ def base() -> ml_collections.ConfigDict:
       clip_grad_norm=0.0,  # > 0: clip the global gradient norm before Adam
       loss="pea", seed=0, log_every=50, checkpoint_every=500, keep_checkpoints=3,
       model_axis=1,  # devices on the `model` mesh axis (the rest form the `data` axis).
-      table_sharding="replicated",  # or "levels" / "rows": hash tables sharded over the model axis (inrsr.sharding).
+      table_sharding="replicated",  # or "levels" / "rows": hash tables sharded over the model axis (inrsr.train.sharding).
       init_from="",  # a run folder whose newest parameters start a new run where paths and shapes match.
       budget_s=0.0))  # > 0: stop (with a checkpoint) after this many seconds of training in this process.
   c.eval = ml_collections.ConfigDict(dict(

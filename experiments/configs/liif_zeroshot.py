@@ -1,6 +1,6 @@
 r"""LIIF fitted zero-shot on the user's own image (ZSSR's internal learning with an arbitrary-scale decoder).
 
-No dataset and no HR: `inrsr.zero_shot` fits this small LIIF on crops of the input itself, each crop downscaled
+No dataset and no HR: `inrsr.infer.zero_shot` fits this small LIIF on crops of the input itself, each crop downscaled
 again by a scale drawn around the requested one (protocol `patches`, flips and transposes, LR rounded to 8 bits,
 the LR crop side shrunk to what the input allows), then upscales the input with it. A residual over bilinear
 upsampling (`skip="bilinear"`), a 4-block, 32-channel EDSR encoder and a 3 x 64 MLP: small enough for a few

@@ -4,12 +4,12 @@ An image gets `liif_zeroshot` unless --config=srinr_zeroshot is given: on Set5 a
 scores above this model at x2 and x4 (RESULTS.md, "Zero-shot upscaling").
 
 No dataset and no HR: the model is fitted on pairs (the input downscaled again, the input) at scales drawn
-around the requested one, then applied to the input (`inrsr.zero_shot`). The model, chosen by measurement on
+around the requested one, then applied to the input (`inrsr.infer.zero_shot`). The model, chosen by measurement on
 Set5 `baby` x2 (RESULTS.md, "Zero-shot upscaling"): a bicubic residual, texture patches in LR pixels
 (`texture_spacing="lr_pixels"`, so a code relates an LR to its HR alike at every resolution) and 1 lattice cell
 on the (x, y, t) axes (`position_resolution=1`: a table that stored the input's detail at (x, y) would add it
 again when the input is upscaled; the papers' positional tables score 2.6 dB below bicubic here).
-`inrsr.zero_shot.prepare_config` fills in `data.root`, `data.source`, the scale range and the budget.
+`inrsr.infer.zero_shot.prepare_config` fills in `data.root`, `data.source`, the scale range and the budget.
 
   python -m experiments.upscale --input=frames/ --clip --scale=4 --output=out/   # VR-INR on a clip
   python -m experiments.upscale --input=photo.png --scale=4 --output=big.png --config=srinr_zeroshot

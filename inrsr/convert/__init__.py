@@ -15,8 +15,8 @@ import shutil
 
 import ml_collections
 
-from inrsr import checkpoints
 from inrsr.convert import pth
+from inrsr.train import checkpoints
 
 CONVERTERS = {
     "liif": "inrsr.convert.liif",

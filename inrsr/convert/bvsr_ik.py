@@ -131,15 +131,8 @@ def _check(sd: dict, used: set, params: dict, model, shape=(1, 2, 8, 8, 3), *arg
   if extra:
     raise ValueError(f"state_dict has keys the {type(model).__name__} does not use: {extra[:8]}"
                      + (f" and {len(extra) - 8} more" if len(extra) > 8 else ""))
-  inputs = [jax.ShapeDtypeStruct(s, jnp.float32) for s in ((shape,) + args)]
-  expected = jax.eval_shape(model.init, jax.random.key(0), *inputs)["params"]
-  want = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(expected)}
-  got = {jax.tree_util.keystr(k): np.shape(v) for k, v in jax.tree_util.tree_leaves_with_path(params)}
-  bad = [f"{k}: expected {want.get(k)}, got {got.get(k)}" for k in sorted(set(want) | set(got))
-         if want.get(k) != got.get(k)]
-  if bad:
-    raise ValueError(f"state_dict does not match the {type(model).__name__} layout inferred from it "
-                     f"({len(bad)} params): " + "; ".join(bad[:8]))
+  common.check_shapes(model, params, type(model).__name__,
+                      [jax.ShapeDtypeStruct(s, jnp.float32) for s in ((shape,) + args)])
 
 
 def _kernel_branch(r: "_Reader", prefix: str, unet_num_res: int, num_atoms: int) -> dict:

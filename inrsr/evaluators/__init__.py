@@ -24,9 +24,10 @@ import json
 import pathlib
 from types import ModuleType
 
-from inrsr import checkpoints, models
+from inrsr import models
 from inrsr.evaluators import schema
 from inrsr.evaluators.schema import PREDICTIONS, RESULTS_JSON, RESULTS_MD, RESULTS_PNG  # noqa: F401 (re-exported)
+from inrsr.train import checkpoints
 
 # kind -> module path; the module has KIND, markdown_table, figures and compare_cells.
 EVALUATORS = {
@@ -83,7 +84,7 @@ def evaluate_run(workdir, *, scales=None, progress: bool = True, compare=(), cli
     progress: progress bars.
     compare: with a whole-clip model, folders of frame-model runs scored on the same degraded input.
     clip_methods: with a whole-clip model, more whole-clip restorers scored on the same input
-      (`blind.evaluate`; e.g. zero-shot VR-INR, `inrsr.zero_shot.clip_restorer`).
+      (`blind.evaluate`; e.g. zero-shot VR-INR, `inrsr.infer.zero_shot.clip_restorer`).
     blind_overrides: with a whole-clip model, `eval.blind` fields that replace the run's (e.g. a central crop).
     cell_scale: generalising models' query cell factor: None, the model's test-time rule (HIIF's official
       clipping), which `upscale` applies too; 1.0, the plain cell 2 / size. Recorded as results["cell_rule"].

@@ -28,8 +28,10 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from inrsr import checkpoints, inference, metrics, models, resize
+from inrsr import metrics, models, resize
 from inrsr.data import degradations, sources, video
+from inrsr.infer import inference
+from inrsr.train import checkpoints
 
 KIND = "blind"
 # The label of `grid_bicubic` in results.
@@ -279,7 +281,7 @@ def evaluate_run(workdir, model, params, config: ml_collections.ConfigDict, step
     step: the checkpoint step.
     compare: folders of other runs (non-blind frame models) evaluated on the same degraded frames.
     clip_methods: more whole-clip restorers scored on the same frames (`evaluate`), e.g.
-      `inrsr.zero_shot.clip_restorer`.
+      `inrsr.infer.zero_shot.clip_restorer`.
     blind_overrides: `eval.blind` fields that replace the run's (`settings`).
     scales: refused: a whole-clip model upscales only at its own scale.
     progress, cell_scale, save_predictions: the frames evaluator's options; not used here.

@@ -8,7 +8,7 @@ benchmark, full: `config.eval.metrics`).
 The LR of a fitting model (SR-INR / VR-INR) is made as its training made it: without the mod-crop
 (`data.modcrop` False, the whole frame downsampled, so a pixel keeps its coordinate at every scale) or with it
 (runs whose config predates the field); generalising models keep the literature's mod-crop. Generalising models
-decode with their test-time query cell (`inrsr.inference`'s default, HIIF's official clipping), as `upscale`
+decode with their test-time query cell (`inrsr.infer.inference`'s default, HIIF's official clipping), as `upscale`
 does, unless `cell_scale` says otherwise; results.json records which (`cell_rule`).
 """
 
@@ -21,9 +21,11 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from inrsr import checkpoints, inference, metrics, models, resize, upscaling
+from inrsr import metrics, models, resize
 from inrsr.data import protocols, sources, video
 from inrsr.evaluators import plots, schema
+from inrsr.infer import inference, upscaling
+from inrsr.train import checkpoints
 
 KIND = "frames"
 

@@ -1,7 +1,7 @@
 """The `zero_shot` evaluator: a model fitted on each test image's LR alone, scored against the HR it never sees.
 
 Evaluation protocol `internal` (DESIGN.md): per image and scale, the LR (the HR mod-cropped, downscaled by
-antialiased bicubic and rounded to 8 bits) is the only input; `inrsr.zero_shot.upscale` fits the model on it and
+antialiased bicubic and rounded to 8 bits) is the only input; `inrsr.infer.zero_shot.upscale` fits the model on it and
 upscales it to the HR's size, and the output is scored next to bicubic by one metric rule. The results
 (`schema`, kind `zero_shot`) are {"kind", "model", "metric", "budget", "sets": {set: `evaluate` result}}.
 """
@@ -16,9 +16,11 @@ import imageio.v3 as iio
 import ml_collections
 import numpy as np
 
-from inrsr import checkpoints, models, resize, upscaling, zero_shot
+from inrsr import models, resize
 from inrsr.data import images, sources
 from inrsr.evaluators import frames, schema
+from inrsr.infer import upscaling, zero_shot
+from inrsr.train import checkpoints
 
 KIND = "zero_shot"
 
@@ -28,7 +30,7 @@ def evaluate(config: ml_collections.ConfigDict, items, scales, workdir, *, budge
   """Zero-shot upscaling scored against HR images it never sees (evaluation protocol `internal`).
 
   For each HR image and scale: the LR is the HR mod-cropped and downscaled by antialiased bicubic and rounded
-  to 8 bits, written as a PNG; `inrsr.zero_shot.upscale` fits the model on that file alone and upscales it to the
+  to 8 bits, written as a PNG; `inrsr.infer.zero_shot.upscale` fits the model on that file alone and upscales it to the
   HR's size; the output PNG is scored against the HR next to bicubic. Each fit is kept in `workdir/fits/NAME_xS`.
 
   Args:
@@ -36,7 +38,7 @@ def evaluate(config: ml_collections.ConfigDict, items, scales, workdir, *, budge
     items: (name, HR image) pairs.
     scales: SR scales.
     workdir: output folder (LR inputs, outputs, fits).
-    budget: the fitting budget of each image (`inrsr.zero_shot.parse_budget` text).
+    budget: the fitting budget of each image (`inrsr.infer.zero_shot.parse_budget` text).
     metric: a metric rule of `inrsr.metrics`.
     progress: progress bars.
 

@@ -9,7 +9,7 @@ model; `init_params` below uses it). Imports are lazy, so importing one model do
 
 A generalising model may state a test-time cell rule, a method `cell_scale(lr_hw, out_hw)` returning the factor
 its query cell (2 / W, 2 / H) is multiplied by for that upscale (HIIF: the official clipping x max(s / 4, 1));
-`cell_scale` below reads it (1.0, no change, for every other model) and `inrsr.inference` applies it by default.
+`cell_scale` below reads it (1.0, no change, for every other model) and `inrsr.infer.inference` applies it by default.
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def cell_scale(model, lr_hw, out_hw) -> float:
   """The factor a model's test-time query cell is multiplied by for an (h, w) -> (H, W) upscale.
 
   The model's own rule (its `cell_scale(lr_hw, out_hw)` method, HIIF's official clipping), else 1.0: the cell
-  stays (2 / W, 2 / H). The one place the rule is looked up; `inrsr.inference` applies it on every path.
+  stays (2 / W, 2 / H). The one place the rule is looked up; `inrsr.infer.inference` applies it on every path.
 
   Args:
     model: a registered model.

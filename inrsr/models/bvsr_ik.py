@@ -67,7 +67,7 @@ Port notes (no effect on the outputs):
     on all frames at once; the propagation steps after the first of each pass run in `nn.scan` (one compiled
     step per pass). This keeps the compiled program small; the full forward still takes about a minute to
     compile on 2 CPU cores, and a training step (forward + backward) several minutes.
-  * Inference (`stream_clip`, behind `inrsr.inference.upscale_clip_frames`) runs the same computation in pieces
+  * Inference (`stream_clip`, behind `inrsr.infer.inference.upscale_clip_frames`) runs the same computation in pieces
     of one frame instead (ISC, each flow, each propagation step, each frame's upsampling: small jitted programs,
     compiled once per frame size), so a clip of any length holds LR-sized states and one frame's activations;
     training keeps the batched `__call__`.
@@ -83,7 +83,7 @@ Port notes (no effect on the outputs):
 
 Checked against the official code (`../shared/fixtures/bvsr_ik`, seeded weights, Vid4 calendar crop, 5 x 36 x 36):
 max abs error 2.4e-7 on `outputs`, 1.2e-7 on `lr_corrs`, <= 1.4e-6 on every module hook, 5.5e-6 on the kernel
-dictionary (tests/bvsr_ik_test.py).
+dictionary (tests/unit/bvsr_ik_test.py).
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ stage maps (q, k, v of every stage) are computed once by `encode` when it gets t
 `query` computes the missing ones itself (same numbers, redone on every call). Queries are independent, so
 chunking the queries gives the same outputs (the official `chop_forward`).
 
-Full grids (`band_layout`, then `query_band` per band of output rows; what `inrsr.inference` runs): a departure
+Full grids (`band_layout`, then `query_band` per band of output rows; what `inrsr.infer.inference` runs): a departure
 in the order of operations, not in the function. The first MLP layer is a sum over (neighbour, head) blocks of
 attention weight x (value @ weight block), and the products depend only on the feature pixel, so a stage with
 many output pixels per feature pixel forms them once per pixel and shares them among the queries nearest to it

@@ -36,7 +36,7 @@ Behaviour a user must know:
   * Cell clipping at test time: the official `test.py` `eval_psnr` passes `cell * max(scale / scale_max, 1)`
     with scale_max 4, one factor for both cell components, `scale` the integer of its `eval_type` (the
     benchmarks' HR is s times the LR on both sides). `query` takes the cell as given; the rule is stated by
-    `HIIF.cell_scale(lr_hw, out_hw)` and applied by every decoding path (`inrsr.inference`, through
+    `HIIF.cell_scale(lr_hw, out_hw)` and applied by every decoding path (`inrsr.infer.inference`, through
     `inrsr.models.cell_scale`: evaluate, upscale of files and clips, zero-shot, the notebook API), unless the
     caller passes an explicit factor (`cell_scale=1.0`, the CLIs' `--notest_cell_clip`, turns it off). The
     scale is computed from the sizes, `s = sqrt(H * W / (h * w))` (`size_scale`): the scale `test.py` itself
@@ -415,7 +415,7 @@ class HIIF(nn.Module):
       feats: the output of `encode`.
       coords: (B, Q, 2) inrsr (x, y) coordinates in [-1, 1].
       cells: (B, Q, 2) or (B, 2) cells (x, y) = (2 / W_hr, 2 / H_hr), used as given: times `cell_scale`'s
-        factor where the official test clips them (`inrsr.inference` does that).
+        factor where the official test clips them (`inrsr.infer.inference` does that).
       query_mask: optional (B, Q) bool; False marks padding queries, which are left out of the attention's
         average (their outputs are meaningless). None: every query counts, as in the official code.
       kv_means: optional sequence of n_attn_blocks (B, heads, d, d) attention statistics computed over a
@@ -456,7 +456,7 @@ def global_statistics(model: HIIF, variables, feats: dict, chunks) -> tuple:
   Attention block i's statistic is the mean over all (valid) queries of LN(k)^T LN(v), where k and v depend on
   the blocks before it: so one pass over the queries per block, each summing `attention_sums` chunk by chunk
   with the statistics already known. Only one chunk's queries are held at a time (the caller may build them
-  on the fly: `inrsr.inference` makes each chunk's coordinates from its pixel indices).
+  on the fly: `inrsr.infer.inference` makes each chunk's coordinates from its pixel indices).
 
   Args:
     model: the HIIF module.
@@ -491,7 +491,7 @@ def query_global(model: HIIF, variables, feats: dict, coords, cells, chunk: int)
   one pass per attention block), then a pass decodes every chunk with the global statistics. The result equals
   a single `query` call on all Q queries (up to float32 summation order), i.e. the official one-chunk evaluation
   of a whole image, while computing only `chunk` queries at a time. Cost: (n_attn_blocks + 1) passes of the
-  first decoder layer. `inrsr.inference` streams an output the same way without holding its coordinates or
+  first decoder layer. `inrsr.infer.inference` streams an output the same way without holding its coordinates or
   its output.
 
   Args:

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from inrsr import encoding
+from inrsr.models import encoding
 
 
 class SRINR(nn.Module):

@@ -1,0 +1,1 @@
+"""Inference: the chunked op, file and clip upscaling, and zero-shot fitting."""

@@ -1,0 +1,1 @@
+"""Training: the loop, checkpoints, the cumulative schedule and the multi-process runtime."""

@@ -1,0 +1,95 @@
+"""Bounded upscale memory: HIIF streamed in two stages, BVSR-IK frame by frame, SR-INR's patch gather."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.configs import bvsr_ik_train291
+from inrsr import resize
+from inrsr.infer import inference
+from inrsr.models import bvsr_ik, hiif
+
+SMALL_HIIF = dict(encoder_args=(("n_feats", 8), ("n_resblocks", 1)), hidden_dim=32, heads=4, n_hi_layers=3,
+                  mlp_hidden=16)
+
+
+@pytest.fixture(scope="module")
+def small_hiif():
+  model = hiif.HIIF(**SMALL_HIIF)
+  rng = np.random.default_rng(0)
+  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 8, 8, 3)), jnp.zeros((1, 4, 2)),
+                          jnp.zeros((1, 4, 2)))
+  variables = jax.tree.map(lambda s: jnp.asarray(rng.normal(0.0, 0.3, s.shape), jnp.float32), shapes)
+  return model, variables["params"], rng.random((8, 12, 3)).astype(np.float32)
+
+
+def _one_call(model, params, lr, h, w, cell_scale):
+  """Independent of inference: one `model.apply` on the whole H x W grid (the official one-chunk evaluation)."""
+  cell = np.array([2 / w, 2 / h], np.float32) * np.float32(cell_scale)
+  coords = hiif.make_coord_grid(h, w)[None]
+  out = model.apply({"params": params}, jnp.asarray(lr)[None], coords, np.broadcast_to(cell, coords.shape))
+  return np.clip(np.asarray(out)[0].reshape(h, w, 3), 0, 1)
+
+
+def test_hiif_streamed_equals_one_call(small_hiif):
+  model, params, lr = small_hiif
+  h, w = 37, 53  # x4.4: 1961 queries in chunks of 300, the last one padded
+  factor = hiif.clip_factor(lr.shape[:2], (h, w))  # the default cell rule: x1.13 here (s = 4.52)
+  want = _one_call(model, params, lr, h, w, factor)
+  bands = list(inference.upscale_rows(model, params, lr, h, w, chunk=300, rows=5))
+  assert [r for r, _ in bands] == list(range(0, h, 5))
+  got = np.concatenate([b for _, b in bands])
+  np.testing.assert_allclose(got, want, atol=2e-6)
+  # The same chunks as `query_global` (the fixture-checked path) give the same numbers bit for bit.
+  feats = inference._encoder(model)(params, jnp.asarray(lr)[None])  # pylint: disable=protected-access
+  cell = np.array([2 / w, 2 / h], np.float32) * np.float32(factor)
+  coords = hiif.make_coord_grid(h, w)[None]
+  glob = hiif.query_global(model, {"params": params}, feats, coords, np.broadcast_to(cell, coords.shape), 300)
+  np.testing.assert_array_equal(got, np.clip(glob[0].reshape(h, w, 3), 0, 1))
+  # Chunks decoded with their own statistics (what a plain chunked decode would do) differ: the test can tell.
+  query = jax.jit(lambda q: model.apply({"params": params}, feats, q, jnp.broadcast_to(cell, q.shape),
+                                        method=hiif.HIIF.query))
+  own = np.concatenate([np.asarray(query(coords[:, s:s + 300]))[0] for s in range(0, h * w, 300)])
+  assert np.abs(np.clip(own.reshape(h, w, 3), 0, 1) - want).max() > 1e-4
+
+
+def test_hiif_without_the_projection_table_gives_the_same_outputs(small_hiif, monkeypatch):
+  model, params, lr = small_hiif
+  coords = jnp.asarray(hiif.make_coord_grid(20, 30))[None]
+  cells = jnp.broadcast_to(jnp.asarray([2 / 30, 2 / 20], jnp.float32), coords.shape)
+  run = lambda: model.apply({"params": params}, jnp.asarray(lr)[None], coords, cells)
+  with_table = np.asarray(run())
+  monkeypatch.setattr(hiif, "PROJECTION_TABLE_MAX_BYTES", 0)
+  assert set(model.apply({"params": params}, jnp.asarray(lr)[None], method=hiif.HIIF.encode)) == {
+      "feat", "stats", "inp"}
+  np.testing.assert_allclose(np.asarray(run()), with_table, atol=2e-6)
+
+
+@pytest.mark.parametrize("variant", [{}, {"official_feature_order": False, "flow": "zero"}])
+def test_bvsr_ik_frames_equal_the_whole_clip(variant):
+  # `__call__` (every frame batched, the training path) against `stream_clip` (frame by frame) via inference.
+  model = bvsr_ik.KCANet(**bvsr_ik_train291.SMALL_MODEL, **variant)
+  params = bvsr_ik.init_params(model, jax.random.key(0))
+  frames = list(np.random.default_rng(1).random((4, 10, 14, 3)).astype(np.float32))  # padded to 12 x 16 inside
+  whole = np.asarray(model.apply({"params": params}, jnp.asarray(np.stack(frames))[None])["outputs"])[0]
+  got = list(inference.upscale_clip_frames(model, params, frames))
+  assert len(got) == 4 and got[0].shape == (40, 56, 3)
+  np.testing.assert_allclose(np.stack(got), np.clip(whole, 0, 1), atol=1e-5)
+  assert np.abs(got[0] - got[1]).max() > 1e-3  # the frames differ: a frame written twice would be caught
+  with pytest.raises(ValueError, match="one \\(h, w, 3\\) shape"):
+    inference.upscale_clip_frames(model, params, [frames[0], frames[1][:8]])
+
+
+def test_sample_patches_gathers_one_tap_at_a_time():
+  # Values: brute force in tests/unit/srinr_test.py. Memory: XLA's temporaries for 8192 points, 4 levels of 5 x 5
+  # patches stay below 4 times the output (the all-taps gather formed 16 times the output plus int32 indices).
+  image = jnp.zeros((64, 64, 3))
+  xy = jnp.zeros((8192, 2))
+  spacings = 2.0 / np.array([8, 16, 32, 64], np.float32)
+  compiled = jax.jit(lambda im, p: resize.sample_patches(im, p, spacings, 5)).lower(image, xy).compile()
+  analysis = compiled.memory_analysis()
+  if analysis is None:
+    pytest.skip("no memory analysis on this backend")
+  out_bytes = 8192 * 4 * 5 * 5 * 3 * 4
+  assert analysis.temp_size_in_bytes < 4 * out_bytes, analysis.temp_size_in_bytes / out_bytes
