@@ -271,11 +271,6 @@ def varied_params(model, seed: int = 0):
   return traverse_util.unflatten_dict(flat)
 
 
-def _flat(call):
-  fn, args = call
-  return (fn, *args)
-
-
 def _memory_input(model, photo, height: int, width: int, lr_size: int, frames: int | None):
   """`upscale_memory`'s LR: a central lr_size crop of the photograph, or (frames given) that many crops of the
   clip model's LR size shifted by 2 pixels per frame."""
@@ -335,8 +330,8 @@ def upscale_memory(model_config, *, height: int, width: int, lr_size: int = 512,
   lr = _memory_input(model, images.bundled_image("astronaut"), height, width, lr_size, frames if clip else None)
   chunk_peak = None
   if not clip and not models.is_generalising(model):
-    chunk_peak = compiled_peak_bytes(*_flat(inference.repeated_call(model, params, lr, height, width,
-                                                                    chunk=chunk or height * width)))
+    fn, args = inference.repeated_call(model, params, lr, height, width, chunk=chunk or height * width)
+    chunk_peak = compiled_peak_bytes(fn, *args)
   tmp = tempfile.TemporaryDirectory()
   path = pathlib.Path(tmp.name) / "upscaled.png" if output is None else pathlib.Path(output)
 

@@ -200,8 +200,7 @@ class LIIF(nn.Module):
       rel_y = (cy - jnp.where(valid, ys[iy], 0.0)) * h
       rel_x = (cx - jnp.where(valid, xs[ix], 0.0)) * w
       # The first Linear on [latent block, rel_y, rel_x, rel_cell]: the block's part gathered from `proj`.
-      y = jax.vmap(lambda p, i: p[i])(proj.reshape(b, h * w, -1), iy * w + ix)
-      y = jnp.where(valid[..., None], y, 0.0) + (rel_y[..., None] * w_rel[0] + rel_x[..., None] * w_rel[1]) + const
+      y = sampling.gather(proj, iy, ix, valid) + (rel_y[..., None] * w_rel[0] + rel_x[..., None] * w_rel[1]) + const
       preds.append(self._mlp_tail(y))
       areas.append(jnp.abs(rel_y * rel_x) + 1e-9)
     tot_area = areas[0]

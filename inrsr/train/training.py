@@ -413,7 +413,7 @@ def _state_layout(config: ml_collections.ConfigDict, model, tx, mesh, table_shar
   abstract = abstract_state(model, tx)
   state_sharding = sharding.state_shardings(abstract, mesh, table_sharding)
   if table_sharding != "replicated" and all(s.spec == P() for s in jax.tree.leaves(state_sharding)):
-    raise ValueError(f"train.table_sharding={table_sharding!r}: model {config.model.get('name', 'srinr')!r} has no "
+    raise ValueError(f"train.table_sharding={table_sharding!r}: model {models.model_name(config.model)!r} has no "
                      "hash tables to shard (use 'replicated')")
   check_state_memory(config, abstract, state_sharding)
   return abstract, state_sharding
