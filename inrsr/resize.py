@@ -198,6 +198,12 @@ def sample_bicubic(image: jax.Array, xy: jax.Array, size=None, renormalize: bool
   return jnp.einsum("...i,...j,...ijc->...c", wy, wx, vals)
 
 
+# The largest (N, L, k, 4, k, 4, C) block of tap values `sample_patches` gathers at once: a training batch's
+# patches (srinr_celeba: 4096 points x 12 levels, 236 MB an image) in one gather, an upscale chunk's (65536
+# points x 8 levels, 1.26 GB) tap by tap.
+ALL_TAPS_MAX_BYTES = 256 << 20
+
+
 def patch_steps(shape, size, spacings, k: int):
   """The valid (h, w) of a possibly padded image as float32, and each patch sample's offsets from its centre.
 
@@ -219,15 +225,19 @@ def patch_steps(shape, size, spacings, k: int):
           spacings[:, 1, None] * offsets)
 
 
-def sample_patches(image: jax.Array, xy: jax.Array, spacings, k: int, size=None) -> jax.Array:
+def sample_patches(image: jax.Array, xy: jax.Array, spacings, k: int, size=None,
+                   max_block_bytes: int = ALL_TAPS_MAX_BYTES) -> jax.Array:
   """k x k bicubic patches of one image centred on each point, one patch per spacing (level).
 
   Patch sample (a, b) of level l sits at (x + (b - (k-1)/2) * s_l, y + (a - (k-1)/2) * s_l), with s_l the
   level's spacing in [-1, 1] units (or a spacing per axis). The k x k grid is separable, so the 4 x 4 bicubic
-  taps are built per row and per column, and the patch is the sum over the 16 taps (i, j) of
-  `wy_i * wx_j * image[iy_i, ix_j]`, each tap gathered at the patch's (N, L, k, k, C) shape and accumulated
-  (XLA fuses the gathers into the sum): neither an HR-sized image nor the (N, L, k, 4, k, 4, C) block of every
-  tap value (16 times the patches: 1.6 GiB of temporaries for 65536 points at 4 levels) is formed.
+  taps are built per row and per column and only the taps are gathered: no HR-sized image is formed. Two
+  evaluations, chosen from the static shapes: while the (N, L, k, 4, k, 4, C) block of every tap value fits in
+  `max_block_bytes`, one gather of that block and one contraction (the faster in a CPU train step: one
+  gather instead of 16 that XLA does not fuse, 1.7-1.9x the step of `srinr_demo`, BENCHMARKS.md); above it,
+  the sum over the 16 taps (i, j) of `wy_i * wx_j * image[iy_i, ix_j]`, each tap gathered at the patch's
+  (N, L, k, k, C) shape and accumulated, so that the block (16 times the patches: 1.6 GiB of temporaries for
+  65536 points at 4 levels) is never formed (an upscale chunk).
 
   Args:
     image: (h, w, C) LR image (possibly padded, see `size`).
@@ -235,6 +245,7 @@ def sample_patches(image: jax.Array, xy: jax.Array, spacings, k: int, size=None)
     spacings: (L,) sample spacing per level in [-1, 1] units, or (L, 2) spacings along (x, y).
     k: patch size.
     size: optional (h_valid, w_valid) of a padded image.
+    max_block_bytes: the largest all-taps block gathered at once (0: always tap by tap).
 
   Returns:
     (N, L, k, k, C) patches; axis 2 runs over rows (y), axis 3 over columns (x).
@@ -246,6 +257,10 @@ def sample_patches(image: jax.Array, xy: jax.Array, spacings, k: int, size=None)
   ix, wx = _taps(px, w)  # (N, L, k, 4)
   iy, wy = _taps(py, h)
   flat = image.reshape(h_pad * w_pad, -1)
+  block_bytes = ix.shape[0] * ix.shape[1] * (k * 4) ** 2 * flat.shape[1] * flat.dtype.itemsize
+  if block_bytes <= max_block_bytes:
+    vals = flat[iy[:, :, :, :, None, None] * w_pad + ix[:, :, None, None, :, :]]  # (N, L, k, 4, k, 4, C)
+    return jnp.einsum("nlai,nlbj,nlaibjc->nlabc", wy, wx, vals)
   out = None
   for i in range(4):  # rows of taps
     row = None

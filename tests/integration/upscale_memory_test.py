@@ -81,15 +81,19 @@ def test_bvsr_ik_frames_equal_the_whole_clip(variant):
     inference.upscale_clip_frames(model, params, [frames[0], frames[1][:8]])
 
 
-def test_sample_patches_gathers_one_tap_at_a_time():
-  # Values: brute force in tests/unit/srinr_test.py. Memory: XLA's temporaries for 8192 points, 4 levels of 5 x 5
-  # patches stay below 4 times the output (the all-taps gather formed 16 times the output plus int32 indices).
+def test_sample_patches_gathers_one_tap_at_a_time_above_the_block_limit():
+  # Values of both paths: brute force in tests/unit/srinr_test.py. Memory: an upscale chunk (65536 points, 8
+  # levels of 5 x 5 patches, whose all-taps block is 1.26 GB) keeps XLA's temporaries below 4 times the output;
+  # 1024 points (a training batch's) are gathered as one block, 16 times the output and more.
   image = jnp.zeros((64, 64, 3))
-  xy = jnp.zeros((8192, 2))
-  spacings = 2.0 / np.array([8, 16, 32, 64], np.float32)
-  compiled = jax.jit(lambda im, p: resize.sample_patches(im, p, spacings, 5)).lower(image, xy).compile()
-  analysis = compiled.memory_analysis()
-  if analysis is None:
-    pytest.skip("no memory analysis on this backend")
-  out_bytes = 8192 * 4 * 5 * 5 * 3 * 4
-  assert analysis.temp_size_in_bytes < 4 * out_bytes, analysis.temp_size_in_bytes / out_bytes
+  spacings = 2.0 / np.geomspace(16, 128, 8).astype(np.float32)
+  temps = {}
+  for n in (1024, 65536):
+    xy = jnp.zeros((n, 2))
+    compiled = jax.jit(lambda im, p: resize.sample_patches(im, p, spacings, 5)).lower(image, xy).compile()
+    analysis = compiled.memory_analysis()
+    if analysis is None:
+      pytest.skip("no memory analysis on this backend")
+    temps[n] = analysis.temp_size_in_bytes / (n * 8 * 5 * 5 * 3 * 4)
+  assert temps[65536] < 4, temps
+  assert temps[1024] >= 16, temps

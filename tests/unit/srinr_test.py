@@ -1,5 +1,7 @@
 """Tests for the SR-INR / VR-INR model: shapes, parameter count, a NumPy re-computation, and a fit test."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -192,9 +194,11 @@ def test_texture_patches_in_both_layouts_match_brute_force(padded):
   spacings = np.asarray([[0.5, 0.25], [2 / 11, 2 / 9], [0.05, 0.4]], np.float32)
   want = _numpy_patches(image, xy, spacings, 5, size)
   hw = size if padded else None
-  for fn in (encoding.sample_patches_lanes, encoding.sample_patches, resize.sample_patches):
+  tap_by_tap = functools.partial(resize.sample_patches, max_block_bytes=0)  # the upscale chunks' evaluation
+  for name, fn in (("lanes", encoding.sample_patches_lanes), ("dispatch", encoding.sample_patches),
+                   ("all taps", resize.sample_patches), ("tap by tap", tap_by_tap)):
     got = np.asarray(fn(jnp.asarray(image), jnp.asarray(xy), spacings, 5, size=hw))
-    np.testing.assert_allclose(got, want, atol=2e-5, err_msg=fn.__name__)
+    np.testing.assert_allclose(got, want, atol=2e-5, err_msg=name)
   # One spacing per level for both axes, under jit with a traced valid size (as the model calls it).
   lanes = jax.jit(lambda im, p, s: encoding.sample_patches_lanes(im, p, spacings[:, 0], 3, size=(s[0], s[1])))
   np.testing.assert_allclose(np.asarray(lanes(image, xy, jnp.asarray(size))),
