@@ -341,7 +341,7 @@ class HIIF(nn.Module):
         sy = jnp.clip(cy + np.float32(vx * rx + eps_shift), lo, hi)
         sx = jnp.clip(cx + np.float32(vy * ry + eps_shift), lo, hi)
         (iy, in_y), (ix, in_x) = sampling.nearest_index(sy, h), sampling.nearest_index(sx, w)
-        samples.append((jnp.clip(iy, 0, h - 1) * w + jnp.clip(ix, 0, w - 1), in_y & in_x))
+        samples.append((sampling.flat_index(iy, ix, h, w), in_y & in_x))
         # nearest sample of the LR centres (zero outside, as grid_sample of the official pos_lr)
         vy_ok = (iy >= 0) & (iy < h)
         vx_ok = (ix >= 0) & (ix < w)

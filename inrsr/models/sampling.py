@@ -32,6 +32,19 @@ def nearest_index(c: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
   return idx, (idx >= 0) & (idx < n)
 
 
+def flat_index(iy: jax.Array, ix: jax.Array, h: int, w: int) -> jax.Array:
+  """Row-major index of pixel (iy, ix) in an (h, w) map, indices clipped to the map first.
+
+  Args:
+    iy, ix: int32 row / column indices (any shape; out-of-range values are clipped).
+    h, w: the map's height and width.
+
+  Returns:
+    int32 indices of the same shape into the map's h * w pixels.
+  """
+  return jnp.clip(iy, 0, h - 1) * w + jnp.clip(ix, 0, w - 1)
+
+
 def gather(fmap: jax.Array, iy: jax.Array, ix: jax.Array, valid: jax.Array) -> jax.Array:
   """fmap[b, iy, ix] with zeros where not valid (grid_sample's zero padding).
 
@@ -44,7 +57,7 @@ def gather(fmap: jax.Array, iy: jax.Array, ix: jax.Array, valid: jax.Array) -> j
     (B, ..., C) samples.
   """
   b, h, w, c = fmap.shape
-  flat = (jnp.clip(iy, 0, h - 1) * w + jnp.clip(ix, 0, w - 1)).reshape(b, -1)
+  flat = flat_index(iy, ix, h, w).reshape(b, -1)
   got = jax.vmap(lambda f, i: f[i])(fmap.reshape(b, h * w, c), flat).reshape(*iy.shape, c)
   return jnp.where(valid[..., None], got, 0.0)
 
