@@ -34,8 +34,8 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from inrsr import coords, models
-from inrsr.data import cascade, clips, common, fitting, images, patches, pipeline
+from inrsr import models
+from inrsr.data import protocols
 from inrsr.train import sharding, training
 
 GIB = 1 << 30
@@ -247,111 +247,17 @@ def traced_for(target: Target):
 # The config's batch, as shapes.
 
 
-def _files(config: ml_collections.ConfigDict) -> list:
-  """The image files a folder / frames / file source names (after start_frame and limit), without reading them."""
-  from inrsr.data import sources  # pylint: disable=g-import-not-at-top
-  d = config.data
-  root = d.root.replace("$INRSR_DATA_DIR", os.fspath(sources.data_root()))
-  if d.source == "file":
-    files = [root]
-  else:
-    files = images.list_images(root, "data.root", bool(d.get("recursive", False)))
-    files = files[d.get("start_frame", 0):] if d.source == "frames" else files
-  return files[:d.limit] if d.limit else files
-
-
-def frame_sizes(config: ml_collections.ConfigDict) -> list[tuple[int, int]]:
-  """The (H, W) of each frame protocols `fit` / `internal` train on, from the files' headers (nothing decoded).
-
-  With `data.hr_size` (frames resized to it) the files are only counted, and a missing folder counts as one
-  frame; bundled photographs and video files are loaded. For the `internal` protocol the sizes are those of
-  each frame's LR at `data.internal_scale`, the frames it trains on.
-
-  Raises:
-    ValueError: the data cannot be found (naming the field).
-  """
-  d = config.data
-  if d.hr_size:
-    try:
-      count = len(_files(config)) if d.source in ("folder", "frames", "file") else 1
-    except ValueError:
-      count = 1
-    sizes = [(int(d.hr_size), int(d.hr_size))] * count
-  elif d.source in ("folder", "frames", "file"):
-    from PIL import Image  # pylint: disable=g-import-not-at-top
-    sizes = []
-    for f in _files(config):
-      with Image.open(f) as im:
-        sizes.append((im.height, im.width))
-    if d.center_crop:
-      sizes = [(min(h, d.center_crop), min(w, d.center_crop)) for h, w in sizes]
-  else:
-    from inrsr.data import sources  # pylint: disable=g-import-not-at-top
-    sizes = [im.shape[:2] for _, im in sources.load_section(d, "data")]
-  if d.protocol == "internal":
-    sizes = [coords.scaled_size(h, w, float(d.internal_scale))[:2] for h, w in sizes]
-  return sizes
-
-
-def _blank(h: int, w: int) -> np.ndarray:
-  return np.zeros((h, w, 3), np.float32)
-
-
-def _worst_scales(spec: cascade.CascadeSpec) -> tuple[float, ...]:
-  """The cascade's largest scale set: every stage, each factor at the top of its range (or of its ladder)."""
-  if spec.ladder:
-    return tuple(float(np.float32(2.0 ** (cascade.rungs(lo, hi, spec.ladder)[-1] / spec.ladder)))
-                 for lo, hi in spec.ranges)
-  return tuple(float(np.float32(hi)) for _, hi in spec.ranges)
-
-
 def example_batch(config: ml_collections.ConfigDict) -> tuple[dict, tuple | None, dict]:
-  """One training example of the config's shapes, made by the protocol's own example maker on blank frames.
-
-  Fit / internal: the largest training frame (`frame_sizes`); patches, clips, cascade: an image just large
-  enough for the crops; the cascade takes its largest scale set (`_worst_scales`, static in the compiled step).
+  """One training example of the config's shapes, made by its protocol on blank frames (`protocols.blank_example`).
 
   Returns:
     (example: name -> array without the batch axis, the static stage scales or None, info: "hr_pixels" per
     example, "steps_per_epoch", "total_steps").
   """
   training.validate_config(config)
-  d = config.data
-  rng = np.random.default_rng(0)
-  scales = None
-  if d.protocol in ("fit", "internal"):
-    sizes = frame_sizes(config)
-    frames = [np.broadcast_to(np.float32(0), (h, w, 3)) for h, w in sizes]
-    spec = fitting.example_spec(config, frames)
-    h, w = max(sizes, key=lambda s: s[0] * s[1])
-    example = pipeline.make_example(_blank(h, w), 0.0, spec, rng)
-    total, per_epoch = fitting.schedule(config, frames)
-    pixels = d.pixels_per_frame
-  elif d.protocol == "patches":
-    spec = patches.patch_spec(config)
-    side = max(spec.lr_size, math.ceil(spec.lr_size * spec.scale_max))
-    example = pipeline.make_patch_example(_blank(side, side), spec, rng)
-    pixels, per_epoch, total = spec.queries, 1, None
-  elif d.protocol == "clips":
-    spec = clips.clip_spec(config)
-    side = spec.hr_size + 2 * spec.walk_step * spec.frames
-    example = clips.make_clip_example(_blank(side, side), spec, rng)
-    pixels, per_epoch, total = spec.frames * spec.hr_size ** 2, 1, None
-  elif d.protocol == "cascade":
-    spec = cascade.cascade_spec(config)
-    scales = _worst_scales(spec)
-    side = cascade.hr_side(spec.lr_size, scales)
-    total_scale = max(cascade.total_scale(scales), 1.0)
-    patch = pipeline.PatchSpec(lr_size=spec.lr_size, scale_min=total_scale, scale_max=total_scale,
-                               queries=spec.queries, augment=spec.augment, quantize_lr=spec.quantize_lr)
-    example = pipeline.make_patch_example(_blank(side, side), patch, rng)
-    pixels, per_epoch, total = spec.queries, 1, None
-  else:
-    raise ValueError(f"data.protocol={d.protocol!r} must be 'fit', 'internal', 'patches', 'clips' or 'cascade'")
-  if total is None:
-    total, per_epoch = common.schedule(config, 1, 1)
-  example = {k: np.asarray(v) for k, v in example.items() if k != "scale"}
-  return example, scales, {"hr_pixels": int(pixels), "steps_per_epoch": int(per_epoch), "total_steps": int(total)}
+  blank = protocols.blank_example(config)
+  return blank.example, blank.stage_scales, {"hr_pixels": blank.hr_pixels, "steps_per_epoch": blank.steps_per_epoch,
+                                             "total_steps": blank.total_steps}
 
 
 def abstract_batch(example: dict, batch_size: int, batch_sharding) -> dict:

@@ -292,3 +292,30 @@ def training_data(config: ml_collections.ConfigDict) -> common.TrainingData:
   dataset = cascade_dataset([im for _, im in items], spec, batch_size=d.batch_size, seed=config.train.seed,
                             num_workers=d.num_workers)
   return common.TrainingData(dataset, steps, per_epoch, d.batch_size * spec.queries)
+
+
+def largest_scales(spec: CascadeSpec) -> tuple[float, ...]:
+  """The cascade's largest scale set: every stage, each factor at the top of its range (or of its ladder)."""
+  if spec.ladder:
+    return tuple(_f32(2.0 ** (rungs(lo, hi, spec.ladder)[-1] / spec.ladder)) for lo, hi in spec.ranges)
+  return tuple(_f32(hi) for _, hi in spec.ranges)
+
+
+def blank_example(config: ml_collections.ConfigDict) -> common.BlankExample:
+  """One example at the cascade's largest scale set (`largest_scales`, static in the compiled step), cut from a
+  blank image just large enough for it.
+
+  Args:
+    config: a training config of protocol `cascade`, checked (`protocols.validate`).
+
+  Returns:
+    `common.BlankExample` with those stage scales (the schedule counts one image an epoch).
+  """
+  spec = cascade_spec(config)
+  scales = largest_scales(spec)
+  side = hr_side(spec.lr_size, scales)
+  top = max(total_scale(scales), 1.0)
+  patch = pipeline.PatchSpec(lr_size=spec.lr_size, scale_min=top, scale_max=top, queries=spec.queries,
+                             augment=spec.augment, quantize_lr=spec.quantize_lr)
+  example = pipeline.make_patch_example(common.blank_frame(side, side), patch, np.random.default_rng(0))
+  return common.blank_result(config, example, spec.queries, stage_scales=scales)

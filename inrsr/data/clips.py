@@ -246,3 +246,18 @@ def training_data(config: ml_collections.ConfigDict) -> common.TrainingData:
   dataset = clips_dataset([im for _, im in usable], spec, batch_size=d.batch_size, seed=config.train.seed,
                           num_workers=d.num_workers)
   return common.TrainingData(dataset, steps, per_epoch, d.batch_size * spec.frames * spec.hr_size ** 2)
+
+
+def blank_example(config: ml_collections.ConfigDict) -> common.BlankExample:
+  """One clip of the run's shapes, cut from a blank image just large enough for the HR crop and its walk.
+
+  Args:
+    config: a training config of protocol `clips`, checked (`protocols.validate`).
+
+  Returns:
+    `common.BlankExample` (the schedule counts one image an epoch: the data set is not read).
+  """
+  spec = clip_spec(config)
+  side = spec.hr_size + 2 * spec.walk_step * spec.frames
+  example = make_clip_example(common.blank_frame(side, side), spec, np.random.default_rng(0))
+  return common.blank_result(config, example, spec.frames * spec.hr_size ** 2)

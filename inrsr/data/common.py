@@ -26,6 +26,50 @@ class TrainingData(NamedTuple):
   pixels_per_step: int
 
 
+class BlankExample(NamedTuple):
+  """A protocol's `blank_example(config)`: one training example of the config's shapes, made on blank frames by
+  the protocol's own example maker, for compiling the train step without data (`tools/aot.py`).
+
+  Attributes:
+    example: name -> array without the batch axis (the static `scale` entry dropped).
+    stage_scales: the static stage factors the step is compiled for (the cascade's largest set), else None.
+    hr_pixels: HR pixels an example trains on.
+    steps_per_epoch: steps of one epoch, as the run's schedule counts them.
+    total_steps: steps the run trains.
+  """
+
+  example: dict
+  stage_scales: tuple | None
+  hr_pixels: int
+  steps_per_epoch: int
+  total_steps: int
+
+
+def blank_frame(h: int, w: int) -> np.ndarray:
+  """An (h, w, 3) float32 frame of zeros (the image a blank example is cut from)."""
+  return np.zeros((h, w, 3), np.float32)
+
+
+def blank_result(config: ml_collections.ConfigDict, example: dict, hr_pixels: int, stage_scales=None,
+                 steps: tuple[int, int] | None = None) -> BlankExample:
+  """A `BlankExample` of an example dict (arrays as NumPy, the `scale` entry dropped).
+
+  Args:
+    config: the training config.
+    example: the protocol's example.
+    hr_pixels: HR pixels it trains on.
+    stage_scales: static stage factors, if any.
+    steps: (total steps, steps per epoch); None counts one example an epoch (the crop protocols, whose epoch
+      length needs the data set's size: `schedule(config, 1, 1)`).
+
+  Returns:
+    The `BlankExample`.
+  """
+  total, per_epoch = schedule(config, 1, 1) if steps is None else steps
+  example = {k: np.asarray(v) for k, v in example.items() if k != "scale"}
+  return BlankExample(example, stage_scales, int(hr_pixels), int(per_epoch), int(total))
+
+
 def check_scale(field: str, value, minimum: float = 1.0) -> float:
   """`value` as a float, checked to be a finite SR scale >= `minimum`.
 

@@ -11,6 +11,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from inrsr import coords
 from inrsr.data import common, pipeline, sources
 
 FIT = "fit"  # the frames themselves
@@ -86,3 +87,25 @@ def training_data(config: ml_collections.ConfigDict) -> common.TrainingData:
   dataset = pipeline.training_dataset(frames, spec, batch_size=d.batch_size, seed=config.train.seed,
                                       times=times, num_workers=d.num_workers)
   return common.TrainingData(dataset, steps, per_epoch, d.batch_size * d.pixels_per_frame)
+
+
+def blank_example(config: ml_collections.ConfigDict) -> common.BlankExample:
+  """One example of the run's shapes on a blank copy of its largest frame (`sources.frame_sizes`: headers only).
+
+  For `internal` the frames are each frame's LR at `data.internal_scale`, as `load_frames` makes them.
+
+  Args:
+    config: a training config of protocol `fit` or `internal`, checked (`protocols.validate`).
+
+  Returns:
+    `common.BlankExample`, with the run's schedule (`schedule`).
+  """
+  d = config.data
+  sizes = sources.frame_sizes(d, "data")
+  if d.protocol == INTERNAL:
+    sizes = [coords.scaled_size(h, w, float(d.internal_scale))[:2] for h, w in sizes]
+  frames = [np.broadcast_to(np.float32(0), (h, w, 3)) for h, w in sizes]
+  h, w = max(sizes, key=lambda s: s[0] * s[1])
+  example = pipeline.make_example(common.blank_frame(h, w), 0.0, example_spec(config, frames),
+                                  np.random.default_rng(0))
+  return common.blank_result(config, example, d.pixels_per_frame, steps=schedule(config, frames))

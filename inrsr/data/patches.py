@@ -7,7 +7,10 @@ images, `data.repeat` times (the official `repeat`).
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
+import numpy as np
 from absl import logging
 
 from inrsr.data import common, pipeline, sources
@@ -50,3 +53,18 @@ def training_data(config: ml_collections.ConfigDict) -> common.TrainingData:
   dataset = pipeline.patches_dataset([im for _, im in items], spec, batch_size=d.batch_size,
                                      seed=config.train.seed, num_workers=d.num_workers)
   return common.TrainingData(dataset, steps, per_epoch, d.batch_size * spec.queries)
+
+
+def blank_example(config: ml_collections.ConfigDict) -> common.BlankExample:
+  """One example of the run's shapes, cut from a blank image just large enough for the crop at the top scale.
+
+  Args:
+    config: a training config of protocol `patches`, checked (`protocols.validate`).
+
+  Returns:
+    `common.BlankExample` (the schedule counts one image an epoch: the data set is not read).
+  """
+  spec = patch_spec(config)
+  side = max(spec.lr_size, math.ceil(spec.lr_size * spec.scale_max))
+  example = pipeline.make_patch_example(common.blank_frame(side, side), spec, np.random.default_rng(0))
+  return common.blank_result(config, example, spec.queries)

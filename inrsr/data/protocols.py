@@ -2,9 +2,10 @@
 
 Every protocol module exports `validate(config)` (the checks it adds, before anything is loaded),
 `training_data(config)` (-> `common.TrainingData`: dataset, total steps, steps per epoch, HR pixels per step),
-`WHOLE_FRAMES` (it trains on whole frames, `load_frames`, which its evaluation scores) and `SCALE_SAMPLINGS`
-(the `data.scale_sampling` values it reads). This registry is the one place that names the protocols; a new
-protocol is a module and a line here.
+`blank_example(config)` (-> `common.BlankExample`: one example of the run's shapes made on blank frames, to
+compile the train step without data), `WHOLE_FRAMES` (it trains on whole frames, `load_frames`, which its
+evaluation scores) and `SCALE_SAMPLINGS` (the `data.scale_sampling` values it reads). This registry is the one
+place that names the protocols; a new protocol is a module and a line here.
 
   * `fit`, `internal` (`fitting`): SR-INR / VR-INR, whole frames, B x P random HR pixels per step.
   * `patches` (`patches`): the generalising models, one random LR crop per image.
@@ -87,6 +88,22 @@ def training_data(config: ml_collections.ConfigDict) -> common.TrainingData:
   """
   validate(config)
   return get(config.data.protocol).training_data(config)
+
+
+def blank_example(config: ml_collections.ConfigDict) -> common.BlankExample:
+  """One training example of a config's shapes, made by its protocol's own example maker on blank frames.
+
+  Nothing is decoded but image headers (`fit`/`internal`: the largest frame's size); `tools/aot.py` compiles the
+  train step from it ahead of time.
+
+  Args:
+    config: a training config; checked first (`validate`).
+
+  Returns:
+    `common.BlankExample` (example, static stage scales, HR pixels per example, steps per epoch, total steps).
+  """
+  validate(config)
+  return get(config.data.protocol).blank_example(config)
 
 
 def load_frames(config: ml_collections.ConfigDict) -> tuple[list[np.ndarray], list[float], list[str]]:

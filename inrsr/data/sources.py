@@ -46,6 +46,18 @@ def _missing_data_error(setting: str, root: str, path: pathlib.Path) -> ValueErr
                     "to your own copy")
 
 
+def _resolve_root(source: str, root: str, setting: str) -> str:
+  """`root` with `$INRSR_DATA_DIR` expanded, or a ValueError when it is empty or names missing shared data."""
+  if not root:
+    raise ValueError(f"{setting}.root is empty: set it to a {'file' if source in ('file', 'video') else 'folder'}")
+  if "$INRSR_DATA_DIR" in root:
+    expanded = pathlib.Path(root.replace("$INRSR_DATA_DIR", os.fspath(data_root())))
+    if not expanded.exists():
+      raise _missing_data_error(setting, root, expanded)
+    root = os.fspath(expanded)
+  return root
+
+
 def load_images(source: str, *, names: Sequence[str] = (), root: str = "", limit: int = 0,
                 center_crop_size: int = 0, hr_size: int = 0, setting: str = "data",
                 start: int = 0, recursive: bool = False) -> list[tuple[str, np.ndarray]]:
@@ -73,13 +85,7 @@ def load_images(source: str, *, names: Sequence[str] = (), root: str = "", limit
   if source in ("bundled", "bundled_clip") and not names:
     raise ValueError(f"{setting}.names is empty: name at least one of {images.BUNDLED}")
   if source in ("folder", "file", "frames", "video"):
-    if not root:
-      raise ValueError(f"{setting}.root is empty: set it to a {'file' if source in ('file', 'video') else 'folder'}")
-    if "$INRSR_DATA_DIR" in root:
-      expanded = pathlib.Path(root.replace("$INRSR_DATA_DIR", os.fspath(data_root())))
-      if not expanded.exists():
-        raise _missing_data_error(setting, root, expanded)
-      root = os.fspath(expanded)
+    root = _resolve_root(source, root, setting)
   if source == "bundled":
     items = [(n, images.bundled_image(n)) for n in names]
   elif source == "folder":
@@ -109,6 +115,56 @@ def load_section(section: ml_collections.ConfigDict, setting: str) -> list[tuple
   return load_images(section.source, names=tuple(section.names), root=section.root, limit=section.limit,
                      center_crop_size=section.center_crop, hr_size=section.hr_size, setting=setting,
                      start=section.get("start_frame", 0), recursive=section.get("recursive", False))
+
+
+def image_files(section: ml_collections.ConfigDict, setting: str) -> list[str]:
+  """The image files a folder / frames / file section names (after `start_frame` and `limit`), none read.
+
+  Args:
+    section: a config data section of source "folder", "frames" or "file".
+    setting: its name in errors ("data").
+
+  Raises:
+    ValueError: the folder is missing or holds no image (naming `<setting>.root`).
+  """
+  root = _resolve_root(section.source, section.root, setting)
+  if section.source == "file":
+    files = [root]
+  else:
+    files = images.list_images(root, f"{setting}.root", bool(section.get("recursive", False)))
+    files = files[section.get("start_frame", 0):] if section.source == "frames" else files
+  return files[:section.limit] if section.limit else files
+
+
+def frame_sizes(section: ml_collections.ConfigDict, setting: str) -> list[tuple[int, int]]:
+  """The (H, W) of each frame `load_section` would return, from the files' headers where it can (none decoded).
+
+  With `hr_size` (frames resized to it) the files are only counted, and a missing folder counts as one frame;
+  bundled photographs and video files are loaded.
+
+  Args:
+    section: a config data section.
+    setting: its name in errors ("data").
+
+  Raises:
+    ValueError: the data cannot be found (naming the field).
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  files = section.source in ("folder", "frames", "file")
+  if section.hr_size:
+    try:
+      count = len(image_files(section, setting)) if files else 1
+    except ValueError:
+      count = 1
+    return [(int(section.hr_size), int(section.hr_size))] * count
+  if not files:
+    return [im.shape[:2] for _, im in load_section(section, setting)]
+  sizes = []
+  for f in image_files(section, setting):
+    with Image.open(f) as im:
+      sizes.append((im.height, im.width))
+  crop = section.center_crop
+  return [(min(h, crop), min(w, crop)) for h, w in sizes] if crop else sizes
 
 
 def image_times(config: ml_collections.ConfigDict, num_images: int) -> list[float]:

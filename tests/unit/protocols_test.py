@@ -20,7 +20,7 @@ def test_every_protocol_module_has_the_interface_and_an_unknown_name_lists_them_
   assert protocols.get(cascade.PROTOCOL) is cascade
   for name, module in protocols.PROTOCOLS.items():
     assert protocols.get(name) is module
-    assert callable(module.validate) and callable(module.training_data), name
+    assert callable(module.validate) and callable(module.training_data) and callable(module.blank_example), name
     assert isinstance(module.WHOLE_FRAMES, bool) and "uniform" in module.SCALE_SAMPLINGS, name
     if module.WHOLE_FRAMES:
       assert callable(module.load_frames), name
@@ -37,7 +37,7 @@ def test_every_protocol_module_has_the_interface_and_an_unknown_name_lists_them_
 
 
 @pytest.mark.parametrize("path", ["inrsr/train/training.py", "inrsr/train/cumulative.py", "inrsr/data/common.py",
-                                  "inrsr/data/pipeline.py"])
+                                  "inrsr/data/pipeline.py", "tools/aot.py", "tools/benchmarking.py"])
 def test_modules_outside_the_registry_name_no_protocol(path):
   source = (REPO / path).read_text()
   quoted = re.findall(r"""["'](fit|internal|patches|clips|cascade)["']""", source)
@@ -145,3 +145,44 @@ def test_whole_frames_only_from_a_whole_frame_protocol():
   with pytest.raises(ValueError, match="data.protocol='patches' trains on crops, not whole frames "
                                        r"\(those of 'fit' and 'internal'\)"):
     training.load_training_frames(c)
+
+
+def _bundled(config, names=("astronaut", "coffee")):
+  config.data.update(source="bundled", names=names, root="", limit=0)
+  return config
+
+
+@pytest.mark.parametrize("make", [
+    lambda: srinr_demo.get_config("small"),
+    lambda: _internal(srinr_demo.get_config("small")),
+    lambda: _bundled(liif_train291.get_config("small")),
+    lambda: _bundled(bvsr_ik_train291.get_config("small")),
+    lambda: _bundled(clit_train291.get_config("small"))])
+def test_blank_example_has_the_shapes_of_a_real_batch(make):
+  """Each protocol's blank example (blank frames, headers only) has the keys, shapes and dtypes of a real batch of
+  photographs from its dataset; the cascade's is at its largest scale set, the largest batch shape it draws."""
+  config = make()
+  blank = protocols.blank_example(config)
+  data = protocols.training_data(config)
+  b = config.data.batch_size
+  assert blank.hr_pixels * b == data.pixels_per_step
+  if config.data.protocol in ("fit", "internal"):  # the real schedule, counted from the frames
+    assert (blank.total_steps, blank.steps_per_epoch) == (data.total_steps, data.steps_per_epoch)
+  real = dict(next(iter(data.dataset)))
+  real.pop("scale", None)
+  scales = training.stage_scales(real)
+  assert (blank.stage_scales is None) == (scales is None)
+  if scales is not None:  # the cascade: every stage at the top of its ladder; a batch runs some of the stages
+    spec = cascade.cascade_spec(config)
+    tops = tuple(2.0 ** (cascade.rungs(lo, hi, spec.ladder)[-1] / spec.ladder) for lo, hi in spec.ranges)
+    np.testing.assert_allclose(blank.stage_scales, tops, rtol=1e-6)
+    assert len(scales) <= len(tops) and all(s <= t * (1 + 1e-6) for s, t in zip(scales, tops)), (scales, tops)
+    assert {k: v.shape for k, v in blank.example.items()} == {k: v.shape[1:] for k, v in real.items()}
+    return
+  assert {k: ((b,) + v.shape, v.dtype) for k, v in blank.example.items()} == {
+      k: (v.shape, v.dtype) for k, v in real.items()}
+
+
+def _internal(config):
+  config.data.update(protocol="internal", internal_scale=2.0)
+  return config
