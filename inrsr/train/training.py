@@ -453,6 +453,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, *, progress
     checkpoints.save_config(config, workdir)
   writer = MetricWriter(workdir, start) if lead else None
   train_step = make_train_step(model, tx, config.train.loss, mesh, state_sharding, table_sharding)
+  executables = {}  # static stage scales (`stage_scales`; None for most protocols) -> the compiled step
   batch_sharding = NamedSharding(mesh, P("data"))
   bar = None
   if progress and lead:
@@ -468,12 +469,11 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, *, progress
       scales = stage_scales(batch)
       batch = {k: jax.make_array_from_process_local_data(batch_sharding, v) for k, v in batch.items()
                if k != "scale"}
-      if step == start + 1 and jax.default_backend() != "cpu":  # The line `python -m experiments.aot` prints.
-        # Compiled apart for its memory analysis; the jitted call below compiles the same program again, which
-        # the persistent compilation cache (on by default, experiments.configs) turns into a load.
-        compiled = train_step.lower(state, batch, scales).compile()
-        logging.info("train step %s", sharding.device_memory_line(compiled, jax.local_devices()[0]))
-      state, metrics = train_step(state, batch, scales)
+      if scales not in executables:  # compiled once per static scale set; its memory line on an accelerator
+        executables[scales] = train_step.lower(state, batch, scales).compile()
+        if len(executables) == 1 and jax.default_backend() != "cpu":  # the line `python -m experiments.aot` prints
+          logging.info("train step %s", sharding.device_memory_line(executables[scales], jax.local_devices()[0]))
+      state, metrics = executables[scales](state, batch)
       loss, gnorm, unorm = (float(metrics[k]) for k in ("loss", "grad_norm", "update_norm"))
       if not all(math.isfinite(v) for v in (loss, gnorm, unorm)):
         raise NonFiniteLossError(f"loss={loss} grad_norm={gnorm} update_norm={unorm} at step {step}: stopped. "
