@@ -24,19 +24,16 @@ failed or missed the bar.
 Without torch, or without a model's checkout, the affected cases are skipped with a one-line reason.
 """
 
-import json
+import importlib.util
 import os
 import pathlib
 import sys
-import time
-import traceback
 
 from absl import app
 from absl import flags
 
 from experiments import configs
-from tools import benchmarking
-from tools.official import CASES, CHECKOUTS, REPO, markdown, run_case, run_header
+from tools.official import CASES, CHECKOUTS, REPO, markdown, run_cases
 
 _OFFICIAL = flags.DEFINE_string("official", None, "Folder holding the official checkouts (liif, CLIT, HIIF, BVSR-IK).")
 _FIXTURES = flags.DEFINE_string(
@@ -53,9 +50,7 @@ _CHUNK = flags.DEFINE_integer("chunk", 30000, "Query points per call for both (t
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  try:
-    import torch  # pylint: disable=g-import-not-at-top
-  except ImportError:
+  if importlib.util.find_spec("torch") is None:
     sys.exit("benchmark_official: needs PyTorch for the official side (pip install torch); not installed")
   official_dir = pathlib.Path(_OFFICIAL.value)
   if not official_dir.is_dir():
@@ -66,22 +61,8 @@ def main(argv):
   if _REPEATS.value < 1:
     raise app.UsageError(f"--repeats={_REPEATS.value} must be >= 1")
   names = _CASES.value or [n for n, c in CASES.items() if c.model in _MODELS.value]
-  torch.set_num_threads(_THREADS.value)
-  header = run_header(_THREADS.value)
-  rows = []
-  for name in names:
-    print(f"[{time.strftime('%H:%M:%S')}] {name} (load {benchmarking.load_average()})", file=sys.stderr, flush=True)
-    try:
-      got = run_case(name, CASES[name], official_dir, pathlib.Path(_FIXTURES.value), _REPEATS.value, _CHUNK.value)
-    except Exception as e:  # pylint: disable=broad-except
-      traceback.print_exc()
-      got = [{"case": name, "label": CASES[name].label, "error": f"{type(e).__name__}: {e}".splitlines()[0]}]
-    for r in got:
-      print(json.dumps(r), file=sys.stderr, flush=True)
-    rows += got
-    header["load_end"] = benchmarking.load_average()
-    if _JSON.value:  # rewritten after every case: a run that stops keeps what it measured
-      pathlib.Path(_JSON.value).write_text(json.dumps([{**r, "run": header} for r in rows], indent=1))
+  header, rows = run_cases(names, official_dir, pathlib.Path(_FIXTURES.value), repeats=_REPEATS.value,
+                           chunk=_CHUNK.value, threads=_THREADS.value, json_path=_JSON.value)
   print(markdown(header, rows))
   if any("error" in r or not r.get("within_bar", True) for r in rows):
     sys.exit(1)

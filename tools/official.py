@@ -5,10 +5,12 @@ from __future__ import annotations
 import ast
 import dataclasses
 import datetime
+import json
 import os
 import pathlib
 import platform
 import sys
+import traceback
 import types
 
 import numpy as np
@@ -401,6 +403,45 @@ def _fmt(v, unit):
   if unit == "s/step":
     return f"{v:.3g} s"
   return f"{v:,.0f} px/s"
+
+
+def run_cases(names, official_dir: pathlib.Path, fixtures: pathlib.Path, *, repeats: int, chunk: int,
+              threads: int, json_path: str | None = None) -> tuple[dict, list[dict]]:
+  """Every named case in turn (`run_case`), each logged to stderr with the load average; a case that raises is a
+  row with its error.
+
+  Args:
+    names: keys of CASES.
+    official_dir: the folder of official checkouts.
+    fixtures: the shared fixtures folder (its checkpoints are the weights).
+    repeats: timed calls per implementation (median), interleaved.
+    chunk: query points per call for both.
+    threads: torch's thread count (set here).
+    json_path: rewritten with the rows and the run's header after every case (a run that stops keeps what it
+      measured), when given.
+
+  Returns:
+    (the run's header, `run_header` with "load_end"; the rows).
+  """
+  import torch  # pylint: disable=g-import-not-at-top
+  torch.set_num_threads(threads)
+  header = run_header(threads)
+  rows = []
+  for name in names:
+    print(f"[{datetime.datetime.now():%H:%M:%S}] {name} (load {benchmarking.load_average()})", file=sys.stderr,
+          flush=True)
+    try:
+      got = run_case(name, CASES[name], official_dir, fixtures, repeats, chunk)
+    except Exception as e:  # pylint: disable=broad-except
+      traceback.print_exc()
+      got = [{"case": name, "label": CASES[name].label, "error": f"{type(e).__name__}: {e}".splitlines()[0]}]
+    for r in got:
+      print(json.dumps(r), file=sys.stderr, flush=True)
+    rows += got
+    header["load_end"] = benchmarking.load_average()
+    if json_path:
+      pathlib.Path(json_path).write_text(json.dumps([{**r, "run": header} for r in rows], indent=1))
+  return header, rows
 
 
 def markdown(header: dict, rows: list[dict]) -> str:
