@@ -128,6 +128,52 @@ def upscale_rows(model, params, lr: np.ndarray, height: int, width: int, *, t: f
   return _bands(model, params, lr, height, width, t, chunk, min(rows, height), cell_scale, progress, band_decoding)
 
 
+def decode_bytes(model, params, lr_hw, out_hw, chunk: int = 65536, band_decoding: bool = True) -> tuple[int, int]:
+  """The memory a generalising model takes to decode an `lr_hw` -> `out_hw` output, for one image.
+
+  Compiled, not run: the encoder for the output's static arguments, whose outputs (CLIT's stage maps, which the
+  official design computes at every stage's full grid, 16 times the LR for a third stage at x32; the others'
+  LR-sized maps) are held while the output is decoded, its temporaries while it runs, and, for a model that
+  decodes in bands, the band call's temporaries and output twice (two bands in flight). A fitting model decodes
+  from the LR itself in bounded chunks: (0, 0).
+
+  Args:
+    model: a registered model.
+    params: its parameters (only their shapes are read).
+    lr_hw: the LR's (h, w).
+    out_hw: the output's (H, W).
+    chunk, band_decoding: as for `upscale`.
+
+  Returns:
+    (bytes of the features, the peak: features plus the larger of the encoder's and the decoding's working set).
+  """
+  if not models.is_generalising(model):
+    return 0, 0
+  lr = jax.ShapeDtypeStruct((1, int(lr_hw[0]), int(lr_hw[1]), 3), jnp.float32)
+  bands = _decodes_in_bands(model, chunk, band_decoding)
+  if bands:
+    kwargs, cols, layout = model.band_layout(tuple(lr_hw), tuple(out_hw), chunk)
+    encoder = _encoder(model, (("scales", kwargs["scales"]),))
+  else:
+    own = models.hook(model, "query_kwargs")
+    encoder = _encoder(model, tuple(sorted((own(tuple(lr_hw), tuple(out_hw)) if own is not None else {}).items())))
+  feats = jax.eval_shape(encoder, params, lr)
+  features = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(feats))
+  working = []
+  analysis = encoder.lower(params, lr).compile().memory_analysis()
+  if analysis is not None:
+    working.append(analysis.temp_size_in_bytes)
+  if bands:
+    rows, plans = layout[0]
+    ys, xs = coords.make_coord_f32(int(out_hw[0])), coords.make_coord_f32(int(out_hw[1]))
+    cell = np.zeros((2,), np.float32)
+    analysis = _band_querier(model, tuple(sorted(kwargs.items()))).lower(
+        params, feats, ys[rows], xs, cell, plans, cols).compile().memory_analysis()
+    if analysis is not None:
+      working.append(2 * (analysis.temp_size_in_bytes + analysis.output_size_in_bytes))
+  return int(features), int(features + max(working, default=0))
+
+
 def resolve_cell_scale(model, lr_hw, out_hw, cell_scale: float | None) -> float:
   """The cell factor a decode uses: the model's rule (`inrsr.models.cell_scale`) for None, else `cell_scale`.
 

@@ -17,12 +17,13 @@ import os
 import pathlib
 
 import imageio.v3 as iio
+import jax
 import numpy as np
 
-from inrsr import coords
+from inrsr import coords, models
 from inrsr.data import images, video
 from inrsr.infer import inference
-from inrsr.train import checkpoints
+from inrsr.train import checkpoints, training
 
 # The largest output inrsr writes, in pixels per image or frame: 65536 x 65536, 12 GiB as 8-bit RGB (raise it
 # by assigning to `inrsr.infer.upscaling.MAX_OUTPUT_PIXELS` where the disk and the time allow).
@@ -166,6 +167,40 @@ def _filter_scanlines(raw: np.ndarray, prev: np.ndarray, bpp: int) -> bytes:
   return out.tobytes()
 
 
+def check_decode_memory(model, params, lr_hw, height: int, width: int, chunk: int) -> int:
+  """Refuse, before any work, an output whose decoding the host cannot hold (`inference.decode_bytes`).
+
+  On a CPU only (an accelerator's memory is its own; XLA reports it).
+
+  Args:
+    model, params: the model and its parameters.
+    lr_hw: the LR's (h, w).
+    height, width: the output size.
+    chunk: query points per call.
+
+  Only a model whose features depend on the output size (a `query_kwargs` hook: CLIT's stages) is compiled for;
+  the others hold LR-sized features and decode in chunks.
+
+  Returns:
+    The decoding's peak bytes (features and the larger working set); 0 when not checked.
+
+  Raises:
+    ValueError: on a CPU, more than the host memory available (`training.host_memory_available`).
+  """
+  if jax.default_backend() != "cpu":
+    return 0
+  available = training.host_memory_available()
+  if available is None or models.hook(model, "query_kwargs") is None:
+    return 0  # LR-sized features and chunk-bounded decoding (benchmark_upscale measures them): nothing to compile
+  features, peak = inference.decode_bytes(model, params, lr_hw, (height, width), chunk)
+  if peak > available:
+    raise ValueError(f"an output of {width}x{height} from a {lr_hw[1]}x{lr_hw[0]} input: {type(model).__name__} "
+                     f"needs {peak / 2**30:.1f} GiB ({features / 2**30:.1f} GiB of features held while it "
+                     f"decodes; CLIT: every stage's maps at its full grid), more than the {available / 2**30:.1f} "
+                     "GiB of host memory available; ask for a smaller output or upscale a smaller input")
+  return peak
+
+
 def upscale_to_file(model, params, lr: np.ndarray, path, height: int, width: int, *, t: float = 0.0,
                     chunk: int = 65536, progress: bool = False, self_ensemble: bool = False,
                     cell_scale: float | None = None) -> None:
@@ -177,6 +212,7 @@ def upscale_to_file(model, params, lr: np.ndarray, path, height: int, width: int
   """
   path = pathlib.Path(path)
   check_output(path, height, width)
+  check_decode_memory(model, params, lr.shape[:2], height, width, chunk)
   if self_ensemble:
     bands = iter([(0, inference.upscale_self_ensemble(model, params, lr, height, width, chunk=chunk,
                                                       cell_scale=cell_scale, progress=progress))])

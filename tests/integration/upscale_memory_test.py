@@ -97,3 +97,27 @@ def test_sample_patches_gathers_one_tap_at_a_time_above_the_block_limit():
     temps[n] = analysis.temp_size_in_bytes / (n * 8 * 5 * 5 * 3 * 4)
   assert temps[65536] < 4, temps
   assert temps[1024] >= 16, temps
+
+
+def test_an_output_whose_clit_stage_maps_exceed_the_host_is_refused_before_any_work(tmp_path, monkeypatch):
+  # Hand count: CLIT3 :small at x32 from 16 x 16 runs stages [4, 4, 2] on grids 16, 64 and 256 (LR x 1, 4, 16),
+  # each holding q, k and v of base_dim channels; plus the normalised LR (3) and init_feat (base_dim).
+  from experiments.configs import clit_train291  # pylint: disable=g-import-not-at-top
+  from inrsr import models  # pylint: disable=g-import-not-at-top
+  from inrsr.infer import upscaling  # pylint: disable=g-import-not-at-top
+  model = models.from_config(clit_train291.get_config("clit3,small").model)
+  params = models.init_params(model, jax.random.key(0))
+  c = model.base_dim
+  assert model.query_kwargs((16, 16), (512, 512)) == {"scales": (4.0, 4.0, 2.0)}
+  want = 4 * (16 * 16 * (3 + c) + 3 * c * (16 ** 2 + 64 ** 2 + 256 ** 2))
+  features, peak = inference.decode_bytes(model, params, (16, 16), (512, 512))
+  assert features == want and peak > want  # XLA's temporaries (the resampled maps) on top
+  lr = np.zeros((16, 16, 3), np.float32)
+  out = tmp_path / "out.png"
+  monkeypatch.setattr(upscaling.training, "host_memory_available", lambda: peak - 1)
+  with pytest.raises(ValueError, match=r"an output of 512x512 from a 16x16 input: CLIT needs "):
+    upscaling.upscale_to_file(model, params, lr, out, 512, 512)
+  assert list(tmp_path.iterdir()) == []  # nothing written, not even a partial file
+  monkeypatch.setattr(upscaling.training, "host_memory_available", lambda: peak)
+  upscaling.upscale_to_file(model, params, lr, out, 64, 64)  # x4 (one stage) fits: written
+  assert out.is_file()
