@@ -117,7 +117,7 @@ def load_section(section: ml_collections.ConfigDict, setting: str) -> list[tuple
                      start=section.get("start_frame", 0), recursive=section.get("recursive", False))
 
 
-def image_files(section: ml_collections.ConfigDict, setting: str) -> list[str]:
+def image_files(section: ml_collections.ConfigDict, setting: str) -> list[pathlib.Path]:
   """The image files a folder / frames / file section names (after `start_frame` and `limit`), none read.
 
   Args:
@@ -129,7 +129,7 @@ def image_files(section: ml_collections.ConfigDict, setting: str) -> list[str]:
   """
   root = _resolve_root(section.source, section.root, setting)
   if section.source == "file":
-    files = [root]
+    files = [pathlib.Path(os.path.expandvars(root)).expanduser()]
   else:
     files = images.list_images(root, f"{setting}.root", bool(section.get("recursive", False)))
     files = files[section.get("start_frame", 0):] if section.source == "frames" else files
