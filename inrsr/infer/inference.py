@@ -152,11 +152,9 @@ def decode_bytes(model, params, lr_hw, out_hw, chunk: int = 65536, band_decoding
   lr = jax.ShapeDtypeStruct((1, int(lr_hw[0]), int(lr_hw[1]), 3), jnp.float32)
   bands = _decodes_in_bands(model, chunk, band_decoding)
   if bands:
-    kwargs, cols, layout = model.band_layout(tuple(lr_hw), tuple(out_hw), chunk)
-    encoder = _encoder(model, (("scales", kwargs["scales"]),))
+    encoder, decode, cols, layout = _band_programs(model, lr_hw, out_hw, chunk)
   else:
-    own = models.hook(model, "query_kwargs")
-    encoder = _encoder(model, tuple(sorted((own(tuple(lr_hw), tuple(out_hw)) if own is not None else {}).items())))
+    encoder = _encoder(model, _query_kwargs(model, lr_hw, out_hw))
   feats = jax.eval_shape(encoder, params, lr)
   features = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(feats))
   working = []
@@ -167,8 +165,7 @@ def decode_bytes(model, params, lr_hw, out_hw, chunk: int = 65536, band_decoding
     rows, plans = layout[0]
     ys, xs = coords.make_coord_f32(int(out_hw[0])), coords.make_coord_f32(int(out_hw[1]))
     cell = np.zeros((2,), np.float32)
-    analysis = _band_querier(model, tuple(sorted(kwargs.items()))).lower(
-        params, feats, ys[rows], xs, cell, plans, cols).compile().memory_analysis()
+    analysis = decode.lower(params, feats, ys[rows], xs, cell, plans, cols).compile().memory_analysis()
     if analysis is not None:
       working.append(2 * (analysis.temp_size_in_bytes + analysis.output_size_in_bytes))
   return int(features), int(features + max(working, default=0))
@@ -235,15 +232,27 @@ def _decodes_in_bands(model, chunk, band_decoding) -> bool:
           and chunk > 0 and models.hook(model, "band_decoding"))
 
 
+def _band_programs(model, lr_hw, out_hw, chunk):
+  """Band decoding's jitted encoder and band call for an output, and its layout: (encoder, decode, cols, bands)."""
+  kwargs, cols, bands = model.band_layout(tuple(lr_hw), tuple(out_hw), chunk)
+  encoder = _encoder(model, (("scales", kwargs["scales"]),))
+  return encoder, _band_querier(model, tuple(sorted(kwargs.items()))), cols, bands
+
+
+def _query_kwargs(model, lr_hw, out_hw) -> tuple:
+  """The static arguments of a generalising model's encode and point queries for an output (`query_kwargs`)."""
+  own = models.hook(model, "query_kwargs")
+  return tuple(sorted((own(tuple(lr_hw), tuple(out_hw)) if own is not None else {}).items()))
+
+
 def _band_setup(model, params, lr, height, width, chunk, cell_scale):
   """Band decoding's compiled call and its per-image arguments: (decode, feats, ys, xs, cell, cols, bands).
 
   Band b is decoded by `decode(params, feats, ys[rows_b], xs, cell, plans_b, cols)` with (rows_b, plans_b) =
   bands[b]; every band has the same shapes.
   """
-  kwargs, cols, bands = model.band_layout(lr.shape[:2], (height, width), chunk)
-  feats = _encoder(model, (("scales", kwargs["scales"]),))(params, jnp.asarray(lr, jnp.float32)[None])
-  decode = _band_querier(model, tuple(sorted(kwargs.items())))
+  encoder, decode, cols, bands = _band_programs(model, lr.shape[:2], (height, width), chunk)
+  feats = encoder(params, jnp.asarray(lr, jnp.float32)[None])
   ys, xs = coords.make_coord_f32(height), jnp.asarray(coords.make_coord_f32(width))
   cell, cols = jnp.asarray(_cell(height, width, cell_scale)), jax.tree.map(jnp.asarray, cols)
   return decode, feats, ys, xs, cell, cols, bands
@@ -251,8 +260,7 @@ def _band_setup(model, params, lr, height, width, chunk, cell_scale):
 
 def _point_setup(model, params, lr, height, width, cell_scale):
   """A generalising model's compiled point query and its per-image arguments: (query, feats, cell (2,))."""
-  own = models.hook(model, "query_kwargs")
-  kwargs = tuple(sorted((own(lr.shape[:2], (height, width)) if own is not None else {}).items()))
+  kwargs = _query_kwargs(model, lr.shape[:2], (height, width))
   feats = _encoder(model, kwargs)(params, jnp.asarray(lr, jnp.float32)[None])
   return _querier(model, kwargs), feats, _cell(height, width, cell_scale)
 
