@@ -131,10 +131,10 @@ def upscale_rows(model, params, lr: np.ndarray, height: int, width: int, *, t: f
 def decode_bytes(model, params, lr_hw, out_hw, chunk: int = 65536, band_decoding: bool = True) -> tuple[int, int]:
   """The memory a generalising model takes to decode an `lr_hw` -> `out_hw` output, for one image.
 
-  Compiled, not run: the encoder for the output's static arguments, whose outputs (CLIT's stage maps, which the
-  official design computes at every stage's full grid, 16 times the LR for a third stage at x32; the others'
-  LR-sized maps) are held while the output is decoded, its temporaries while it runs, and, for a model that
-  decodes in bands, the band call's temporaries and output twice (two bands in flight). A fitting model decodes
+  Compiled, not run: the encoder for the output's static arguments, whose outputs (CLIT's stage maps, except
+  those of stages computed in blocks of rows, two blocks each; the others' LR-sized maps) are held while the
+  output is decoded, its temporaries while it runs, and, for a model that decodes in bands, the band call's
+  temporaries and output twice (two bands in flight). A fitting model decodes
   from the LR itself in bounded chunks: (0, 0).
 
   Args:
@@ -151,21 +151,32 @@ def decode_bytes(model, params, lr_hw, out_hw, chunk: int = 65536, band_decoding
     return 0, 0
   lr = jax.ShapeDtypeStruct((1, int(lr_hw[0]), int(lr_hw[1]), 3), jnp.float32)
   bands = _decodes_in_bands(model, chunk, band_decoding)
+  windows = ()
   if bands:
-    encoder, decode, cols, layout = _band_programs(model, lr_hw, out_hw, chunk)
+    encoder, decode, cols, layout, windows = _band_programs(model, lr_hw, out_hw, chunk)
   else:
     encoder = _encoder(model, _query_kwargs(model, lr_hw, out_hw))
   feats = jax.eval_shape(encoder, params, lr)
-  features = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(feats))
+  nbytes = lambda tree: sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
+  features = nbytes(feats)
   working = []
   analysis = encoder.lower(params, lr).compile().memory_analysis()
   if analysis is not None:
     working.append(analysis.temp_size_in_bytes)
   if bands:
+    stages = list(feats["stages"])
+    for i, hw, rows in windows:  # blocks of rows: two of a stage held while one replaces the other
+      maker = _block_maker(model, i, hw, rows)
+      stages[i] = jax.eval_shape(maker, params, feats["feat"], np.int32(0))
+      features += 2 * nbytes(stages[i])
+      analysis = maker.lower(params, feats["feat"], np.int32(0)).compile().memory_analysis()
+      if analysis is not None:
+        working.append(analysis.temp_size_in_bytes)
     rows, plans = layout[0]
     ys, xs = coords.make_coord_f32(int(out_hw[0])), coords.make_coord_f32(int(out_hw[1]))
     cell = np.zeros((2,), np.float32)
-    analysis = decode.lower(params, feats, ys[rows], xs, cell, plans, cols).compile().memory_analysis()
+    analysis = decode.lower(params, {**feats, "stages": tuple(stages)}, ys[rows], xs, cell, plans,
+                            cols).compile().memory_analysis()
     if analysis is not None:
       working.append(2 * (analysis.temp_size_in_bytes + analysis.output_size_in_bytes))
   return int(features), int(features + max(working, default=0))
@@ -232,11 +243,47 @@ def _decodes_in_bands(model, chunk, band_decoding) -> bool:
           and chunk > 0 and models.hook(model, "band_decoding"))
 
 
+@functools.lru_cache(maxsize=32)
+def _block_maker(model, stage: int, hw: tuple, rows: int):
+  return jax.jit(lambda params, feat, row0: model.apply({"params": params}, feat, row0, method="stage_block",
+                                                        stage=stage, hw=hw, rows=rows))
+
+
+class _Blocks:
+  """The stage maps that `band_layout` computes in blocks of rows (`CLIT.stage_block`): one block per such stage
+  held at a time, the next one made when a band reads rows outside it (bands come in order, top to bottom)."""
+
+  def __init__(self, model, params, feats, windows):
+    """windows: (stage, (h, w), rows) of each stage computed in blocks."""
+    self.model, self.params, self.feats, self.windows = model, params, feats, tuple(windows)
+    self.held, self.made = {}, 0  # stage -> (row0, block); blocks computed so far
+
+  def __call__(self, plans) -> dict:
+    """The encoder's features with the block each windowed stage of a band (its `band_plans` entry) reads."""
+    if not self.windows:
+      return self.feats
+    stages, margin = list(self.feats["stages"]), self.model.block_margin()
+    for i, (h, w), rows in self.windows:
+      groups = np.asarray(plans[i][0])  # the band's feature rows
+      lo, hi = max(int(groups.min()) - margin, 0), min(int(groups.max()) + margin, h - 1)
+      row0, block = self.held.get(i, (None, None))
+      if row0 is None or lo < row0 or hi >= row0 + rows:
+        row0 = min(lo, h - rows)
+        block = _block_maker(self.model, i, (h, w), rows)(self.params, self.feats["feat"], np.int32(row0))
+        self.held[i] = (row0, block)
+        self.made += 1
+      stages[i] = block
+    return {**self.feats, "stages": tuple(stages)}
+
+
 def _band_programs(model, lr_hw, out_hw, chunk):
-  """Band decoding's jitted encoder and band call for an output, and its layout: (encoder, decode, cols, bands)."""
+  """Band decoding's jitted encoder and band call for an output, its layout, and the stages computed in blocks of
+  rows: (encoder, decode, cols, bands, windows), windows holding (stage, (h, w), rows) of each such stage."""
   kwargs, cols, bands = model.band_layout(tuple(lr_hw), tuple(out_hw), chunk)
-  encoder = _encoder(model, (("scales", kwargs["scales"]),))
-  return encoder, _band_querier(model, tuple(sorted(kwargs.items()))), cols, bands
+  encoder = _encoder(model, (("scales", kwargs["scales"]), ("windows", kwargs["windows"])))
+  hws = model.stage_plan(tuple(lr_hw), kwargs["scales"])
+  windows = tuple((i, tuple(int(v) for v in hws[i]), rows) for i, rows in enumerate(kwargs["windows"]) if rows)
+  return encoder, _band_querier(model, tuple(sorted(kwargs.items()))), cols, bands, windows
 
 
 def _query_kwargs(model, lr_hw, out_hw) -> tuple:
@@ -246,16 +293,17 @@ def _query_kwargs(model, lr_hw, out_hw) -> tuple:
 
 
 def _band_setup(model, params, lr, height, width, chunk, cell_scale):
-  """Band decoding's compiled call and its per-image arguments: (decode, feats, ys, xs, cell, cols, bands).
+  """Band decoding's compiled call and its per-image arguments: (decode, feats_of, ys, xs, cell, cols, bands).
 
-  Band b is decoded by `decode(params, feats, ys[rows_b], xs, cell, plans_b, cols)` with (rows_b, plans_b) =
-  bands[b]; every band has the same shapes.
+  Band b is decoded by `decode(params, feats_of(plans_b), ys[rows_b], xs, cell, plans_b, cols)` with
+  (rows_b, plans_b) = bands[b]; every band has the same shapes. `feats_of` adds the blocks of rows of the stages
+  computed in blocks (`_Blocks`), to be called for the bands in order.
   """
-  encoder, decode, cols, bands = _band_programs(model, lr.shape[:2], (height, width), chunk)
+  encoder, decode, cols, bands, windows = _band_programs(model, lr.shape[:2], (height, width), chunk)
   feats = encoder(params, jnp.asarray(lr, jnp.float32)[None])
   ys, xs = coords.make_coord_f32(height), jnp.asarray(coords.make_coord_f32(width))
   cell, cols = jnp.asarray(_cell(height, width, cell_scale)), jax.tree.map(jnp.asarray, cols)
-  return decode, feats, ys, xs, cell, cols, bands
+  return decode, _Blocks(model, params, feats, windows), ys, xs, cell, cols, bands
 
 
 def _point_setup(model, params, lr, height, width, cell_scale):
@@ -290,9 +338,9 @@ def repeated_call(model, params, lr, height: int, width: int, *, chunk: int, ban
   if not models.hook(model, "queries_independent"):
     raise ValueError(f"repeated_call: {type(model).__name__}'s queries interact (two passes per chunk)")
   if _decodes_in_bands(model, chunk, band_decoding):
-    decode, feats, ys, xs, cell, cols, bands = _band_setup(model, params, lr, height, width, chunk, 1.0)
+    decode, feats_of, ys, xs, cell, cols, bands = _band_setup(model, params, lr, height, width, chunk, 1.0)
     rows, plans = bands[0]
-    return decode, (params, feats, ys[rows], xs, cell, plans, cols)
+    return decode, (params, feats_of(plans), ys[rows], xs, cell, plans, cols)
   query, feats, cell = _point_setup(model, params, lr, height, width, 1.0)
   q = jnp.zeros((1, min(chunk, height * width), 2), jnp.float32)
   return query, (params, feats, q, jnp.broadcast_to(jnp.asarray(cell), q.shape))
@@ -300,12 +348,13 @@ def repeated_call(model, params, lr, height: int, width: int, *, chunk: int, ban
 
 def _band_predictions(model, params, lr, height, width, chunk, cell_scale, progress):
   """(n, C) predictions of whole output rows in order, band by band (`CLIT.band_layout` / `query_band`)."""
-  decode, feats, ys, xs, cell, cols, bands = _band_setup(model, params, lr, height, width, chunk, cell_scale)
+  decode, feats_of, ys, xs, cell, cols, bands = _band_setup(model, params, lr, height, width, chunk, cell_scale)
   if progress:
     import tqdm  # pylint: disable=g-import-not-at-top
     bands = tqdm.tqdm(bands, desc=f"upscale {lr.shape[1]}x{lr.shape[0]} -> {width}x{height}", leave=False)
 
   def dispatch(r, plans):
+    feats = feats_of(plans)
     out = decode(params, feats, jnp.asarray(ys[r]), xs, cell, jax.tree.map(jnp.asarray, plans), cols)
     return out.reshape(-1, out.shape[-1]), min(len(r), height - int(r[0])) * width  # the last band's repeats go
 

@@ -191,6 +191,11 @@ class CLIT(nn.Module):
   # `factor_threshold()` pixels per feature pixel; below, the stage is decoded point by point (`_decode`).
   # None: the measured rule max(9, 128 * head / base_dim) (`factor_threshold`); a number overrides it.
   factor_min_queries: ClassVar[float | None] = None
+  # A later stage whose q, k, v maps (and resampled features) would take more than `stage_maps_max_bytes` at its
+  # full grid is computed in blocks of rows for `query_band` (`stage_block`), each about `stage_block_bytes`
+  # and at least one band's rows with their neighbours: 12.8 GiB of maps for a `:small` CLIT3 at x32 otherwise.
+  stage_maps_max_bytes: ClassVar[int] = 256 << 20
+  stage_block_bytes: ClassVar[int] = 128 << 20
 
   @property
   def radius(self) -> int:
@@ -259,6 +264,42 @@ class CLIT(nn.Module):
       maps["f"] = self.conv_freqs[stage](feat)
     return maps
 
+  def stage_block(self, feat: jax.Array, row0: jax.Array, *, stage: int, hw: Sequence[int], rows: int) -> dict:
+    """Rows [row0, row0 + rows) of a later stage's q, k, v maps, with "row0" (what `query_band` offsets by).
+
+    `init_feat` is resampled on those rows and one halo row each side (zero beyond the grid, the convolutions'
+    zero padding), convolved, and the halo cut: `_stage_maps` of the whole grid cut to the rows, up to float32
+    rounding, in memory proportional to `rows`.
+
+    Args:
+      feat: (1, h, w, base_dim) `init_feat` (`encode`'s "feat").
+      row0: int32 first row, in [0, hw[0] - rows].
+      stage: the stage (>= 1); hw: its feature-map size; rows: rows of the block (static).
+
+    Returns:
+      {"q", "k", "v": (1, rows, hw[1], base_dim), "row0": int32 row0}.
+    """
+    if stage < 1 or not 0 < rows <= int(hw[0]):
+      raise ValueError(f"stage_block: {stage=} must be >= 1 and {rows=} in [1, {int(hw[0])}]")
+    # Bilinear row taps of rows row0 - 1 .. row0 + rows; the padded ends have zero weights.
+    taps = [jax.lax.dynamic_slice(jnp.asarray(np.pad(t, 1)), (row0,), (rows + 2,))
+            for t in clit_tables.resample_axis(feat.shape[1], int(hw[0]))]
+    b0, wb0, b1, wb1 = clit_tables.resample_axis(feat.shape[2], int(hw[1]))
+    x = feat[:, taps[0]] * taps[1][None, :, None, None] + feat[:, taps[2]] * taps[3][None, :, None, None]
+    x = x[:, :, b0] * wb0[None, None, :, None] + x[:, :, b1] * wb1[None, None, :, None]
+    maps = {"v": self.conv_vs[stage](x)[:, 1:-1]}
+    if self.local_attn:
+      maps["q"] = self.conv_qs[stage](x)[:, 1:-1]
+      maps["k"] = self.conv_ks[stage](x)[:, 1:-1]
+    if self.freq_encoding:
+      maps["f"] = self.conv_freqs[stage](x)[:, 1:-1]
+    maps["row0"] = jnp.asarray(row0, jnp.int32)
+    return maps
+
+  def block_margin(self) -> int:
+    """Feature rows a query reads beyond its nearest one: r for keys and values, 1 for the bilinear query."""
+    return max(self.radius, 1)
+
   def query_kwargs(self, lr_hw: Sequence[int], out_hw: Sequence[int]) -> dict:
     """Static arguments of `encode` and `query` for an LR of `lr_hw` upscaled to `out_hw` (the stage scales).
 
@@ -270,12 +311,14 @@ class CLIT(nn.Module):
       scales = scales[:self.num_stages - 1] + (float(np.prod(scales[self.num_stages - 1:])),)
     return {"scales": scales}
 
-  def encode(self, lr: jax.Array, *, scales=None) -> dict:
+  def encode(self, lr: jax.Array, *, scales=None, windows: Sequence[int] = ()) -> dict:
     """Features of an LR batch.
 
     Args:
       lr: (B, h, w, 3) LR in [0, 1].
       scales: the stages to prepare (see `stage_plan`); the same value must reach `query`.
+      windows: per stage, the rows of its blocks where `band_layout` computes it in blocks (`stage_block`);
+        such a stage gets no maps here (an empty dict). Missing entries are 0 (the whole map).
 
     Returns:
       {"inp": (B, h, w, 3) normalised LR, "feat": (B, h, w, base_dim) `init_feat`, "stages": one dict of
@@ -286,7 +329,8 @@ class CLIT(nn.Module):
     sizes = self.stage_plan(lr.shape[1:3], scales)
     inp = (lr.astype(jnp.float32) - 0.5) / 0.5
     feat = self.conv_ch(self.encoder_net(inp))
-    stages = tuple(self._stage_maps(feat, i, hw) for i, hw in enumerate(sizes))
+    stages = tuple({} if i < len(windows) and windows[i] else self._stage_maps(feat, i, hw)
+                   for i, hw in enumerate(sizes))
     if self.is_initializing():  # create every stage's convs, whatever `scales` the init call used
       for i in range(len(sizes), self.num_stages):
         self._stage_maps(feat, i, None)
@@ -330,11 +374,13 @@ class CLIT(nn.Module):
     rel = jnp.stack([jnp.broadcast_to(rel_y[..., :, None], shape), jnp.broadcast_to(rel_x[..., None, :], shape)],
                     -1).reshape(bsz, q, k * k, 2)
     niy, nix, nvalid = _neighbourhoods(ny_i, ny_v, nx_i, nx_v)  # (B, Q, N)
+    row0 = maps.get("row0", 0)  # a block of rows (`stage_block`): its first row
+    niy = niy - row0
     v = sampling.gather(maps["v"], niy, nix, nvalid)  # (B, Q, N, C)
     dim = v.shape[-1]
     if self.local_attn:
       c = dim // self.head
-      qv = sampling.bilinear(maps["q"], cy, cx, border=False).reshape(bsz, q, self.head, c)
+      qv = sampling.bilinear(maps["q"], cy, cx, border=False, row0=row0, height=h).reshape(bsz, q, self.head, c)
       kv = sampling.gather(maps["k"], niy, nix, nvalid).reshape(bsz, q, k * k, self.head, c)
       logits = jnp.einsum("bqhc,bqnhc->bqnh", qv, kv, precision=PRECISION) / np.float32(np.sqrt(c))
       if self.pos_bias:
@@ -428,8 +474,8 @@ class CLIT(nn.Module):
     fits the budget.
 
     Returns:
-      (kwargs, cols, bands): `query_band`'s static keywords {"scales", "factored"}, then
-      `clit_tables.band_plans`' layouts.
+      (kwargs, cols, bands): `query_band`'s static keywords {"scales", "factored", "windows"} ("scales" and
+      "windows" are `encode`'s too), then `clit_tables.band_plans`' layouts.
     """
     height, width = (int(v) for v in out_hw)
     scales = self.query_kwargs(lr_hw, out_hw)["scales"]
@@ -451,7 +497,25 @@ class CLIT(nn.Module):
     heights = clit_tables.band_heights(height, [h for (h, _), fac in zip(hws, factored) if fac])
     rows = max([r for r in heights if floats(r) <= budget], default=heights[0])
     cols, bands = clit_tables.band_plans(height, width, hws, rows)
-    return {"scales": scales, "factored": factored}, cols, bands
+    return {"scales": scales, "factored": factored, "windows": self._windows(hws, bands)}, cols, bands
+
+  def _windows(self, hws, bands) -> tuple[int, ...]:
+    """Rows of each stage's blocks (`stage_block`) for `band_layout`'s bands; 0: the whole map, from `encode`.
+
+    A later stage whose maps (q, k, v and the resampled features they come from) exceed `stage_maps_max_bytes`
+    at its full grid is computed in blocks of about `stage_block_bytes`, at least a band's feature rows with
+    `block_margin()` rows each side, so that each band reads one block.
+    """
+    windows = []
+    for i, (h, w) in enumerate(hws):
+      row_bytes = 4 * w * self.base_dim * 4
+      if i == 0 or h * row_bytes <= self.stage_maps_max_bytes:
+        windows.append(0)
+        continue
+      need = len(bands[0][1][i][0]) + 2 * self.block_margin()  # a band's feature rows and their neighbours
+      rows = min(h, max(need, self.stage_block_bytes // row_bytes))
+      windows.append(0 if rows == h else rows)
+    return tuple(windows)
 
   def _decode_band(self, stage: int, maps: dict, hw, ys, xs, plan, col, cell) -> jax.Array:
     """One stage's residual at the band's (R, W) grid, the first Linear factored per feature pixel.
@@ -477,13 +541,15 @@ class CLIT(nn.Module):
     rel_y = (cy[..., None] - ny_c[:, None, :]) * np.float32(h)  # (m, A, k), as `_decode`
     rel_x = (cx[..., None] - nx_c[:, None, :]) * np.float32(w)  # (w, B, k)
     niy, nix, nvalid = (a[None] for a in _neighbourhoods(ny_i[:, None], ny_v[:, None], nx_i[None], nx_v[None]))
+    row0 = maps.get("row0", 0)  # a block of rows (`stage_block`): its first row
+    niy = niy - row0
     dim = self.base_dim
     c = dim // self.head
     v = sampling.gather(maps["v"], niy, nix, nvalid)[0].reshape(m, w, n_nb, self.head, c)
     kn = sampling.gather(maps["k"], niy, nix, nvalid)[0].reshape(m, w, n_nb, self.head, c)
     qy = jnp.broadcast_to(cy[:, :, None, None], (m, a, w, b)).reshape(1, -1)
     qx = jnp.broadcast_to(cx[None, None], (m, a, w, b)).reshape(1, -1)
-    qv = sampling.bilinear(maps["q"], qy, qx, border=False).reshape(m, a, w, b, self.head, c)
+    qv = sampling.bilinear(maps["q"], qy, qx, border=False, row0=row0, height=h).reshape(m, a, w, b, self.head, c)
     logits = jnp.einsum("iajbhc,ijnhc->iajbnh", qv, kn, precision=PRECISION) / np.float32(np.sqrt(c))
     # The bias Linear on [sin(y b), sin(x b), cos(y b), cos(x b)] splits into a row part and a column part.
     pb = self.pb_proj.variables["params"]
@@ -505,7 +571,7 @@ class CLIT(nn.Module):
     return out[rpick][:, cpick]
 
   def query_band(self, feats: dict, ys: jax.Array, xs: jax.Array, cell: jax.Array, plans, cols, *,
-                 scales=None, factored: Sequence[bool] = ()) -> jax.Array:
+                 scales=None, factored: Sequence[bool] = (), windows: Sequence[int] = ()) -> jax.Array:
     """RGB of whole output rows, equal to `query` at the (x, y) grid `xs` x `ys` up to float32 rounding.
 
     In the `factored` stages the first MLP layer's products are formed once per feature pixel
@@ -522,6 +588,8 @@ class CLIT(nn.Module):
       scales: the stage scales (static; see `stage_plan`).
       factored: per stage (static), whether to factor its first Linear; the others are decoded point by point
         as in `query`. Missing entries are False.
+      windows: per stage (static), the rows of its blocks where it is computed in blocks: `feats` must then
+        hold the band's block (`stage_block`, found by `inrsr.infer.inference`). Missing entries are 0.
 
     Returns:
       (R, W, 3) RGB, `pred * 0.5 + 0.5`, not clipped.
@@ -539,7 +607,11 @@ class CLIT(nn.Module):
     cx = jnp.broadcast_to(xs[None, :], grid).reshape(1, -1)
     res = None
     for i, hw in enumerate(sizes):
-      maps = given[i] if i < len(given) else self._stage_maps(feat, i, hw)
+      maps = given[i] if i < len(given) and given[i] else self._stage_maps(feat, i, hw)
+      rows = windows[i] if i < len(windows) else 0
+      if rows and tuple(maps["v"].shape[1:3]) != (rows, hw[1]) or not rows and "row0" in maps:
+        raise ValueError(f"stage {i}: feats hold maps of size {tuple(maps['v'].shape[1:3])}, but windows={windows} "
+                         f"needs {(rows, hw[1]) if rows else tuple(hw)} (a `stage_block` when windowed)")
       if i < len(factored) and factored[i]:
         out = self._decode_band(i, maps, hw, ys, xs, plans[i], cols[i], cell)
       else:

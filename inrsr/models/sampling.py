@@ -62,18 +62,22 @@ def gather(fmap: jax.Array, iy: jax.Array, ix: jax.Array, valid: jax.Array) -> j
   return jnp.where(valid[..., None], got, 0.0)
 
 
-def bilinear(fmap: jax.Array, cy: jax.Array, cx: jax.Array, border: bool) -> jax.Array:
+def bilinear(fmap: jax.Array, cy: jax.Array, cx: jax.Array, border: bool, row0: jax.Array | int = 0,
+             height: int | None = None) -> jax.Array:
   """PyTorch `grid_sample(mode='bilinear', align_corners=False)` at normalised (cy, cx).
 
   Args:
-    fmap: (B, h, w, C) map.
-    cy, cx: (B, ...) float32 coordinates in [-1, 1] (pixel centres at `make_coord`).
+    fmap: (B, h, w, C) map, or rows [row0, row0 + h) of a `height`-row map.
+    cy, cx: (B, ...) float32 coordinates in [-1, 1] (pixel centres at `make_coord`) on the whole map.
     border: `padding_mode='border'` (clamp to the edge) when True, 'zeros' when False.
+    row0: the first row `fmap` holds (the rows read must lie in it).
+    height: the whole map's rows; None: `fmap`'s.
 
   Returns:
     (B, ..., C) samples.
   """
   _, h, w, _ = fmap.shape
+  h = h if height is None else int(height)
   uy, ux = unnormalize(cy, h), unnormalize(cx, w)
   if border:
     uy, ux = jnp.clip(uy, 0.0, h - 1.0), jnp.clip(ux, 0.0, w - 1.0)
@@ -85,5 +89,5 @@ def bilinear(fmap: jax.Array, cy: jax.Array, cx: jax.Array, border: bool) -> jax
   for dy, dx, wt in ((0, 0, ws * we), (0, 1, ws * ww), (1, 0, wn * we), (1, 1, wn * ww)):
     iy, ix = y0 + dy, x0 + dx
     valid = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
-    out = out + gather(fmap, iy, ix, valid) * wt[..., None]
+    out = out + gather(fmap, iy - row0, ix, valid) * wt[..., None]
   return out

@@ -404,6 +404,52 @@ def test_inference_band_decoding_equals_point_queries():
   np.testing.assert_array_equal(streamed, bands)
 
 
+def test_stage_block_is_the_whole_map_cut_to_its_rows():
+  """Blocks at the top edge, inside and at the bottom edge against `_stage_maps` of the whole 24 x 20 grid."""
+  model = _small(3)
+  lr, q, cells = _inputs(6, 5)
+  params = _init(model, lr, q, cells)
+  feats = model.apply({"params": params}, jnp.asarray(lr[:1]), scales=(4.0, 4.0), method=model.encode)
+  whole = feats["stages"][1]
+  assert whole["v"].shape == (1, 24, 20, 16)
+  for row0 in (0, 9, 17):
+    block = model.apply({"params": params}, feats["feat"], np.int32(row0), stage=1, hw=(24, 20), rows=7,
+                        method=model.stage_block)
+    assert int(block["row0"]) == row0
+    for name in ("q", "k", "v"):
+      np.testing.assert_allclose(block[name], whole[name][:, row0:row0 + 7], rtol=0, atol=2e-6)
+  with pytest.raises(ValueError, match="stage=0 must be >= 1"):
+    model.apply({"params": params}, feats["feat"], np.int32(0), stage=0, hw=(6, 5), rows=3, method=model.stage_block)
+
+
+@pytest.mark.parametrize("factor_all", [False, True])
+def test_band_decoding_with_stage_maps_in_blocks_equals_point_queries(factor_all, monkeypatch):
+  """CLIT3 at x16 (stages [4, 4]) with the second stage's 24-row maps forced into blocks of 7 rows (a band's 3
+  feature rows and 2 x 3 neighbours): the same output as point queries on whole maps, and less held memory."""
+  model = _small(3)
+  lr_hw, out_hw = (6, 5), (96, 80)
+  lr, q, cells = _inputs(*lr_hw)
+  params = _init(model, lr, q, cells)
+  if factor_all:
+    monkeypatch.setattr(clit.CLIT, "factor_min_queries", 1.0)
+  points = inference.upscale(model, params, lr[0], *out_hw, chunk=512, band_decoding=False)
+  assert model.band_layout(lr_hw, out_hw, 512)[0]["windows"] == (0, 0)  # 24 x 20 x 16 maps: far below 256 MiB
+  whole = inference.decode_bytes(model, params, lr_hw, out_hw, 512)
+  monkeypatch.setattr(clit.CLIT, "stage_maps_max_bytes", 0)
+  monkeypatch.setattr(clit.CLIT, "stage_block_bytes", 1)  # blocks as small as a band allows
+  kwargs, _, bands = model.band_layout(lr_hw, out_hw, 512)
+  assert kwargs["windows"] == (0, 7) and len(bands) > 1  # stage 0 (the LR grid) is never cut
+  blocks = inference._band_setup(model, params, lr[0], *out_hw, 512, 1.0)[1]
+  for _, plans in bands:
+    feats = blocks(plans)
+    assert feats["stages"][1]["v"].shape == (1, 7, 20, 16) and feats["stages"][0]["v"].shape == (1, 6, 5, 16)
+  assert blocks.made > 1  # the bands moved down the grid past one block
+  out = inference.upscale(model, params, lr[0], *out_hw, chunk=512)
+  assert np.abs(out - points).max() <= 2e-6
+  features, peak = inference.decode_bytes(model, params, lr_hw, out_hw, 512)
+  assert features < whole[0]  # two 7-row blocks instead of 24 rows of q, k, v
+
+
 @pytest.mark.parametrize("num_stages,lr_hw,out_hw", [(1, (6, 8), (48, 64)), (3, (3, 4), (54, 72))])
 def test_band_call_needs_no_more_memory_than_a_chunk_of_points(num_stages, lr_hw, out_hw):
   """XLA's memory analysis of one band call against one chunk of point queries (LIT x8; CLIT3 x18)."""
