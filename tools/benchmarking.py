@@ -343,6 +343,7 @@ def upscale_memory(model_config, *, height: int, width: int, lr_size: int = 512,
 
   try:
     if clip:
+      upscaling.return_freed_memory()  # as `upscaling.upscale_paths` does for a whole-clip model
       run_clip(lr[:2], pathlib.Path(tmp.name) / "warm")
     else:
       warm_rows = 4 * -(-chunk // width) if chunk else height  # four chunks: compiled, two in flight, streamed

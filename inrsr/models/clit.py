@@ -35,8 +35,9 @@ paper differ, the code wins:
     on CPU contracts `(c + 1) * n / 2 - 0.5` into an FMA (one rounding); the nearest-index computation blocks
     that so the product is rounded first, as in the plain float32 formula (no fixture query depends on it).
   * `num_stages` defaults to 1 (LIT; the official class's `imnet_num=1`); the other defaults are the values of
-    the official EDSR-baseline configs. Like the official code, every stage's q/k/v maps are computed at the
-    stage's full grid size (e.g. 16x the LR for the third stage at x18).
+    the official EDSR-baseline configs. Like the official code, `encode` computes every stage's q/k/v maps at
+    the stage's full grid size (e.g. 16x the LR for the third stage at x18); band decoding computes a large
+    later stage's maps in blocks of rows instead (below).
   * Official quirk kept: a query whose nearest feature pixel is out of range (e.g. coordinate exactly 1 on an
     even-sized map, where the tie rounds to the even index n) gets the zero vector as its "centre" coordinate,
     as PyTorch's zero padding returns; its neighbourhood is then around the map centre.
@@ -53,7 +54,11 @@ in the order of operations, not in the function. The first MLP layer is a sum ov
 attention weight x (value @ weight block), and the products depend only on the feature pixel, so a stage with
 many output pixels per feature pixel forms them once per pixel and shares them among the queries nearest to it
 (the row and column bias terms are likewise formed per row and per column). Outputs equal `query`'s up to
-float32 rounding; the official fixture's full grids match to 1e-5 either way.
+float32 rounding; the official fixture's full grids match to 1e-5 either way. A later stage whose maps at its
+full grid would exceed `stage_maps_max_bytes` (256 MiB) is computed in blocks of rows (`stage_block`: the
+resampled features of the block's rows and one halo row each side, then the 3x3 convolutions), each covering a
+band's feature rows and the r rows around them that its queries read, so memory no longer grows with the scale
+(x32 from 512x512: 12.8 GiB of third-stage maps for a `:small` CLIT3 otherwise).
 """
 
 from __future__ import annotations
@@ -195,7 +200,7 @@ class CLIT(nn.Module):
   # full grid is computed in blocks of rows for `query_band` (`stage_block`), each about `stage_block_bytes`
   # and at least one band's rows with their neighbours: 12.8 GiB of maps for a `:small` CLIT3 at x32 otherwise.
   stage_maps_max_bytes: ClassVar[int] = 256 << 20
-  stage_block_bytes: ClassVar[int] = 128 << 20
+  stage_block_bytes: ClassVar[int] = 64 << 20
 
   @property
   def radius(self) -> int:
@@ -344,6 +349,21 @@ class CLIT(nn.Module):
     args = jnp.concatenate([rel[..., :1] * b, rel[..., 1:] * b], -1)  # = rel @ b_vals.T (one product each)
     return self.pb_proj(jnp.concatenate([jnp.sin(args), jnp.cos(args)], -1))
 
+  def _bias_parts(self, rel_y: jax.Array, rel_x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """`_position_bias` split by axis: (row part (..., k, head), column part (..., k, head)).
+
+    The bias Linear on [sin(y b), sin(x b), cos(y b), cos(x b)] is a row term plus a column term, so neighbour
+    (i, j) gets row[i] + col[j]: 2k sinusoid rows per query instead of k^2 (the same sums, in another order).
+    """
+    pb = self.pb_proj.variables["params"]
+    f = self.posenc_dims // 4
+    freqs = posenc_freqs(self.posenc_scale, self.posenc_dims)
+    ay, ax = rel_y[..., None] * freqs, rel_x[..., None] * freqs
+    dot = lambda x, kern: jnp.matmul(x, kern, precision=PRECISION)
+    by = dot(jnp.sin(ay), pb["kernel"][:f]) + dot(jnp.cos(ay), pb["kernel"][2 * f:3 * f])
+    bx = dot(jnp.sin(ax), pb["kernel"][f:2 * f]) + dot(jnp.cos(ax), pb["kernel"][3 * f:]) + pb["bias"]
+    return by, bx
+
   def _frequency(self, fmap, iy, ix, valid, rel, k: int) -> jax.Array:
     """lit.py's local frequency encoding: (B, Q, N, freq_dims)."""
     bsz, q = iy.shape[:2]
@@ -383,8 +403,11 @@ class CLIT(nn.Module):
       qv = sampling.bilinear(maps["q"], cy, cx, border=False, row0=row0, height=h).reshape(bsz, q, self.head, c)
       kv = sampling.gather(maps["k"], niy, nix, nvalid).reshape(bsz, q, k * k, self.head, c)
       logits = jnp.einsum("bqhc,bqnhc->bqnh", qv, kv, precision=PRECISION) / np.float32(np.sqrt(c))
-      if self.pos_bias:
-        logits = logits + self._position_bias(rel)
+      if self.pos_bias and self.is_initializing():
+        logits = logits + self._position_bias(rel)  # creates the bias Linear
+      elif self.pos_bias:
+        by, bx = self._bias_parts(rel_y, rel_x)  # (B, Q, k, head) each
+        logits = logits + (by[..., :, None, :] + bx[..., None, :, :]).reshape(bsz, q, k * k, self.head)
       attn = jax.nn.softmax(logits, axis=2)
       v = (v.reshape(bsz, q, k * k, self.head, c) * attn[..., None]).reshape(bsz, q, k * k, dim)
     if self.freq_encoding:
@@ -503,8 +526,9 @@ class CLIT(nn.Module):
     """Rows of each stage's blocks (`stage_block`) for `band_layout`'s bands; 0: the whole map, from `encode`.
 
     A later stage whose maps (q, k, v and the resampled features they come from) exceed `stage_maps_max_bytes`
-    at its full grid is computed in blocks of about `stage_block_bytes`, at least a band's feature rows with
-    `block_margin()` rows each side, so that each band reads one block.
+    at its full grid is computed in blocks of about `stage_block_bytes`, and of at least twice a band's feature
+    rows with `block_margin()` rows each side: each band reads one block, and a block serves the bands of half
+    its rows or more, so the convolutions cost at most twice those of the whole map.
     """
     windows = []
     for i, (h, w) in enumerate(hws):
@@ -513,7 +537,8 @@ class CLIT(nn.Module):
         windows.append(0)
         continue
       need = len(bands[0][1][i][0]) + 2 * self.block_margin()  # a band's feature rows and their neighbours
-      rows = min(h, max(need, self.stage_block_bytes // row_bytes))
+      # At least twice that, so that each block serves bands for half its rows or more (at most 2x the convs).
+      rows = min(h, max(2 * need, self.stage_block_bytes // row_bytes))
       windows.append(0 if rows == h else rows)
     return tuple(windows)
 
@@ -551,14 +576,7 @@ class CLIT(nn.Module):
     qx = jnp.broadcast_to(cx[None, None], (m, a, w, b)).reshape(1, -1)
     qv = sampling.bilinear(maps["q"], qy, qx, border=False, row0=row0, height=h).reshape(m, a, w, b, self.head, c)
     logits = jnp.einsum("iajbhc,ijnhc->iajbnh", qv, kn, precision=PRECISION) / np.float32(np.sqrt(c))
-    # The bias Linear on [sin(y b), sin(x b), cos(y b), cos(x b)] splits into a row part and a column part.
-    pb = self.pb_proj.variables["params"]
-    f = self.posenc_dims // 4
-    freqs = posenc_freqs(self.posenc_scale, self.posenc_dims)
-    ay, ax = rel_y[..., None] * freqs, rel_x[..., None] * freqs
-    dot = lambda x, kern: jnp.matmul(x, kern, precision=PRECISION)
-    by = dot(jnp.sin(ay), pb["kernel"][:f]) + dot(jnp.cos(ay), pb["kernel"][2 * f:3 * f])  # (m, A, k, head)
-    bx = dot(jnp.sin(ax), pb["kernel"][f:2 * f]) + dot(jnp.cos(ax), pb["kernel"][3 * f:]) + pb["bias"]
+    by, bx = self._bias_parts(rel_y, rel_x)  # (m, A, k, head), (w, B, k, head)
     bias = by[:, :, None, None, :, None, :] + bx[None, None, :, :, None, :, :]  # (m, A, w, B, k, k, head)
     attn = jax.nn.softmax(logits + bias.reshape(m, a, w, b, n_nb, self.head), axis=4)
     kern, bias1 = self.imnets[stage].first_layer()
@@ -566,7 +584,7 @@ class CLIT(nn.Module):
                    precision=PRECISION)  # (m, w, N, head, hidden): once per feature pixel
     y1 = jnp.einsum("iajbnh,ijnhd->iajbd", attn, u, precision=PRECISION)
     rel_cell = jnp.stack([cell[1] * np.float32(h), cell[0] * np.float32(w)])
-    y1 = y1 + (dot(rel_cell, kern[n_nb * dim:]) + bias1)
+    y1 = y1 + (jnp.matmul(rel_cell, kern[n_nb * dim:], precision=PRECISION) + bias1)
     out = self.imnets[stage].tail(y1).reshape(m * a, w * b, -1)
     return out[rpick][:, cpick]
 

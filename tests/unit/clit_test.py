@@ -424,8 +424,8 @@ def test_stage_block_is_the_whole_map_cut_to_its_rows():
 
 @pytest.mark.parametrize("factor_all", [False, True])
 def test_band_decoding_with_stage_maps_in_blocks_equals_point_queries(factor_all, monkeypatch):
-  """CLIT3 at x16 (stages [4, 4]) with the second stage's 24-row maps forced into blocks of 7 rows (a band's 3
-  feature rows and 2 x 3 neighbours): the same output as point queries on whole maps, and less held memory."""
+  """CLIT3 at x16 (stages [4, 4]) with the second stage's 24-row maps forced into blocks of 14 rows (twice a band's
+  one feature row and 2 x 3 neighbours): the same output as point queries on whole maps, and less held memory."""
   model = _small(3)
   lr_hw, out_hw = (6, 5), (96, 80)
   lr, q, cells = _inputs(*lr_hw)
@@ -438,16 +438,20 @@ def test_band_decoding_with_stage_maps_in_blocks_equals_point_queries(factor_all
   monkeypatch.setattr(clit.CLIT, "stage_maps_max_bytes", 0)
   monkeypatch.setattr(clit.CLIT, "stage_block_bytes", 1)  # blocks as small as a band allows
   kwargs, _, bands = model.band_layout(lr_hw, out_hw, 512)
-  assert kwargs["windows"] == (0, 7) and len(bands) > 1  # stage 0 (the LR grid) is never cut
+  assert kwargs["windows"] == (0, 14) and len(bands) > 1  # stage 0 (the LR grid) is never cut
   blocks = inference._band_setup(model, params, lr[0], *out_hw, 512, 1.0)[1]
   for _, plans in bands:
     feats = blocks(plans)
-    assert feats["stages"][1]["v"].shape == (1, 7, 20, 16) and feats["stages"][0]["v"].shape == (1, 6, 5, 16)
+    assert feats["stages"][1]["v"].shape == (1, 14, 20, 16) and feats["stages"][0]["v"].shape == (1, 6, 5, 16)
   assert blocks.made > 1  # the bands moved down the grid past one block
   out = inference.upscale(model, params, lr[0], *out_hw, chunk=512)
   assert np.abs(out - points).max() <= 2e-6
-  features, peak = inference.decode_bytes(model, params, lr_hw, out_hw, 512)
-  assert features < whole[0]  # two 7-row blocks instead of 24 rows of q, k, v
+  # Hand count: the normalised LR (3 channels), init_feat and stage 0's q, k, v (16 each) on the 6 x 5 LR grid;
+  # stage 1's 24 x 20 q, k, v before, two 14-row blocks (and their int32 row0) now.
+  lr_grid = 6 * 5 * (3 + 16 + 3 * 16)
+  assert whole[0] == 4 * (lr_grid + 3 * 24 * 20 * 16)
+  features, _ = inference.decode_bytes(model, params, lr_hw, out_hw, 512)
+  assert features == 4 * lr_grid + 2 * (4 * 3 * 14 * 20 * 16 + 4)
 
 
 @pytest.mark.parametrize("num_stages,lr_hw,out_hw", [(1, (6, 8), (48, 64)), (3, (3, 4), (54, 72))])
