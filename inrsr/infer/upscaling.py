@@ -377,7 +377,7 @@ def return_freed_memory() -> None:
   except (OSError, AttributeError):  # not glibc
     return
   m_mmap_threshold = -3  # <malloc.h>
-  mallopt(m_mmap_threshold, int(os.environ.get("TMP_THR", 1 << 20)))
+  mallopt(m_mmap_threshold, 1 << 20)
 
 
 def _upscale_clip(workdir, src: pathlib.Path, dst: pathlib.Path, is_video: bool, *, scale, size, chunk: int,
