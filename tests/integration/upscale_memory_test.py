@@ -1,5 +1,10 @@
 """Bounded upscale memory: HIIF streamed in two stages, BVSR-IK frame by frame, SR-INR's patch gather."""
 
+import ctypes.util
+import pathlib
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -121,3 +126,51 @@ def test_an_output_whose_clit_stage_maps_exceed_the_host_is_refused_before_any_w
   monkeypatch.setattr(upscaling.training, "host_memory_available", lambda: peak)
   upscaling.upscale_to_file(model, params, lr, out, 64, 64)  # x4 (one stage) fits: written
   assert out.is_file()
+
+
+_FREED_PROBE = """
+import sys
+if sys.argv[1] == "1":
+  from inrsr.infer import upscaling
+  upscaling.return_freed_memory()
+rss = lambda: int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+big = b"x" * (8 << 20)
+del big  # a freed 8 MiB block: glibc's dynamic mmap threshold rises to 8 MiB
+blocks, keep = [], []
+for _ in range(100):
+  blocks.append(b"x" * (3 << 19))  # 1.5 MiB, its pages touched
+  keep.append(b"y" * 1000)  # a small live block after each, as a clip's states between frames' buffers
+before = rss()
+del blocks
+print(round(before - rss()))
+"""
+
+
+def test_return_freed_memory_hands_freed_blocks_back_to_the_os(tmp_path):
+  """100 freed 1.5 MiB blocks between live ones: kept by glibc's heap by default, returned (150 MiB) once set."""
+  if not sys.platform.startswith("linux") or "libc.so.6" not in (ctypes.util.find_library("c") or ""):
+    pytest.skip("glibc's mallopt only")
+  probe = tmp_path / "probe.py"
+  probe.write_text(_FREED_PROBE)
+  run = lambda flag: int(subprocess.run([sys.executable, str(probe), flag], capture_output=True, text=True,
+                                        check=True, cwd=pathlib.Path(__file__).parents[2]).stdout.split()[-1])
+  assert run("0") < 30  # the premise: without it the freed blocks stay in the heap
+  assert run("1") >= 140
+
+
+def test_clip_upscale_sets_the_allocator_for_a_whole_clip_model(tmp_path, monkeypatch):
+  """`upscale_paths` of a clip with BVSR-IK calls `return_freed_memory` once, before the frames."""
+  import imageio.v3 as iio  # pylint: disable=g-import-not-at-top
+  from inrsr import models  # pylint: disable=g-import-not-at-top
+  from inrsr.infer import upscaling  # pylint: disable=g-import-not-at-top
+  from inrsr.train import checkpoints  # pylint: disable=g-import-not-at-top
+  config = bvsr_ik_train291.get_config("small")
+  model = models.from_config(config.model)
+  checkpoints.save_params(tmp_path / "run", config, models.init_params(model, jax.random.key(0)))
+  (tmp_path / "lr").mkdir()
+  for k in range(2):
+    iio.imwrite(tmp_path / "lr" / f"{k:08d}.png", np.full((8, 8, 3), 40 * k, np.uint8))
+  calls = []
+  monkeypatch.setattr(upscaling, "return_freed_memory", lambda: calls.append(len(list(tmp_path.glob("sr/*")))))
+  upscaling.upscale_paths(tmp_path / "run", tmp_path / "lr", tmp_path / "sr", scale=4, clip=True, progress=False)
+  assert calls == [0] and len(list((tmp_path / "sr").glob("*.png"))) == 2
