@@ -134,8 +134,8 @@ def decode_bytes(model, params, lr_hw, out_hw, chunk: int = 65536, band_decoding
   Compiled, not run: the encoder for the output's static arguments, whose outputs (CLIT's stage maps, except
   those of stages computed in blocks of rows, two blocks each; the others' LR-sized maps) are held while the
   output is decoded, its temporaries while it runs, and, for a model that decodes in bands, the band call's
-  temporaries and output twice (two bands in flight). A fitting model decodes
-  from the LR itself in bounded chunks: (0, 0).
+  temporaries and output twice (two bands in flight). A fitting model decodes from the LR itself in bounded
+  chunks: (0, 0).
 
   Args:
     model: a registered model.
