@@ -319,7 +319,7 @@ def upscale_memory(model_config, *, height: int, width: int, lr_size: int = 512,
   import resource  # pylint: disable=g-import-not-at-top
   import tempfile  # pylint: disable=g-import-not-at-top
 
-  from inrsr.infer import inference, upscaling  # pylint: disable=g-import-not-at-top
+  from inrsr.infer import allocator, inference, upscaling  # pylint: disable=g-import-not-at-top
   from inrsr import models
   from inrsr.data import images  # pylint: disable=g-import-not-at-top
 
@@ -343,7 +343,7 @@ def upscale_memory(model_config, *, height: int, width: int, lr_size: int = 512,
 
   try:
     if clip:
-      upscaling.return_freed_memory()  # as `upscaling.upscale_paths` does for a whole-clip model
+      allocator.return_freed_memory()  # as `upscaling.upscale_paths` does for a whole-clip model
       run_clip(lr[:2], pathlib.Path(tmp.name) / "warm")
     else:
       warm_rows = 4 * -(-chunk // width) if chunk else height  # four chunks: compiled, two in flight, streamed

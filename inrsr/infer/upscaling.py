@@ -22,7 +22,7 @@ import numpy as np
 
 from inrsr import coords, models
 from inrsr.data import images, video
-from inrsr.infer import inference
+from inrsr.infer import allocator, inference
 from inrsr.train import checkpoints, training
 
 # The largest output inrsr writes, in pixels per image or frame: 65536 x 65536, 12 GiB as 8-bit RGB (raise it
@@ -361,25 +361,6 @@ def check_paths(input_path, output_path, *, clip: bool = False, overwrite: bool 
     raise FileExistsError(f"--output: {existing[0]} exists{more}: give another output, or --overwrite to replace it")
 
 
-def return_freed_memory() -> None:
-  """Have glibc hand every freed block of 1 MiB or more straight back to the OS, for the rest of the process.
-
-  What `MALLOC_MMAP_THRESHOLD_=1048576` sets (`mallopt(M_MMAP_THRESHOLD)`); nothing without glibc. A whole-clip
-  model's frame-by-frame programs free their working buffers after each step, but glibc keeps such blocks in its
-  heaps, and with the clip's LR-sized states allocated between them the holes add up: 20 BVSR-IK frames peaked
-  at about +230 MiB over one frame without it, +130 MiB with it (BENCHMARKS.md). `upscale_paths` calls it for
-  such a model (a process-wide allocator setting: the upscale command's, not a library default).
-  """
-  import ctypes  # pylint: disable=g-import-not-at-top
-  try:
-    libc = ctypes.CDLL("libc.so.6")
-    mallopt = libc.mallopt
-  except (OSError, AttributeError):  # not glibc
-    return
-  m_mmap_threshold = -3  # <malloc.h>
-  mallopt(m_mmap_threshold, 1 << 20)
-
-
 def _upscale_clip(workdir, src: pathlib.Path, dst: pathlib.Path, is_video: bool, *, scale, size, chunk: int,
                   progress: bool, cell_scale) -> list[str]:
   """`upscale_paths` of a clip (a video file or a folder of frames): frame by frame to a video or PNG frames."""
@@ -389,7 +370,7 @@ def _upscale_clip(workdir, src: pathlib.Path, dst: pathlib.Path, is_video: bool,
   check_output(first_output(dst, frames=True), h, w)
   model, params, _, _ = checkpoints.restore_model(workdir)
   if inference.is_clip_model(model):  # BVSR-IK: recurrences over the whole clip, then frame by frame
-    return_freed_memory()
+    allocator.return_freed_memory()
     expected = (frames[0].shape[0] * model.scale, frames[0].shape[1] * model.scale)
     if (h, w) != expected:
       raise ValueError(f"{type(model).__name__} upscales x{model.scale} only: the output would be {w}x{h}, "
