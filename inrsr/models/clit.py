@@ -198,7 +198,8 @@ class CLIT(nn.Module):
   factor_min_queries: ClassVar[float | None] = None
   # A later stage whose q, k, v maps (and resampled features) would take more than `stage_maps_max_bytes` at its
   # full grid is computed in blocks of rows for `query_band` (`stage_block`), each about `stage_block_bytes`
-  # and at least one band's rows with their neighbours: 12.8 GiB of maps for a `:small` CLIT3 at x32 otherwise.
+  # and at least twice a band's rows with their neighbours (`_windows`): 12.8 GiB of maps for a `:small` CLIT3
+  # at x32 otherwise.
   stage_maps_max_bytes: ClassVar[int] = 256 << 20
   stage_block_bytes: ClassVar[int] = 64 << 20
 
