@@ -84,10 +84,13 @@ MODEL_FIELDS = ("encoder", "encoder_args", "base_dim", "head", "r", "num_stages"
                 "freq_encoding", "freq_dims", "freq_scale", "param_init")
 
 
-def resample_bilinear(fmap: jax.Array, out_hw: Sequence[int]) -> jax.Array:
-  """fmap (B, h, w, C) sampled bilinearly (zero padding, align_corners False) at the make_coord grid out_hw."""
+def resample_bilinear(fmap: jax.Array, out_hw: Sequence[int], row_taps=None) -> jax.Array:
+  """fmap (B, h, w, C) sampled bilinearly (zero padding, align_corners False) at the make_coord grid out_hw.
+
+  `row_taps` (index, weight, index, weight) replace the rows' `resample_axis` taps (a block of the rows).
+  """
   _, h, w, _ = fmap.shape
-  a0, wa0, a1, wa1 = clit_tables.resample_axis(h, int(out_hw[0]))
+  a0, wa0, a1, wa1 = clit_tables.resample_axis(h, int(out_hw[0])) if row_taps is None else row_taps
   b0, wb0, b1, wb1 = clit_tables.resample_axis(w, int(out_hw[1]))
   rows = fmap[:, a0] * wa0[None, :, None, None] + fmap[:, a1] * wa1[None, :, None, None]
   return rows[:, :, b0] * wb0[None, None, :, None] + rows[:, :, b1] * wb1[None, None, :, None]
@@ -262,6 +265,10 @@ class CLIT(nn.Module):
     """q, k, v (and the frequency map) of one stage; stage >= 1 first resamples `feat` to `hw`."""
     if stage > 0 and hw is not None:  # hw None: init-time call that only creates the convs
       feat = resample_bilinear(feat, hw)
+    return self._convs(feat, stage)
+
+  def _convs(self, feat: jax.Array, stage: int) -> dict:
+    """The stage's q, k, v (and frequency) convolutions of a feature map at its grid."""
     maps = {"v": self.conv_vs[stage](feat)}
     if self.local_attn:
       maps["q"] = self.conv_qs[stage](feat)
@@ -290,15 +297,8 @@ class CLIT(nn.Module):
     # Bilinear row taps of rows row0 - 1 .. row0 + rows; the padded ends have zero weights.
     taps = [jax.lax.dynamic_slice(jnp.asarray(np.pad(t, 1)), (row0,), (rows + 2,))
             for t in clit_tables.resample_axis(feat.shape[1], int(hw[0]))]
-    b0, wb0, b1, wb1 = clit_tables.resample_axis(feat.shape[2], int(hw[1]))
-    x = feat[:, taps[0]] * taps[1][None, :, None, None] + feat[:, taps[2]] * taps[3][None, :, None, None]
-    x = x[:, :, b0] * wb0[None, None, :, None] + x[:, :, b1] * wb1[None, None, :, None]
-    maps = {"v": self.conv_vs[stage](x)[:, 1:-1]}
-    if self.local_attn:
-      maps["q"] = self.conv_qs[stage](x)[:, 1:-1]
-      maps["k"] = self.conv_ks[stage](x)[:, 1:-1]
-    if self.freq_encoding:
-      maps["f"] = self.conv_freqs[stage](x)[:, 1:-1]
+    x = resample_bilinear(feat, hw, row_taps=taps)  # (1, rows + 2, w, C)
+    maps = {name: m[:, 1:-1] for name, m in self._convs(x, stage).items()}  # the halo rows cut
     maps["row0"] = jnp.asarray(row0, jnp.int32)
     return maps
 
