@@ -58,6 +58,11 @@ def _resolve_root(source: str, root: str, setting: str) -> str:
   return root
 
 
+def _expand(root: str) -> pathlib.Path:
+  """A root path with environment variables and `~` expanded, as `images.list_images` expands folders."""
+  return pathlib.Path(os.path.expandvars(root)).expanduser()
+
+
 def load_images(source: str, *, names: Sequence[str] = (), root: str = "", limit: int = 0,
                 center_crop_size: int = 0, hr_size: int = 0, setting: str = "data",
                 start: int = 0, recursive: bool = False) -> list[tuple[str, np.ndarray]]:
@@ -90,10 +95,10 @@ def load_images(source: str, *, names: Sequence[str] = (), root: str = "", limit
     items = [(n, images.bundled_image(n)) for n in names]
   elif source == "folder":
     files = images.list_images(root, f"{setting}.root", recursive)
-    base = pathlib.Path(os.path.expandvars(root)).expanduser()
+    base = _expand(root)
     items = [(p.relative_to(base).as_posix() if recursive else p.name, images.load_image(p)) for p in files]
   elif source == "file":
-    path = pathlib.Path(os.path.expandvars(root)).expanduser()
+    path = _expand(root)
     if not path.is_file():
       raise ValueError(f"{setting}.root={root!r} is not an image file")
     items = [(path.name, images.load_image(path))]
@@ -129,7 +134,7 @@ def image_files(section: ml_collections.ConfigDict, setting: str) -> list[pathli
   """
   root = _resolve_root(section.source, section.root, setting)
   if section.source == "file":
-    files = [pathlib.Path(os.path.expandvars(root)).expanduser()]
+    files = [_expand(root)]
   else:
     files = images.list_images(root, f"{setting}.root", bool(section.get("recursive", False)))
     files = files[section.get("start_frame", 0):] if section.source == "frames" else files
