@@ -49,16 +49,16 @@ stage maps (q, k, v of every stage) are computed once by `encode` when it gets t
 `query` computes the missing ones itself (same numbers, redone on every call). Queries are independent, so
 chunking the queries gives the same outputs (the official `chop_forward`).
 
-Full grids (`band_layout`, then `query_band` per band of output rows; what `inrsr.infer.inference` runs): a departure
-in the order of operations, not in the function. The first MLP layer is a sum over (neighbour, head) blocks of
-attention weight x (value @ weight block), and the products depend only on the feature pixel, so a stage with
-many output pixels per feature pixel forms them once per pixel and shares them among the queries nearest to it
-(the row and column bias terms are likewise formed per row and per column). Outputs equal `query`'s up to
-float32 rounding; the official fixture's full grids match to 1e-5 either way. A later stage whose maps at its
-full grid would exceed `stage_maps_max_bytes` (256 MiB) is computed in blocks of rows (`stage_block`: the
-resampled features of the block's rows and one halo row each side, then the 3x3 convolutions), each covering a
-band's feature rows and the r rows around them that its queries read, so memory no longer grows with the scale
-(x32 from 512x512: 12.8 GiB of third-stage maps for a `:small` CLIT3 otherwise).
+Full grids (`band_layout`, then `query_band` per band of output rows, in `inrsr.models.clit_bands`; what
+`inrsr.infer.inference` runs): a departure in the order of operations, not in the function. The first MLP layer is
+a sum over (neighbour, head) blocks of attention weight x (value @ weight block), and the products depend only on
+the feature pixel, so a stage with many output pixels per feature pixel forms them once per pixel and shares them
+among the queries nearest to it (the row and column bias terms are likewise formed per row and per column). Outputs
+equal `query`'s up to float32 rounding; the official fixture's full grids match to 1e-5 either way. A later stage
+whose maps at its full grid would exceed `stage_maps_max_bytes` (256 MiB) is computed in blocks of rows
+(`stage_block`: the resampled features of the block's rows and one halo row each side, then the 3x3 convolutions),
+each covering a band's feature rows and the r rows around them that its queries read, so memory no longer grows
+with the scale (x32 from 512x512: 12.8 GiB of third-stage maps for a `:small` CLIT3 otherwise).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from inrsr.models import clit_tables, edsr, rdn, sampling, torch_init
+from inrsr.models import clit_bands, clit_tables, edsr, rdn, sampling, torch_init
 from inrsr.models.clit_tables import (  # re-exported: the scale decomposition is part of clit's API
     feature_sizes, neighbour_table, posenc_freqs, scales_for_size, stage_scales, stage_sizes)
 
@@ -98,20 +98,6 @@ def resample_bilinear(fmap: jax.Array, out_hw: Sequence[int], row_taps=None) -> 
 
 # ----------------------------------------------------------------------------------------------------------
 # Modules.
-
-
-def _neighbourhoods(ny_i, ny_v, nx_i, nx_v) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """Row-major k x k neighbourhoods from row and column neighbours (..., k) whose leading axes broadcast.
-
-  Returns:
-    (row index, column index, in range), each (..., k * k) over the broadcast leading axes.
-  """
-  k = ny_i.shape[-1]
-  lead = jnp.broadcast_shapes(ny_i.shape[:-1], nx_i.shape[:-1])
-  shape = (*lead, k, k)
-  niy = jnp.broadcast_to(ny_i[..., :, None], shape).reshape(*lead, k * k)
-  nix = jnp.broadcast_to(nx_i[..., None, :], shape).reshape(*lead, k * k)
-  return niy, nix, (ny_v[..., :, None] & nx_v[..., None, :]).reshape(*lead, k * k)
 
 
 def _conv3x3(features: int, name: str | None = None) -> nn.Conv:
@@ -196,13 +182,13 @@ class CLIT(nn.Module):
 
   batch_keys: ClassVar[tuple] = ("lr", "coords", "cells")
   # `query_band` factors a stage's first Linear per feature pixel where the output has at least
-  # `factor_threshold()` pixels per feature pixel; below, the stage is decoded point by point (`_decode`).
+  # `factor_threshold()` pixels per feature pixel; below, the stage is decoded point by point (`decode_points`).
   # None: the measured rule max(9, 128 * head / base_dim) (`factor_threshold`); a number overrides it.
   factor_min_queries: ClassVar[float | None] = None
   # A later stage whose q, k, v maps (and resampled features) would take more than `stage_maps_max_bytes` at its
   # full grid is computed in blocks of rows for `query_band` (`stage_block`), each about `stage_block_bytes`
-  # and at least twice a band's rows with their neighbours (`_windows`): 12.8 GiB of maps for a `:small` CLIT3
-  # at x32 otherwise.
+  # and at least twice a band's rows with their neighbours (`clit_bands.stage_windows`): 12.8 GiB of maps for a
+  # `:small` CLIT3 at x32 otherwise.
   stage_maps_max_bytes: ClassVar[int] = 256 << 20
   stage_block_bytes: ClassVar[int] = 64 << 20
 
@@ -261,7 +247,7 @@ class CLIT(nn.Module):
 
   # -- features ------------------------------------------------------------------------------------------
 
-  def _stage_maps(self, feat: jax.Array, stage: int, hw) -> dict:
+  def stage_maps(self, feat: jax.Array, stage: int, hw) -> dict:
     """q, k, v (and the frequency map) of one stage; stage >= 1 first resamples `feat` to `hw`."""
     if stage > 0 and hw is not None:  # hw None: init-time call that only creates the convs
       feat = resample_bilinear(feat, hw)
@@ -281,7 +267,7 @@ class CLIT(nn.Module):
     """Rows [row0, row0 + rows) of a later stage's q, k, v maps, with "row0" (what `query_band` offsets by).
 
     `init_feat` is resampled on those rows and one halo row each side (zero beyond the grid, the convolutions'
-    zero padding), convolved, and the halo cut: `_stage_maps` of the whole grid cut to the rows, up to float32
+    zero padding), convolved, and the halo cut: `stage_maps` of the whole grid cut to the rows, up to float32
     rounding, in memory proportional to `rows`.
 
     Args:
@@ -335,11 +321,11 @@ class CLIT(nn.Module):
     sizes = self.stage_plan(lr.shape[1:3], scales)
     inp = (lr.astype(jnp.float32) - 0.5) / 0.5
     feat = self.conv_ch(self.encoder_net(inp))
-    stages = tuple({} if i < len(windows) and windows[i] else self._stage_maps(feat, i, hw)
+    stages = tuple({} if i < len(windows) and windows[i] else self.stage_maps(feat, i, hw)
                    for i, hw in enumerate(sizes))
     if self.is_initializing():  # create every stage's convs, whatever `scales` the init call used
       for i in range(len(sizes), self.num_stages):
-        self._stage_maps(feat, i, None)
+        self.stage_maps(feat, i, None)
     return {"inp": inp, "feat": feat, "stages": stages}
 
   # -- decoding ------------------------------------------------------------------------------------------
@@ -350,7 +336,7 @@ class CLIT(nn.Module):
     args = jnp.concatenate([rel[..., :1] * b, rel[..., 1:] * b], -1)  # = rel @ b_vals.T (one product each)
     return self.pb_proj(jnp.concatenate([jnp.sin(args), jnp.cos(args)], -1))
 
-  def _bias_parts(self, rel_y: jax.Array, rel_x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  def bias_parts(self, rel_y: jax.Array, rel_x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """`_position_bias` split by axis: (row part (..., k, head), column part (..., k, head)).
 
     The bias Linear on [sin(y b), sin(x b), cos(y b), cos(x b)] is a row term plus a column term, so neighbour
@@ -375,7 +361,7 @@ class CLIT(nn.Module):
     prod = jax.lax.complex(jnp.cos(args), jnp.sin(args)) * spec
     return jnp.stack([prod.real, prod.imag], -1).reshape(bsz, q, k * k, -1)
 
-  def _decode(self, stage: int, maps: dict, hw, cy, cx, cell) -> jax.Array:
+  def decode_points(self, stage: int, maps: dict, hw, cy, cx, cell) -> jax.Array:
     """One stage's residual (normalised space) at queries (cy, cx) (B, Q): (B, Q, 3)."""
     h, w = hw
     r = self.radius
@@ -394,7 +380,7 @@ class CLIT(nn.Module):
     shape = (bsz, q, k, k)
     rel = jnp.stack([jnp.broadcast_to(rel_y[..., :, None], shape), jnp.broadcast_to(rel_x[..., None, :], shape)],
                     -1).reshape(bsz, q, k * k, 2)
-    niy, nix, nvalid = _neighbourhoods(ny_i, ny_v, nx_i, nx_v)  # (B, Q, N)
+    niy, nix, nvalid = sampling.neighbourhoods(ny_i, ny_v, nx_i, nx_v)  # (B, Q, N)
     row0 = maps.get("row0", 0)  # a block of rows (`stage_block`): its first row
     niy = niy - row0
     v = sampling.gather(maps["v"], niy, nix, nvalid)  # (B, Q, N, C)
@@ -407,7 +393,7 @@ class CLIT(nn.Module):
       if self.pos_bias and self.is_initializing():
         logits = logits + self._position_bias(rel)  # creates the bias Linear
       elif self.pos_bias:
-        by, bx = self._bias_parts(rel_y, rel_x)  # (B, Q, k, head) each
+        by, bx = self.bias_parts(rel_y, rel_x)  # (B, Q, k, head) each
         logits = logits + (by[..., :, None, :] + bx[..., None, :, :]).reshape(bsz, q, k * k, self.head)
       attn = jax.nn.softmax(logits, axis=2)
       v = (v.reshape(bsz, q, k * k, self.head, c) * attn[..., None]).reshape(bsz, q, k * k, dim)
@@ -454,13 +440,13 @@ class CLIT(nn.Module):
                          f"need {tuple(hw)}: pass the same scales to encode and query")
     preds, res = [], None
     for i, hw in enumerate(sizes):
-      maps = given[i] if i < len(given) else self._stage_maps(feat, i, hw)
-      out = self._decode(i, maps, hw, cy, cx, cell)
+      maps = given[i] if i < len(given) else self.stage_maps(feat, i, hw)
+      out = self.decode_points(i, maps, hw, cy, cx, cell)
       res = out if res is None else out + np.float32(self.cascade_weight) * res
       preds.append(res)
     if self.is_initializing():  # create every stage's MLP
       for i in range(len(sizes), self.num_stages):
-        self.imnets[i](jnp.zeros((1, self._mlp_in_dim()), jnp.float32))
+        self.imnets[i](jnp.zeros((1, self.mlp_in_dim()), jnp.float32))
     skip = sampling.bilinear(inp, cy, cx, border=True)
     if return_stages:
       return jnp.stack([p + skip for p in preds]) * 0.5 + 0.5
@@ -488,158 +474,22 @@ class CLIT(nn.Module):
   def band_layout(self, lr_hw: Sequence[int], out_hw: Sequence[int], chunk: int):
     """Static arguments of `query_band` for a full `out_hw` output, in bands sized like `chunk` query points.
 
-    A stage is factored (`_decode_band`) when the output has at least `factor_threshold()` pixels per pixel of
-    the stage's feature map. A band holds as many output rows as keep its largest intermediates (factored: the
-    per-pixel products and the per-query attention; otherwise `query`'s MLP input) within the floats of one
-    `chunk` of `query`'s MLP input, and a divisor or a multiple of `unit`, the most output rows that share a
-    feature row of a factored stage: such bands fill every slot of their layout at integer scales (a factored
-    stage computes its per-query terms for every slot, filled or not: 2-row bands of a x12 stage computed 6
-    times the queries, 3.7 times the point path's time on 64 -> 768). The smallest such height is kept if none
-    fits the budget.
-
-    Returns:
-      (kwargs, cols, bands): `query_band`'s static keywords {"scales", "factored", "windows"} ("scales" and
-      "windows" are `encode`'s too), then `clit_tables.band_plans`' layouts.
+    See `clit_bands.band_layout`. Returns (kwargs, cols, bands): `query_band`'s static keywords {"scales",
+    "factored", "windows"} ("scales" and "windows" are `encode`'s too), then `clit_tables.band_plans`' layouts.
     """
-    height, width = (int(v) for v in out_hw)
-    scales = self.query_kwargs(lr_hw, out_hw)["scales"]
-    hws = self.stage_plan(lr_hw, scales)
-    factored = tuple(height * width >= self.factor_threshold() * h * w for h, w in hws)
-    n_nb, hidden = (2 * self.radius + 1) ** 2, int(self.hidden_list[0]) if self.hidden_list else 3
-    budget = max(int(chunk), width) * self._mlp_in_dim()
-
-    def floats(rows: int) -> int:
-      total = 0
-      for (h, w), fac in zip(hws, factored):
-        if fac:  # the products per feature pixel, then logits, bias, attention and activations per query
-          total += ((rows * h // height + 2) * w * n_nb * (self.head * hidden + self.base_dim)
-                    + 2 * rows * width * (4 * n_nb * self.head + self.base_dim + 2 * hidden))
-        else:
-          total += 2 * rows * width * self._mlp_in_dim()
-      return total
-
-    heights = clit_tables.band_heights(height, [h for (h, _), fac in zip(hws, factored) if fac])
-    rows = max([r for r in heights if floats(r) <= budget], default=heights[0])
-    cols, bands = clit_tables.band_plans(height, width, hws, rows)
-    return {"scales": scales, "factored": factored, "windows": self._windows(hws, bands)}, cols, bands
-
-  def _windows(self, hws, bands) -> tuple[int, ...]:
-    """Rows of each stage's blocks (`stage_block`) for `band_layout`'s bands; 0: the whole map, from `encode`.
-
-    A later stage whose maps (q, k, v and the resampled features they come from) exceed `stage_maps_max_bytes`
-    at its full grid is computed in blocks of about `stage_block_bytes`, and of at least twice a band's feature
-    rows with `block_margin()` rows each side: each band reads one block, and a block serves the bands of half
-    its rows or more, so the convolutions cost at most twice those of the whole map.
-    """
-    windows = []
-    for i, (h, w) in enumerate(hws):
-      row_bytes = 4 * w * self.base_dim * 4
-      if i == 0 or h * row_bytes <= self.stage_maps_max_bytes:
-        windows.append(0)
-        continue
-      need = len(bands[0][1][i][0]) + 2 * self.block_margin()  # a band's feature rows and their neighbours
-      # At least twice that, so that each block serves bands for half its rows or more (at most 2x the convs).
-      rows = min(h, max(2 * need, self.stage_block_bytes // row_bytes))
-      windows.append(0 if rows == h else rows)
-    return tuple(windows)
-
-  def _decode_band(self, stage: int, maps: dict, hw, ys, xs, plan, col, cell) -> jax.Array:
-    """One stage's residual at the band's (R, W) grid, the first Linear factored per feature pixel.
-
-    The MLP's input is the 49 attention-weighted values (and the cell), so its first Linear is a sum over
-    (neighbour, head) blocks: `sum_n,h attn[q, n, h] * (v[p + n, h] @ W[n, h])`. The products `v @ W` depend
-    on the feature pixel p and the block only, so they are formed once per pixel and shared by every query
-    whose nearest pixel is p (s^2 queries at scale s); the queries sharing p are laid out together.
-    """
-    h, w = hw
-    r = self.radius
-    k = 2 * r + 1
-    n_nb = k * k
-    rows, rslot, rpick = plan
-    cslot, cpick = col
-    cy, cx = ys[rslot], xs[cslot]  # (m, A), (w, B)
-    m, a = cy.shape
-    b = cx.shape[1]
-    ty_c, ty_i, ty_v = neighbour_table(h, r)
-    tx_c, tx_i, tx_v = neighbour_table(w, r)
-    ny_c, ny_i, ny_v = (jnp.asarray(t)[rows] for t in (ty_c, ty_i, ty_v))  # (m, k)
-    nx_c, nx_i, nx_v = (jnp.asarray(t[:w]) for t in (tx_c, tx_i, tx_v))  # (w, k)
-    rel_y = (cy[..., None] - ny_c[:, None, :]) * np.float32(h)  # (m, A, k), as `_decode`
-    rel_x = (cx[..., None] - nx_c[:, None, :]) * np.float32(w)  # (w, B, k)
-    niy, nix, nvalid = (a[None] for a in _neighbourhoods(ny_i[:, None], ny_v[:, None], nx_i[None], nx_v[None]))
-    row0 = maps.get("row0", 0)  # a block of rows (`stage_block`): its first row
-    niy = niy - row0
-    dim = self.base_dim
-    c = dim // self.head
-    v = sampling.gather(maps["v"], niy, nix, nvalid)[0].reshape(m, w, n_nb, self.head, c)
-    kn = sampling.gather(maps["k"], niy, nix, nvalid)[0].reshape(m, w, n_nb, self.head, c)
-    qy = jnp.broadcast_to(cy[:, :, None, None], (m, a, w, b)).reshape(1, -1)
-    qx = jnp.broadcast_to(cx[None, None], (m, a, w, b)).reshape(1, -1)
-    qv = sampling.bilinear(maps["q"], qy, qx, border=False, row0=row0, height=h).reshape(m, a, w, b, self.head, c)
-    logits = jnp.einsum("iajbhc,ijnhc->iajbnh", qv, kn, precision=PRECISION) / np.float32(np.sqrt(c))
-    by, bx = self._bias_parts(rel_y, rel_x)  # (m, A, k, head), (w, B, k, head)
-    bias = by[:, :, None, None, :, None, :] + bx[None, None, :, :, None, :, :]  # (m, A, w, B, k, k, head)
-    attn = jax.nn.softmax(logits + bias.reshape(m, a, w, b, n_nb, self.head), axis=4)
-    kern, bias1 = self.imnets[stage].first_layer()
-    u = jnp.einsum("ijnhc,nhcd->ijnhd", v, kern[:n_nb * dim].reshape(n_nb, self.head, c, -1),
-                   precision=PRECISION)  # (m, w, N, head, hidden): once per feature pixel
-    y1 = jnp.einsum("iajbnh,ijnhd->iajbd", attn, u, precision=PRECISION)
-    rel_cell = jnp.stack([cell[1] * np.float32(h), cell[0] * np.float32(w)])
-    y1 = y1 + (jnp.matmul(rel_cell, kern[n_nb * dim:], precision=PRECISION) + bias1)
-    out = self.imnets[stage].tail(y1).reshape(m * a, w * b, -1)
-    return out[rpick][:, cpick]
+    return clit_bands.band_layout(self, lr_hw, out_hw, chunk)
 
   def query_band(self, feats: dict, ys: jax.Array, xs: jax.Array, cell: jax.Array, plans, cols, *,
                  scales=None, factored: Sequence[bool] = (), windows: Sequence[int] = ()) -> jax.Array:
-    """RGB of whole output rows, equal to `query` at the (x, y) grid `xs` x `ys` up to float32 rounding.
+    """RGB (R, W, 3) of whole output rows, equal to `query` at the grid `xs` x `ys` up to float32 rounding.
 
-    In the `factored` stages the first MLP layer's products are formed once per feature pixel
-    (`_decode_band`), which divides that layer's cost by about the output pixels per feature pixel (s^2 at
-    scale s for a one-stage model); the other stages run `query`'s decoding on the band. The sums run in
-    another order than `query`'s, so outputs differ by float32 rounding (about 1e-6).
-
-    Args:
-      feats: `encode`'s output for one LR (batch 1), with the same `scales`.
-      ys: (R,) float32 row coordinates of the band; xs: (W,) column coordinates (`make_coord` values).
-      cell: (2,) the output's (x, y) cell.
-      plans: per stage (feature rows (m,), slot (m, A), pick (R,)) of the band; cols: per stage (slot (w, B),
-        pick (W,)); both from `band_layout`.
-      scales: the stage scales (static; see `stage_plan`).
-      factored: per stage (static), whether to factor its first Linear; the others are decoded point by point
-        as in `query`. Missing entries are False.
-      windows: per stage (static), the rows of its blocks where it is computed in blocks: `feats` must then
-        hold the band's block (`stage_block`, found by `inrsr.infer.inference`). Missing entries are 0.
-
-    Returns:
-      (R, W, 3) RGB, `pred * 0.5 + 0.5`, not clipped.
+    See `clit_bands.query_band` for the arguments (`band_layout`'s plans and keywords).
     """
-    if not self.band_decoding:
-      raise ValueError("query_band needs local_attn, pos_bias and cell_decode on and freq_encoding off; use query")
-    inp, feat = feats["inp"], feats["feat"]
-    if feat.shape[0] != 1:
-      raise ValueError(f"query_band decodes one image, got a batch of {feat.shape[0]}")
-    sizes = self.stage_plan(feat.shape[1:3], scales)
-    given = feats.get("stages", ())
-    cell = cell.astype(jnp.float32)
-    grid = (ys.shape[0], xs.shape[0])
-    cy = jnp.broadcast_to(ys[:, None], grid).reshape(1, -1)
-    cx = jnp.broadcast_to(xs[None, :], grid).reshape(1, -1)
-    res = None
-    for i, hw in enumerate(sizes):
-      maps = given[i] if i < len(given) and given[i] else self._stage_maps(feat, i, hw)
-      rows = windows[i] if i < len(windows) else 0
-      if rows and tuple(maps["v"].shape[1:3]) != (rows, hw[1]) or not rows and "row0" in maps:
-        raise ValueError(f"stage {i}: feats hold maps of size {tuple(maps['v'].shape[1:3])}, but windows={windows} "
-                         f"needs {(rows, hw[1]) if rows else tuple(hw)} (a `stage_block` when windowed)")
-      if i < len(factored) and factored[i]:
-        out = self._decode_band(i, maps, hw, ys, xs, plans[i], cols[i], cell)
-      else:
-        out = self._decode(i, maps, hw, cy, cx, jnp.broadcast_to(cell, (1, cy.shape[1], 2)))[0].reshape(*grid, -1)
-      res = out if res is None else out + np.float32(self.cascade_weight) * res
-    skip = sampling.bilinear(inp, cy, cx, border=True)[0].reshape(res.shape)
-    return (res + skip) * 0.5 + 0.5
+    return clit_bands.query_band(self, feats, ys, xs, cell, plans, cols, scales=scales, factored=factored,
+                                 windows=windows)
 
-  def _mlp_in_dim(self) -> int:
+  def mlp_in_dim(self) -> int:
+    """Width of a stage MLP's input: the (2r + 1)^2 attended values (and frequency features), then the cell."""
     per = self.base_dim + (self.freq_dims if self.freq_encoding else 0)
     return per * (2 * self.radius + 1) ** 2 + (2 if self.cell_decode else 0)
 

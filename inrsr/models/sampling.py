@@ -91,3 +91,17 @@ def bilinear(fmap: jax.Array, cy: jax.Array, cx: jax.Array, border: bool, row0: 
     valid = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
     out = out + gather(fmap, iy - row0, ix, valid) * wt[..., None]
   return out
+
+
+def neighbourhoods(ny_i, ny_v, nx_i, nx_v) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Row-major k x k neighbourhoods from row and column neighbours (..., k) whose leading axes broadcast.
+
+  Returns:
+    (row index, column index, in range), each (..., k * k) over the broadcast leading axes.
+  """
+  k = ny_i.shape[-1]
+  lead = jnp.broadcast_shapes(ny_i.shape[:-1], nx_i.shape[:-1])
+  shape = (*lead, k, k)
+  niy = jnp.broadcast_to(ny_i[..., :, None], shape).reshape(*lead, k * k)
+  nix = jnp.broadcast_to(nx_i[..., None, :], shape).reshape(*lead, k * k)
+  return niy, nix, (ny_v[..., :, None] & nx_v[..., None, :]).reshape(*lead, k * k)
