@@ -1,4 +1,4 @@
-"""Tests of the BVSR-IK port (inrsr.models.bvsr_ik, inrsr.models.spynet, inrsr.convert.bvsr_ik).
+"""Tests of the BVSR-IK port (inrsr.models.bvsr_ik / bvsr_ik_layers / spynet, inrsr.convert.bvsr_ik).
 
 The fixture (`../shared/fixtures/bvsr_ik`, README section "bvsr_ik") holds the official model's seeded weights, a
 5-frame 36x36 BGR clip, its outputs and the first call of each module's forward hook. Module tests run each
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from inrsr.convert import bvsr_ik as convert_lib
-from inrsr.models import bvsr_ik, spynet
+from inrsr.models import bvsr_ik, bvsr_ik_layers, spynet
 
 T = 5
 TOL = 1e-5
@@ -65,7 +65,7 @@ def test_from_config():
 
 def test_pixel_shuffle_matches_torch_order():
   x = np.random.default_rng(0).normal(size=(1, 2, 3, 8)).astype(np.float32)  # C = 2, r = 2
-  out = np.asarray(bvsr_ik.pixel_shuffle(jnp.asarray(x), 2))
+  out = np.asarray(bvsr_ik_layers.pixel_shuffle(jnp.asarray(x), 2))
   for c in range(2):
     for i in range(2):
       for j in range(2):
@@ -76,7 +76,7 @@ def test_conv_transpose_matches_definition():
   rng = np.random.default_rng(0)
   x = rng.normal(size=(1, 3, 4, 2)).astype(np.float32)
   w = rng.normal(size=(2, 5, 4, 4)).astype(np.float32)  # torch (in, out, kh, kw)
-  got = bvsr_ik.ConvTranspose4x4(5).apply({"params": {"kernel": w.transpose(2, 3, 0, 1)}}, jnp.asarray(x))
+  got = bvsr_ik_layers.ConvTranspose4x4(5).apply({"params": {"kernel": w.transpose(2, 3, 0, 1)}}, jnp.asarray(x))
   # torch ConvTranspose2d(k=4, s=2, p=1): scatter x[y, x] * W[:, :, a, b] to (2y - 1 + a, 2x - 1 + b).
   full = np.zeros((1, 2 * 3 + 2, 2 * 4 + 2, 5))
   for yy in range(3):
@@ -93,9 +93,10 @@ def test_depthwise_conv_gradients(size, mult):
   x = jax.random.normal(jax.random.key(0), (2, 7, 6, 3))
   k = jax.random.normal(jax.random.key(1), (size, size, 1, 3 * mult))
   pad = size // 2
-  ref = lambda x, k: jnp.sum(jnp.sin(bvsr_ik._depthwise_lax(x, k, pad)))  # pylint: disable=protected-access
-  ours = lambda x, k: jnp.sum(jnp.sin(bvsr_ik.depthwise_conv(x, k, pad)))
-  np.testing.assert_array_equal(bvsr_ik.depthwise_conv(x, k, pad), bvsr_ik._depthwise_lax(x, k, pad))  # pylint: disable=protected-access
+  grouped = bvsr_ik_layers._depthwise_lax  # pylint: disable=protected-access
+  ref = lambda x, k: jnp.sum(jnp.sin(grouped(x, k, pad)))
+  ours = lambda x, k: jnp.sum(jnp.sin(bvsr_ik_layers.depthwise_conv(x, k, pad)))
+  np.testing.assert_array_equal(bvsr_ik_layers.depthwise_conv(x, k, pad), grouped(x, k, pad))
   for a, b in zip(jax.jit(jax.grad(ref, (0, 1)))(x, k), jax.jit(jax.grad(ours, (0, 1)))(x, k)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
@@ -156,7 +157,7 @@ def flows(fixture):
 @pytest.fixture(scope="module")
 def spc(fixture):
   """ISC on all five frames at once, with its sown intermediates."""
-  fn = jax.jit(lambda p, x: bvsr_ik.SPCNet().apply({"params": p}, x, mutable=["intermediates"]))
+  fn = jax.jit(lambda p, x: bvsr_ik_layers.SPCNet().apply({"params": p}, x, mutable=["intermediates"]))
   (out, feat), state = fn(fixture["params"]["SPC"], jnp.asarray(fixture["lrs"]))
   return np.asarray(out), np.asarray(feat), {k: np.asarray(v[0]) for k, v in state["intermediates"].items()}
 
@@ -185,9 +186,9 @@ def test_kernel_dictionary(fixture):
   z = fixture["z"]
   errs = {}
   for mod in ("SPC", "INRAlign_backward", "INRAlign_forward"):
-    raw = bvsr_ik.KernelDictionary().apply({"params": fixture["params"][mod]["inr_conv"]},
-                                           method=bvsr_ik.KernelDictionary.raw)
-    for s, atoms in zip(bvsr_ik.kernel_sizes(13), raw):
+    raw = bvsr_ik_layers.KernelDictionary().apply({"params": fixture["params"][mod]["inr_conv"]},
+                                                  method=bvsr_ik_layers.KernelDictionary.raw)
+    for s, atoms in zip(bvsr_ik_layers.kernel_sizes(13), raw):
       errs[f"{mod}.s{s}"] = _err(atoms, z[f"dict/{mod}.inr_conv.s{s}"])
   assert max(errs.values()) < 2e-5, errs  # sin(16 x) amplifies float32 rounding: about 5e-6 here
 
@@ -221,7 +222,7 @@ def test_ita_first_calls(fixture, flows, spc):
   z = fixture["z"]
   flow, _ = flows
   _, feat, _ = spc
-  fn = jax.jit(lambda p, f, prev, fl: bvsr_ik.INRAlign().apply({"params": p}, f, prev, fl, return_hooks=True))
+  fn = jax.jit(lambda p, f, prev, fl: bvsr_ik_layers.INRAlign().apply({"params": p}, f, prev, fl, return_hooks=True))
   names = {"fusion1": "fusion1", "fusion2": "fusion2", "unet_basis_select": "unet_basis_select#0",
            "unet_scale_select": "unet_scale_select#0", "scale_select": "scale_select", "basis_select": "basis_select"}
   cases = {
