@@ -71,9 +71,9 @@ Port notes (no effect on the outputs):
     of one frame instead (ISC, each flow, each propagation step, each frame's upsampling: small jitted programs,
     compiled once per frame size), so a clip of any length holds LR-sized states and one frame's activations;
     training keeps the batched `__call__`.
-  * Depthwise convs (atom filtering, q/k/v projections, the GDFN's) compute the same forward everywhere; on CPU
-    their backward pass is a custom VJP (`bvsr_ik_layers.depthwise_conv`), since XLA:CPU's own grouped-convolution
-    gradients are 10-200x slower than the forward pass.
+  * Depthwise convs (the q/k/v projections, the GDFN's) are XLA's grouped convolution on GPU and TPU and, on
+    CPU, a sum over the 3x3 taps of shifted inputs (`bvsr_ik_layers.depthwise_conv`; the same sums in another
+    order), since XLA:CPU runs grouped convolutions and their gradients several times slower.
   * q, k normalisation has torch's zero gradient where a channel's norm is 0 (a dead ReLU channel would
     otherwise give NaN gradients).
   * `init_params(model, key)` draws fresh parameters with `model.init`'s distributions from a trace only;

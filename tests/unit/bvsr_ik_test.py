@@ -88,15 +88,24 @@ def test_conv_transpose_matches_definition():
 
 
 @pytest.mark.parametrize("size,mult", [(3, 3), (5, 1), (7, 2)])
-def test_depthwise_conv_gradients(size, mult):
-  """The CPU custom VJP of the depthwise convs equals autodiff of XLA's grouped convolution."""
+def test_depthwise_conv_values_and_gradients(size, mult):
+  """`depthwise_conv` (on CPU a sum over the taps) equals a NumPy loop and XLA's grouped convolution, and its
+  gradients equal autodiff of the grouped convolution."""
   x = jax.random.normal(jax.random.key(0), (2, 7, 6, 3))
   k = jax.random.normal(jax.random.key(1), (size, size, 1, 3 * mult))
   pad = size // 2
+  xp = np.pad(np.asarray(x, np.float64), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  want = np.zeros((2, 7, 6, 3 * mult))
+  for c in range(3):
+    for j in range(mult):
+      for a in range(size):
+        for b in range(size):
+          want[..., c * mult + j] += xp[:, a:a + 7, b:b + 6, c] * float(k[a, b, 0, c * mult + j])
   grouped = bvsr_ik_layers._depthwise_lax  # pylint: disable=protected-access
+  np.testing.assert_allclose(bvsr_ik_layers.depthwise_conv(x, k, pad), want, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(grouped(x, k, pad), want, rtol=1e-5, atol=1e-5)
   ref = lambda x, k: jnp.sum(jnp.sin(grouped(x, k, pad)))
   ours = lambda x, k: jnp.sum(jnp.sin(bvsr_ik_layers.depthwise_conv(x, k, pad)))
-  np.testing.assert_array_equal(bvsr_ik_layers.depthwise_conv(x, k, pad), grouped(x, k, pad))
   for a, b in zip(jax.jit(jax.grad(ref, (0, 1)))(x, k), jax.jit(jax.grad(ours, (0, 1)))(x, k)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
