@@ -206,9 +206,18 @@ class KCANet(nn.Module):
     out = out.reshape(b, t, 4 * h, 4 * w, c)
     return {"outputs": out[:, :, :4 * h_in, :4 * w_in], "lr_corrs": lr_hat[:, :, :h_in, :w_in]}
 
-  def isc(self, frames: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """ISC of padded BGR frames (N, h', w', 3) -> (I^ (N, h', w', 3), features (N, h', w', spc_channels))."""
-    return self.SPC(frames, self.SPC.dictionary())
+  def dictionaries(self) -> dict[str, list[jax.Array]]:
+    """The three implicit kernel dictionaries, {"isc", "backward", "forward"}: they do not depend on the input, so
+    a clip computes them once (`stream_clip`) instead of in every frame's ISC and propagation step."""
+    return {"isc": self.SPC.dictionary(), "backward": self.INRAlign_backward.dictionary(),
+            "forward": self.INRAlign_forward.dictionary()}
+
+  def isc(self, frames: jax.Array, atoms: list[jax.Array] | None = None) -> tuple[jax.Array, jax.Array]:
+    """ISC of padded BGR frames (N, h', w', 3) -> (I^ (N, h', w', 3), features (N, h', w', spc_channels)).
+
+    `atoms`: `dictionaries()["isc"]`, or None to compute them.
+    """
+    return self.SPC(frames, self.SPC.dictionary() if atoms is None else atoms)
 
   def flow_between(self, ref: jax.Array, supp: jax.Array) -> jax.Array:
     """The flow from padded BGR frames `ref` to `supp` (N, h', w', 3) -> (N, h', w', 2) (zeros for flow="zero")."""
@@ -217,7 +226,7 @@ class KCANet(nn.Module):
     return self.spynet(ref, supp)
 
   def propagation_step(self, direction: str, lr_feat: jax.Array, carry: jax.Array | None = None,
-                       flow: jax.Array | None = None) -> jax.Array:
+                       flow: jax.Array | None = None, atoms: list[jax.Array] | None = None) -> jax.Array:
     """One step of the backward or forward pass: the new (N, h', w', dim) feature.
 
     Args:
@@ -225,6 +234,7 @@ class KCANet(nn.Module):
       lr_feat: ISC features of the frame this step reads (N, h', w', spc_channels).
       carry: the previous step's feature, None at the first step of a pass (no alignment, zeros).
       flow: the flow that warps `carry` onto this frame (ignored without `carry`).
+      atoms: `dictionaries()[direction]`, or None to compute them.
 
     Returns:
       The step's feature, as the corresponding frame of `__call__`'s passes.
@@ -233,7 +243,8 @@ class KCANet(nn.Module):
     if carry is None:
       return resblocks(jnp.concatenate([lr_feat, jnp.zeros(lr_feat.shape[:3] + (self.dim,), lr_feat.dtype)], -1))
     align = self.INRAlign_backward if direction == "backward" else self.INRAlign_forward
-    return resblocks(jnp.concatenate([lr_feat, align(lr_feat, carry, flow, align.dictionary())], -1))
+    atoms = align.dictionary() if atoms is None else atoms
+    return resblocks(jnp.concatenate([lr_feat, align(lr_feat, carry, flow, atoms)], -1))
 
   def reconstruct(self, features: jax.Array, lr_hat: jax.Array, size: tuple[int, int]) -> jax.Array:
     """The upsampling of N frames: (N, h', w', 2 dim) and (N, h', w', 3) -> RGB (N, 4h, 4w, 3).
@@ -372,8 +383,8 @@ def _frame_programs(model: KCANet) -> dict:
     return jax.jit(lambda params, *args: model.apply({"params": params}, *args, method=method))
 
   step = lambda direction: program(lambda m, *a: m.propagation_step(direction, *a))  # one trace per arity
-  return {"isc": program(KCANet.isc), "flow": program(KCANet.flow_between), "backward": step("backward"),
-          "forward": step("forward")}
+  return {"dictionaries": program(KCANet.dictionaries), "isc": program(KCANet.isc),
+          "flow": program(KCANet.flow_between), "backward": step("backward"), "forward": step("forward")}
 
 
 @functools.lru_cache(maxsize=16)
@@ -390,7 +401,7 @@ def stream_clip(model: KCANet, params, frames: Sequence[np.ndarray]):
   the forward pass 0 .. T-1, each of its steps followed by that frame's upsampling. Between steps only LR-sized
   arrays are held: the corrected frames I^, the ISC features and the backward features of the frames not yet
   upsampled, and the forward carry (each frame is padded when read); the activations are one frame's, whatever
-  T is.
+  T is. The three kernel dictionaries are computed once for the clip (`KCANet.dictionaries`).
 
   Args:
     model: a KCANet (batch of one clip).
@@ -406,15 +417,17 @@ def stream_clip(model: KCANet, params, frames: Sequence[np.ndarray]):
   run = _frame_programs(model)
   reconstruct = _reconstruct_program(model, (int(h_in), int(w_in)))
   t = len(frames)
+  atoms = run["dictionaries"](params)  # once a clip
   lr_hat, lr_feat, backward = [None] * t, [None] * t, [None] * t
   following = None  # the frame after i (the backward pass's flow target)
   for i in range(t - 1, -1, -1):
     frame = lr(i)
-    lr_hat[i], lr_feat[i] = run["isc"](params, frame)
+    lr_hat[i], lr_feat[i] = run["isc"](params, frame, atoms["isc"])
     if i == t - 1:
       backward[i] = run["backward"](params, lr_feat[i])
     else:
-      backward[i] = run["backward"](params, lr_feat[i], backward[i + 1], run["flow"](params, frame, following))
+      backward[i] = run["backward"](params, lr_feat[i], backward[i + 1], run["flow"](params, frame, following),
+                                    atoms["backward"])
     backward[i].block_until_ready()  # one frame in flight: asynchronous dispatch would queue every frame's work
     following = frame
   order = list(range(t - 1, -1, -1)) if model.official_feature_order else list(range(t))
@@ -424,7 +437,7 @@ def stream_clip(model: KCANet, params, frames: Sequence[np.ndarray]):
     if carry is None:
       carry = run["forward"](params, lr_feat[order[i]])
     else:
-      carry = run["forward"](params, lr_feat[order[i]], carry, run["flow"](params, frame, previous))
+      carry = run["forward"](params, lr_feat[order[i]], carry, run["flow"](params, frame, previous), atoms["forward"])
     previous = frame
     out = reconstruct(params, jnp.concatenate([backward[i], carry], -1), lr_hat[i])
     lr_feat[order[i]] = backward[i] = lr_hat[i] = None  # each is read once
