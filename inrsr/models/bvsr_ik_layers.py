@@ -79,12 +79,13 @@ def depthwise_conv(x: jax.Array, kernel: jax.Array, pad: int) -> jax.Array:
   """Depthwise conv (torch groups = C): x (B, H, W, C), kernel (s, s, 1, C * m), zero padding `pad`.
 
   Output channel c * m + j filters input channel c. XLA's grouped convolution on GPU and TPU; on CPU a sum over
-  the taps (`_depthwise_taps`), because XLA:CPU's grouped convolution runs 5-20x slower than that sum on BVSR-IK's
+  the taps (`_depthwise_taps`), because XLA:CPU's grouped convolution runs 3-15x slower than that sum on BVSR-IK's
   maps and its gradients 2-3x slower than the sum's (2 cores, 2026-12-07; the sums agree to float32 rounding).
+  The branch is chosen for the platform the program is compiled for (`lax.platform_dependent`), so a program
+  compiled ahead of time for a GPU or TPU on a CPU host gets the grouped convolution.
   """
-  if jax.default_backend() == "cpu":
-    return _depthwise_taps(x, kernel, pad)
-  return _depthwise_lax(x, kernel, pad)
+  return jax.lax.platform_dependent(x, kernel, cpu=lambda x, k: _depthwise_taps(x, k, pad),
+                                    default=lambda x, k: _depthwise_lax(x, k, pad))
 
 
 class DepthwiseConv(nn.Module):

@@ -110,6 +110,16 @@ def test_depthwise_conv_values_and_gradients(size, mult):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+def test_depthwise_conv_branch_follows_the_compile_platform():
+  """The tap sum is lowered for CPU only: a program lowered for a GPU or TPU (as `experiments.aot` does on a CPU
+  host) gets XLA's grouped convolution."""
+  x, k = jnp.zeros((1, 8, 8, 4)), jnp.zeros((3, 3, 1, 12))
+  traced = jax.jit(lambda x, k: bvsr_ik_layers.depthwise_conv(x, k, 1)).trace(x, k)
+  grouped = {p: "feature_group_count = 4" in traced.lower(lowering_platforms=(p,)).as_text()
+             for p in ("cpu", "cuda", "tpu")}
+  assert grouped == {"cpu": False, "cuda": True, "tpu": True}
+
+
 def test_resize_and_warp():
   x = jnp.asarray([[0.0, 4.0]])[None, :, :, None]  # (1, 1, 2, 1)
   up = spynet.resize_bilinear(x, (1, 4))
