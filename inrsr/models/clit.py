@@ -49,16 +49,11 @@ stage maps (q, k, v of every stage) are computed once by `encode` when it gets t
 `query` computes the missing ones itself (same numbers, redone on every call). Queries are independent, so
 chunking the queries gives the same outputs (the official `chop_forward`).
 
-Full grids (`band_layout`, then `query_band` per band of output rows, in `inrsr.models.clit_bands`; what
-`inrsr.infer.inference` runs): a departure in the order of operations, not in the function. The first MLP layer is
-a sum over (neighbour, head) blocks of attention weight x (value @ weight block), and the products depend only on
-the feature pixel, so a stage with many output pixels per feature pixel forms them once per pixel and shares them
-among the queries nearest to it (the row and column bias terms are likewise formed per row and per column). Outputs
-equal `query`'s up to float32 rounding; the official fixture's full grids match to 1e-5 either way. A later stage
-whose maps at its full grid would exceed `stage_maps_max_bytes` (256 MiB) is computed in blocks of rows
-(`stage_block`: the resampled features of the block's rows and one halo row each side, then the 3x3 convolutions),
-each covering a band's feature rows and the r rows around them that its queries read, so memory no longer grows
-with the scale (x32 from 512x512: 12.8 GiB of third-stage maps for a `:small` CLIT3 otherwise).
+Full grids: `band_layout`, then `query_band` per band of output rows (`inrsr.models.clit_bands`, what
+`inrsr.infer.inference` runs), compute the same function in another order: the first MLP layer's products once per
+feature pixel, and a later stage whose maps at its full grid would exceed `stage_maps_max_bytes` in blocks of rows
+(`stage_block`). Outputs equal `query`'s up to float32 rounding; the official fixture's full grids match to 1e-5
+either way.
 """
 
 from __future__ import annotations

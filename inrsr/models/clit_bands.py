@@ -5,9 +5,12 @@ the CLIT module (bound to its parameters for the decoding ones). A departure in 
 function: the first MLP layer is a sum over (neighbour, head) blocks of attention weight x (value @ weight block),
 and the products depend only on the feature pixel, so a stage with many output pixels per feature pixel forms them
 once per pixel and shares them among the queries nearest to it (the row and column bias terms are likewise formed
-per row and per column). A later stage whose maps would exceed `CLIT.stage_maps_max_bytes` at its full grid is read
-from blocks of rows (`CLIT.stage_block`, `stage_windows`). Outputs equal `CLIT.query`'s up to float32 rounding; the
-official fixture's full grids match to 1e-5 either way.
+per row and per column). A later stage whose maps at its full grid would exceed `CLIT.stage_maps_max_bytes` (256
+MiB) is read from blocks of rows (`CLIT.stage_block`: the resampled features of the block's rows and one halo row
+each side, then the 3x3 convolutions; `stage_windows` sizes them), each covering a band's feature rows and the r
+rows around them that its queries read, so memory no longer grows with the scale (x32 from 512x512: 12.8 GiB of
+third-stage maps for a `:small` CLIT3 otherwise). Outputs equal `CLIT.query`'s up to float32 rounding; the official
+fixture's full grids match to 1e-5 either way.
 """
 
 from __future__ import annotations
