@@ -382,9 +382,17 @@ def _frame_programs(model: KCANet) -> dict:
   def program(method):
     return jax.jit(lambda params, *args: model.apply({"params": params}, *args, method=method))
 
-  step = lambda direction: program(lambda m, *a: m.propagation_step(direction, *a))  # one trace per arity
+  # Both passes run one program (one trace per arity): it reads the backward pass's parameter names, and the
+  # forward pass's parameters are handed in under them (`_step_params`).
   return {"dictionaries": program(KCANet.dictionaries), "isc": program(KCANet.isc),
-          "flow": program(KCANet.flow_between), "backward": step("backward"), "forward": step("forward")}
+          "flow": program(KCANet.flow_between),
+          "step": program(lambda m, *a: m.propagation_step("backward", *a))}
+
+
+def _step_params(params, direction: str) -> dict:
+  """The parameters of one pass's propagation step, under the backward pass's names (`_frame_programs`)."""
+  return {"INRAlign_backward": params[f"INRAlign_{direction}"],
+          "backward_resblocks": params[f"{direction}_resblocks"]}
 
 
 @functools.lru_cache(maxsize=16)
@@ -418,16 +426,17 @@ def stream_clip(model: KCANet, params, frames: Sequence[np.ndarray]):
   reconstruct = _reconstruct_program(model, (int(h_in), int(w_in)))
   t = len(frames)
   atoms = run["dictionaries"](params)  # once a clip
+  step_params = {d: _step_params(params, d) for d in ("backward", "forward")}
   lr_hat, lr_feat, backward = [None] * t, [None] * t, [None] * t
   following = None  # the frame after i (the backward pass's flow target)
   for i in range(t - 1, -1, -1):
     frame = lr(i)
     lr_hat[i], lr_feat[i] = run["isc"](params, frame, atoms["isc"])
     if i == t - 1:
-      backward[i] = run["backward"](params, lr_feat[i])
+      backward[i] = run["step"](step_params["backward"], lr_feat[i])
     else:
-      backward[i] = run["backward"](params, lr_feat[i], backward[i + 1], run["flow"](params, frame, following),
-                                    atoms["backward"])
+      backward[i] = run["step"](step_params["backward"], lr_feat[i], backward[i + 1],
+                                run["flow"](params, frame, following), atoms["backward"])
     backward[i].block_until_ready()  # one frame in flight: asynchronous dispatch would queue every frame's work
     following = frame
   order = list(range(t - 1, -1, -1)) if model.official_feature_order else list(range(t))
@@ -435,9 +444,10 @@ def stream_clip(model: KCANet, params, frames: Sequence[np.ndarray]):
   for i in range(t):
     frame = lr(i)
     if carry is None:
-      carry = run["forward"](params, lr_feat[order[i]])
+      carry = run["step"](step_params["forward"], lr_feat[order[i]])
     else:
-      carry = run["forward"](params, lr_feat[order[i]], carry, run["flow"](params, frame, previous), atoms["forward"])
+      carry = run["step"](step_params["forward"], lr_feat[order[i]], carry, run["flow"](params, frame, previous),
+                          atoms["forward"])
     previous = frame
     out = reconstruct(params, jnp.concatenate([backward[i], carry], -1), lr_hat[i])
     lr_feat[order[i]] = backward[i] = lr_hat[i] = None  # each is read once

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import flax.linen as nn
@@ -75,6 +76,7 @@ def _depthwise_taps(x: jax.Array, kernel: jax.Array, pad: int) -> jax.Array:
   return out
 
 
+@functools.partial(jax.jit, static_argnums=2)
 def depthwise_conv(x: jax.Array, kernel: jax.Array, pad: int) -> jax.Array:
   """Depthwise conv (torch groups = C): x (B, H, W, C), kernel (s, s, 1, C * m), zero padding `pad`.
 
@@ -82,7 +84,9 @@ def depthwise_conv(x: jax.Array, kernel: jax.Array, pad: int) -> jax.Array:
   the taps (`_depthwise_taps`), because XLA:CPU's grouped convolution runs 3-15x slower than that sum on BVSR-IK's
   maps and its gradients 2-3x slower than the sum's (2 cores, 2026-12-07; the sums agree to float32 rounding).
   The branch is chosen for the platform the program is compiled for (`lax.platform_dependent`), so a program
-  compiled ahead of time for a GPU or TPU on a CPU host gets the grouped convolution.
+  compiled ahead of time for a GPU or TPU on a CPU host gets the grouped convolution. Jitted, so that a model's
+  many calls of one shape are traced and lowered once (both branches each time otherwise: a third of the tracing
+  and lowering of a BVSR-IK propagation step).
   """
   return jax.lax.platform_dependent(x, kernel, cpu=lambda x, k: _depthwise_taps(x, k, pad),
                                     default=lambda x, k: _depthwise_lax(x, k, pad))
