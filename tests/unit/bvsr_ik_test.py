@@ -110,6 +110,25 @@ def test_depthwise_conv_values_and_gradients(size, mult):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+def test_combiner_skips_the_zero_group():
+  """`Combiner` on the products of groups 1..R-1 equals the code's 1x1 conv over all R groups with group 0 zero
+  (float64 NumPy), and has the nn.Conv's parameters: same names, shapes and initial values."""
+  b, h, w, r, cn, out = 2, 3, 4, 3, 6, 5
+  products = jax.random.normal(jax.random.key(0), (b, h, w, (r - 1) * cn))
+  combiner = bvsr_ik_layers.Combiner(out, r * cn)
+  params = combiner.init(jax.random.key(1), products)["params"]
+  conv_params = spynet.conv(out, 1, in_features=r * cn).init(jax.random.key(1), jnp.zeros((1, 1, 1, r * cn)))
+  assert jax.tree.map(np.shape, params) == jax.tree.map(np.shape, conv_params["params"])
+  np.testing.assert_array_equal(params["kernel"], conv_params["params"]["kernel"])
+  np.testing.assert_array_equal(params["bias"], conv_params["params"]["bias"])
+  full = np.concatenate([np.zeros((b, h, w, cn)), np.asarray(products, np.float64)], -1)
+  want = full @ np.asarray(params["kernel"], np.float64)[0, 0] + np.asarray(params["bias"], np.float64)
+  np.testing.assert_allclose(combiner.apply({"params": params}, products), want, rtol=1e-5, atol=1e-5)
+  maps = jax.random.normal(jax.random.key(2), (b, h, w, r - 1, cn))
+  padded = bvsr_ik_layers.with_zero_group(maps)
+  assert padded.shape == (b, h, w, r, cn) and not np.any(padded[:, :, :, 0]) and np.array_equal(padded[:, :, :, 1:], maps)
+
+
 def test_depthwise_conv_branch_follows_the_compile_platform():
   """The tap sum is lowered for CPU only: a program lowered for a GPU or TPU (as `experiments.aot` does on a CPU
   host) gets XLA's grouped convolution."""
