@@ -103,7 +103,7 @@ import numpy as np
 
 from inrsr.models import spynet as spynet_lib
 from inrsr.models.bvsr_ik_layers import (INRAlign, ResBlocksInputConv, SPCNet, atom_frequencies, grid_bilinear,
-                                         lrelu, pixel_shuffle)
+                                         kernel_branch_fields, lrelu, pixel_shuffle)
 from inrsr.models.spynet import conv
 
 
@@ -171,9 +171,7 @@ class KCANet(nn.Module):
       raise ValueError(f"flow={self.flow!r} must be 'spynet' or 'zero'")
     if self.skip_phase not in ("centre", "grid"):
       raise ValueError(f"skip_phase={self.skip_phase!r} must be 'centre' or 'grid'")
-    common = dict(unet_num_res=self.unet_num_res, num_heads=self.num_heads, ffn_expansion=self.ffn_expansion,
-                  num_atoms=self.num_atoms, inr_hidden=self.inr_hidden, max_kernel_size=self.max_kernel_size,
-                  w_min=self.w_min, w_max=self.w_max)
+    common = kernel_branch_fields(self)
     self.SPC = SPCNet(channels=self.spc_channels, num_blocks=self.spc_blocks, unet_base=self.spc_unet_base,
                       **common)
     self.spynet = spynet_lib.SpyNet(num_levels=self.spynet_levels)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Sequence
 
@@ -402,12 +403,9 @@ def _kernel_branch(module: nn.Module, current, hidden, x, atoms) -> tuple[jax.Ar
                         "basis_select": omega, "inr_conv": with_zero_group(maps), "sum": combined}
 
 
-class SPCNet(nn.Module):
-  """ISC: (frames (B, H, W, 3), atoms) -> (corrected frames I^, features (B, H, W, channels))."""
+class KernelBranchModule(nn.Module):
+  """The fields SPCNet and INRAlign share (their kernel branch's U-Nets and dictionary), and the dictionary."""
 
-  channels: int = 16
-  num_blocks: int = 5
-  unet_base: int = 16
   unet_num_res: int = 1
   num_heads: int = 1
   ffn_expansion: float = 0.5
@@ -416,14 +414,29 @@ class SPCNet(nn.Module):
   max_kernel_size: int = 13
   w_min: float = 2.0
   w_max: float = 16.0
+
+  def dictionary(self) -> list[jax.Array]:
+    """The kernel dictionary's masked atoms, one (N, s, s) per size (set up by `_setup_kernel_branch`)."""
+    return self.inr_conv()
+
+
+def kernel_branch_fields(source) -> dict:
+  """`KernelBranchModule`'s fields read off `source` (KCANet holds them under the same names), as keywords."""
+  names = [f.name for f in dataclasses.fields(KernelBranchModule) if f.name not in ("parent", "name")]
+  return {n: getattr(source, n) for n in names}
+
+
+class SPCNet(KernelBranchModule):
+  """ISC: (frames (B, H, W, 3), atoms) -> (corrected frames I^, features (B, H, W, channels))."""
+
+  channels: int = 16
+  num_blocks: int = 5
+  unet_base: int = 16
   in_channels: int = 3
 
   def setup(self):
     self.feat_ext = ResBlocksInputConv(self.channels, self.num_blocks)
     _setup_kernel_branch(self, self.unet_base, self.in_channels)
-
-  def dictionary(self):
-    return self.inr_conv()
 
   def __call__(self, x, atoms=None):
     if atoms is None:
@@ -435,28 +448,17 @@ class SPCNet(nn.Module):
     return out, feat
 
 
-class INRAlign(nn.Module):
+class INRAlign(KernelBranchModule):
   """ITA: (lr_feat, previous feature, flow, atoms) -> aligned feature (B, H, W, channels)."""
 
   channels: int = 64
   base: int = 32
   num_blocks: int = 3
-  unet_num_res: int = 1
-  num_heads: int = 1
-  ffn_expansion: float = 0.5
-  num_atoms: int = 8
-  inr_hidden: int = 360
-  max_kernel_size: int = 13
-  w_min: float = 2.0
-  w_max: float = 16.0
 
   def setup(self):
     self.fusion1 = ResBlocksInputConv(self.base, self.num_blocks)
     self.fusion2 = ResBlocksInputConv(self.base, self.num_blocks)
     _setup_kernel_branch(self, self.base, self.channels)
-
-  def dictionary(self):
-    return self.inr_conv()
 
   def __call__(self, lr_feat, feat_prev, flow, atoms=None, return_hooks: bool = False):
     """Aligned feature; with `return_hooks`, (feature, dict of intermediate values) (no sowing: it runs in a scan)."""
