@@ -1,7 +1,7 @@
 r"""Every port against its official PyTorch code on CPU: same weights, same input, outputs compared, interleaved.
 
   python -m experiments.benchmark_official --official=/path/to/checkouts [--models=liif,hiif,clit,bvsr_ik]
-      [--cases=liif_edsr_x4,...] [--json=FILE] [--repeats=3] [--threads=2]
+      [--cases=liif_edsr_x4,...] [--json=FILE] [--repeats=3] [--threads=2] [--reuse_freed_memory]
 
 --official is a folder holding the official checkouts side by side (outside this repository, fetched as the
 fixture generators say: ../shared/fixtures/README.md): `liif` (yinboc/liif), `CLIT` (jaroslaw1007/CLIT), `HIIF`
@@ -20,6 +20,10 @@ Prints one Markdown table with the load average (/proc/loadavg) at start and end
 writes the list of rows, each with the run's context under "run" (rewritten after every case, so a long run that
 stops keeps what it measured). A case that fails is a row with its error; the exit status is 1 when any case
 failed or missed the bar.
+
+--reuse_freed_memory sets glibc's allocator for the whole process (`inrsr.infer.allocator.reuse_freed_memory`), so
+both sides get it: PyTorch gains more from it than inrsr (BENCHMARKS.md, "glibc's arenas"). The header names the
+allocator setting and glibc's MALLOC_* variables, which change both sides' speed as much.
 
 Without torch, or without a model's checkout, the affected cases are skipped with a one-line reason.
 """
@@ -45,6 +49,7 @@ _JSON = flags.DEFINE_string("json", None, "Write the rows (and the run's header)
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per implementation (median), interleaved.")
 _THREADS = flags.DEFINE_integer("threads", 2, "torch.set_num_threads (XLA's CPU client uses every core).")
 _CHUNK = flags.DEFINE_integer("chunk", 30000, "Query points per call for both (the official eval_bsize).")
+_REUSE = configs.reuse_freed_memory_flag()  # the one process's allocator: both sides get it
 
 
 def main(argv):
@@ -60,9 +65,11 @@ def main(argv):
     raise app.UsageError(f"unknown --models/--cases {unknown}; models {sorted(CHECKOUTS)}, cases {sorted(CASES)}")
   if _REPEATS.value < 1:
     raise app.UsageError(f"--repeats={_REPEATS.value} must be >= 1")
+  reuse = configs.apply_reuse_freed_memory(_REUSE)  # before either side allocates
   names = _CASES.value or [n for n, c in CASES.items() if c.model in _MODELS.value]
   header, rows = run_cases(names, official_dir, pathlib.Path(_FIXTURES.value), repeats=_REPEATS.value,
-                           chunk=_CHUNK.value, threads=_THREADS.value, json_path=_JSON.value)
+                           chunk=_CHUNK.value, threads=_THREADS.value, json_path=_JSON.value,
+                           allocator_mode="reuse_freed_memory" if reuse else "glibc default")
   print(markdown(header, rows))
   if any("error" in r or not r.get("within_bar", True) for r in rows):
     sys.exit(1)

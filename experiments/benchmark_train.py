@@ -23,10 +23,12 @@ from tools import benchmarking
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config NAME or path.", lock_config=True)
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps.")
 _WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps first.")
+_REUSE = configs.reuse_freed_memory_flag()
 
 
 def main(argv):
   del argv
+  configs.apply_reuse_freed_memory(_REUSE)  # as `experiments.train --reuse_freed_memory` does
   r = benchmarking.train_throughput(_CONFIG.value, steps=_STEPS.value, warmup=_WARMUP.value)
   peak = "n/a" if r["peak_bytes"] is None else f"{r['peak_bytes'] / 1e9:.3f}"
   print("| config | device | HR pixels per step | step ms | HR pixels/s | peak GB | first step s | compiled steps |")

@@ -27,11 +27,13 @@ _COUNT = flags.DEFINE_integer("num_processes", None, "Number of processes (multi
 _INDEX = flags.DEFINE_integer("process_id", None, "This process's index in [0, num_processes).")
 _AUTO = flags.DEFINE_bool("distributed", False, "Start JAX's multi-process runtime with the cluster's settings "
                           "detected by JAX (SLURM, Open MPI, TPU pod).")
+_REUSE = configs.reuse_freed_memory_flag()
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  configs.apply_reuse_freed_memory(_REUSE)  # before JAX's first computation
   distributed.initialize(_ADDRESS.value, _COUNT.value, _INDEX.value, auto=_AUTO.value)
   training.train(_CONFIG.value, _WORKDIR.value, progress=_PROGRESS.value)
 

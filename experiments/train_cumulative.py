@@ -29,11 +29,13 @@ _STAGES = flags.DEFINE_list("stages", None, "Train only these stages (default: a
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show progress bars.")
 _JAX_CACHE = flags.DEFINE_string("jax_cache", None, "JAX persistent compilation cache folder (default "
                                  "WORKDIR/jax_cache; empty: none). JAX_COMPILATION_CACHE_DIR, when set, wins.")
+_REUSE = configs.reuse_freed_memory_flag()
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  configs.apply_reuse_freed_memory(_REUSE)  # before JAX's first computation
   cache = os.path.join(_WORKDIR.value, "jax_cache") if _JAX_CACHE.value is None else _JAX_CACHE.value
   if cache and not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     jax.config.update("jax_compilation_cache_dir", cache)

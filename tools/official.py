@@ -15,6 +15,7 @@ import types
 
 import numpy as np
 
+from inrsr.infer import allocator
 from tools import benchmarking
 
 
@@ -383,8 +384,9 @@ def run_case(name: str, case: Case, official_dir: pathlib.Path, fixtures: pathli
 
 # ------------------------------------------------------------------------------------------------- output
 
-def run_header(threads: int) -> dict:
-  """The run's context: date, command, machine, versions, threads, XLA flags and the load average at start."""
+def run_header(threads: int, allocator_mode: str = "glibc default") -> dict:
+  """The run's context: date, command, machine, versions, threads, XLA flags, glibc's allocator (`allocator_mode`
+  and its environment variables) and the load average at start."""
   import jax  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
   cpu = "unknown CPU"
@@ -396,7 +398,9 @@ def run_header(threads: int) -> dict:
           "command": " ".join(["python -m experiments.benchmark_official"] + sys.argv[1:]),
           "machine": f"{cpu}, {os.cpu_count()} cores, {platform.system()}", "torch": torch.__version__,
           "torch_threads": threads, "jax": jax.__version__, "jax_device": benchmarking.device_description(),
-          "xla_flags": os.environ.get("XLA_FLAGS", ""), "load_start": benchmarking.load_average()}
+          "xla_flags": os.environ.get("XLA_FLAGS", ""),
+          "allocator": " ".join(filter(None, [allocator_mode, allocator.settings()])),
+          "load_start": benchmarking.load_average()}
 
 
 def _fmt(v, unit):
@@ -406,7 +410,8 @@ def _fmt(v, unit):
 
 
 def run_cases(names, official_dir: pathlib.Path, fixtures: pathlib.Path, *, repeats: int, chunk: int,
-              threads: int, json_path: str | None = None) -> tuple[dict, list[dict]]:
+              threads: int, json_path: str | None = None,
+              allocator_mode: str = "glibc default") -> tuple[dict, list[dict]]:
   """Every named case in turn (`run_case`), each logged to stderr with the load average; a case that raises is a
   row with its error.
 
@@ -419,13 +424,14 @@ def run_cases(names, official_dir: pathlib.Path, fixtures: pathlib.Path, *, repe
     threads: torch's thread count (set here).
     json_path: rewritten with the rows and the run's header after every case (a run that stops keeps what it
       measured), when given.
+    allocator_mode: how the caller set glibc's allocator, for the header ("reuse_freed_memory" or the default).
 
   Returns:
     (the run's header, `run_header` with "load_end"; the rows).
   """
   import torch  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(threads)
-  header = run_header(threads)
+  header = run_header(threads, allocator_mode)
   rows = []
   for name in names:
     print(f"[{datetime.datetime.now():%H:%M:%S}] {name} (load {benchmarking.load_average()})", file=sys.stderr,
@@ -448,7 +454,8 @@ def markdown(header: dict, rows: list[dict]) -> str:
   """The run as Markdown: a line of context, then one table row per case."""
   lines = [f"{header['date']}, {header['machine']}; torch {header['torch']} ({header['torch_threads']} threads), "
            f"jax {header['jax']} ({header['jax_device']}); load average (1/5/15 min) {header['load_start']} at "
-           f"start, {header.get('load_end', '?')} at end. Command: `{header['command']}`", "",
+           f"start, {header.get('load_end', '?')} at end; allocator: {header.get('allocator', '?')}. Command: "
+           f"`{header['command']}`", "",
            "| case | official | inrsr | inrsr speed / official | max abs diff | first call official | "
            "first call inrsr |", "|---|---|---|---|---|---|---|"]
   for r in rows:

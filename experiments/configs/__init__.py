@@ -159,6 +159,39 @@ def _one_line(e: BaseException) -> str:
   return " ".join(str(e).split()) or type(e).__name__
 
 
+def reuse_freed_memory_flag():
+  """Define `--reuse_freed_memory` (glibc keeps freed blocks for reuse, `allocator.reuse_freed_memory`).
+
+  Returns:
+    The flag's holder; `apply_reuse_freed_memory(holder)` first thing in `main`, before any JAX computation.
+  """
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  return flags.DEFINE_bool(
+      "reuse_freed_memory", False, "CPU runs: have glibc keep freed blocks for reuse instead of handing XLA's "
+      "buffers back to the OS after every step (about 10%% faster on CPU; the resident size stays at its peak).")
+
+
+def apply_reuse_freed_memory(holder) -> bool:
+  """Set glibc so when `holder` (from `reuse_freed_memory_flag`) is on; a warning where glibc refuses.
+
+  Args:
+    holder: the flag holder.
+
+  Returns:
+    Whether the setting is in effect.
+  """
+  if not holder.value:
+    return False
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  from inrsr.infer import allocator  # pylint: disable=g-import-not-at-top
+
+  if allocator.reuse_freed_memory():
+    return True
+  logging.warning("--reuse_freed_memory: glibc's mallopt is not available here; the allocator is unchanged")
+  return False
+
+
 def run(main, names: tuple[str, ...] = ("config",)) -> None:
   """Run an entry point's `main` with absl: the shared start of every `experiments/*.py`.
 
