@@ -44,11 +44,13 @@ _SAVE_PREDICTIONS = flags.DEFINE_bool("save_predictions", False, "Also write eac
                                       "the LR it was made from under WORKDIR/predictions/<protocol>/x<scale>/.")
 _ZS_CONFIG = config_flags.DEFINE_config_file("zero_shot_config", str(configs.CONFIG_DIR / "srinr_zeroshot.py"),
                                              "Zero-shot model config (with --zero_shot_budget).", lock_config=True)
+_REUSE = configs.reuse_freed_memory_flag()
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  configs.apply_reuse_freed_memory(_REUSE)  # before JAX's backend starts
   scales = [float(s) for s in _SCALES.value] if _SCALES.value else None
   overrides = {k: f.value for k, f in (("crop", _BLIND_CROP), ("frames", _BLIND_FRAMES)) if f.value is not None}
   clip_methods = None

@@ -33,7 +33,7 @@ _REUSE = configs.reuse_freed_memory_flag()
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  configs.apply_reuse_freed_memory(_REUSE)  # before JAX's first computation
+  configs.apply_reuse_freed_memory(_REUSE)  # before JAX's backend starts
   distributed.initialize(_ADDRESS.value, _COUNT.value, _INDEX.value, auto=_AUTO.value)
   training.train(_CONFIG.value, _WORKDIR.value, progress=_PROGRESS.value)
 

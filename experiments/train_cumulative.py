@@ -35,7 +35,7 @@ _REUSE = configs.reuse_freed_memory_flag()
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  configs.apply_reuse_freed_memory(_REUSE)  # before JAX's first computation
+  configs.apply_reuse_freed_memory(_REUSE)  # before JAX's backend starts
   cache = os.path.join(_WORKDIR.value, "jax_cache") if _JAX_CACHE.value is None else _JAX_CACHE.value
   if cache and not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     jax.config.update("jax_compilation_cache_dir", cache)

@@ -163,13 +163,14 @@ def reuse_freed_memory_flag():
   """Define `--reuse_freed_memory` (glibc keeps freed blocks for reuse, `allocator.reuse_freed_memory`).
 
   Returns:
-    The flag's holder; `apply_reuse_freed_memory(holder)` first thing in `main`, before any JAX computation.
+    The flag's holder; `apply_reuse_freed_memory(holder)` first thing in `main`, before JAX's backend starts.
   """
   from absl import flags  # pylint: disable=g-import-not-at-top
 
   return flags.DEFINE_bool(
       "reuse_freed_memory", False, "CPU runs: have glibc keep freed blocks for reuse instead of handing XLA's "
-      "buffers back to the OS after every step (about 10%% faster on CPU; the resident size stays at its peak).")
+      "buffers back to the OS after every step (on 2 CPU cores 1.1-1.2x the LIIF train step's speed and 1.1-1.9x "
+      "inference's; the resident size stays at its peak).")
 
 
 def apply_reuse_freed_memory(holder) -> bool:
