@@ -11,10 +11,11 @@ One op for every registered model (no file I/O here; files are `inrsr.infer.upsc
     (evaluate, upscale of files and clips, zero-shot, notebooks) decodes with the same cells (`cell_scale=1.0`
     opts out). A model whose queries interact (HIIF's attention averages over every query of a call,
     `queries_independent = False`) gives the result of one call over the whole output, the official
-    evaluation's setting, streamed in two stages: its module's `global_statistics` sums the attention
-    statistics over every query, chunk by chunk (one pass per attention block), then the chunks are decoded
-    with them and yielded like any other model's (`_global_predictions`); neither the output's coordinates nor
-    the output are ever whole (with `chunk` 0, or one chunk, it is one plain call). A model may define
+    evaluation's setting, streamed in passes: its module's `decode_global` sums the attention statistics over
+    every query, chunk by chunk (one pass per attention block, each chunk's activations kept between the passes
+    where they fit, `hiif.KEPT_MAX_BYTES`), then the chunks are decoded with them and yielded like any other
+    model's (`_global_predictions`); neither the output's coordinates nor the output are ever whole (with
+    `chunk` 0, or one chunk, it is one plain call). A model may define
     `query_kwargs(lr_hw, out_hw)` for static query arguments (CLIT's stage scales). A model with
     `band_decoding` (LIT/CLIT) is decoded in bands of whole rows instead (`band_layout`, `query_band`: the first
     MLP layer's products formed once per feature pixel; `band_decoding=False` queries it point by point).
@@ -134,8 +135,8 @@ def decode_bytes(model, params, lr_hw, out_hw, chunk: int = 65536, band_decoding
   Compiled, not run: the encoder for the output's static arguments, whose outputs (CLIT's stage maps, except
   those of stages computed in blocks of rows, two blocks each; the others' LR-sized maps) are held while the
   output is decoded, its temporaries while it runs, and, for a model that decodes in bands, the band call's
-  temporaries and output twice (two bands in flight). A fitting model decodes from the LR itself in bounded
-  chunks: (0, 0).
+  temporaries and output twice (two bands in flight); for a model whose module keeps activations between its
+  passes (HIIF's `decode_global`), those too. A fitting model decodes from the LR itself in bounded chunks: (0, 0).
 
   Args:
     model: a registered model.
@@ -145,7 +146,8 @@ def decode_bytes(model, params, lr_hw, out_hw, chunk: int = 65536, band_decoding
     chunk, band_decoding: as for `upscale`.
 
   Returns:
-    (bytes of the features, the peak: features plus the larger of the encoder's and the decoding's working set).
+    (bytes of the features (and kept activations), the peak: those plus the larger of the encoder's and the
+    decoding's working set).
   """
   if not models.is_generalising(model):
     return 0, 0
@@ -159,6 +161,10 @@ def decode_bytes(model, params, lr_hw, out_hw, chunk: int = 65536, band_decoding
   feats = jax.eval_shape(encoder, params, lr)
   nbytes = lambda tree: sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
   features = nbytes(feats)
+  kept = models.module_hook(model, "kept_bytes")
+  total = int(out_hw[0]) * int(out_hw[1])
+  if kept is not None and 0 < chunk < total:  # activations held between `decode_global`'s passes
+    features += kept(model, -(-total // chunk) * chunk)
   working = []
   analysis = encoder.lower(params, lr).compile().memory_analysis()
   if analysis is not None:
@@ -388,25 +394,18 @@ def _cell(height: int, width: int, cell_scale: float) -> np.ndarray:
   return np.array([2.0 / width, 2.0 / height], np.float32) * np.float32(cell_scale)
 
 
-@functools.lru_cache(maxsize=16)
-def _global_querier(model):
-  return jax.jit(lambda params, feats, q, cell, mask, kv_means: model.apply(
-      {"params": params}, feats, q, cell, mask, kv_means, method="query"))
-
-
 def _global_predictions(model, params, lr, height, width, chunk, cell_scale, progress):
   """(n, C) predictions in raster order of a model whose queries interact (HIIF): one call's result, streamed.
 
-  The model's module gives `global_statistics(model, variables, feats, chunks)` (the statistics every query
-  shares, summed chunk by chunk) and `query(feats, coords, cells, query_mask, kv_means)` decodes a chunk with
-  them. The chunks are `_point_predictions`'s (the last padded with repeats, masked out of the statistics),
+  The model's module gives `decode_global(model, variables, feats, chunks, queries)`: the statistics every query
+  shares, summed chunk by chunk, then each chunk decoded with them. The chunks are `_point_predictions`'s (the last padded with repeats, masked out of the statistics),
   their coordinates made from the pixel indices in each pass, so only a chunk's queries are held. With `chunk`
   0 or one chunk for the whole output: the plain one-call `query`.
   """
   query, feats, cell = _point_setup(model, params, lr, height, width, cell_scale)
   total = height * width
-  statistics = models.module_hook(model, "global_statistics")
-  if chunk <= 0 or chunk >= total or statistics is None:
+  decode_global = models.module_hook(model, "decode_global")
+  if chunk <= 0 or chunk >= total or decode_global is None:
     flat = np.arange(total)
     q = coords.grid_xy_f32(flat // width, flat % width, height, width)
     yield np.asarray(query(params, feats, jnp.asarray(q)[None], jnp.asarray(np.broadcast_to(cell, q.shape))[None])[0])
@@ -425,11 +424,10 @@ def _global_predictions(model, params, lr, height, width, chunk, cell_scale, pro
     import tqdm  # pylint: disable=g-import-not-at-top
     return tqdm.tqdm(pieces, desc=f"{desc} {lr.shape[1]}x{lr.shape[0]} -> {width}x{height}", leave=False)
 
-  kv_means = statistics(model, {"params": params}, feats,
-                        lambda: (inputs(start, padded) for start, _, padded in passes("statistics")))
-  decode = _global_querier(model)
-  yield from _in_flight((decode(params, feats, *inputs(start, padded), kv_means)[0], n)
-                        for start, n, padded in passes("upscale"))
+  outputs = decode_global(model, {"params": params}, feats,
+                          lambda: (inputs(start, padded) for start, _, padded in passes("pass")),
+                          sum(padded for _, _, padded in pieces))
+  yield from _in_flight((out[0], n) for out, (_, n, _) in zip(outputs, pieces))
 
 
 # The 8 symmetries of the square as (transpose, flip rows, flip columns): flips first, then the transpose.

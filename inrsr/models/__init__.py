@@ -74,10 +74,11 @@ class ModelHooks(Protocol):
 HOOK_DEFAULTS = {"queries_independent": True, "band_decoding": False, "param_init": "flax", "scale": None,
                  "query_kwargs": None, "cell_scale": None, "training_loss": None, "example_inputs": None}
 # Functions a model's module may define: init_params(model, key) (fresh parameters without running the model);
-# global_statistics(model, variables, feats, chunks) (the statistics every query shares, for
-# `queries_independent = False`); stream_clip(model, params, frames) (a whole-clip model's HR frames, yielded
-# one at a time).
-MODULE_HOOK_DEFAULTS = {"init_params": None, "global_statistics": None, "stream_clip": None}
+# decode_global(model, variables, feats, chunks, queries) (every chunk's output, the statistics every query
+# shares computed over all chunks first, for `queries_independent = False`); stream_clip(model, params, frames) (a
+# whole-clip model's HR frames, yielded one at a time); kept_bytes(model, queries) (what decode_global holds
+# between its passes).
+MODULE_HOOK_DEFAULTS = {"init_params": None, "decode_global": None, "kept_bytes": None, "stream_clip": None}
 
 
 def hook(model, name: str):

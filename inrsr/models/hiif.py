@@ -77,6 +77,9 @@ SCALE_MAX = 4.0  # official test.py --scale_max default, the largest training sc
 # 4 times the features at the official sizes; 256 MiB is a 256 x 256 LR there, 1 GiB a 512 x 512 one). Above it
 # `encode` keeps the features and each query projects the 4 it gathers (the official first layer's cost).
 PROJECTION_TABLE_MAX_BYTES = 2**28
+# The most memory `decode_global` keeps activations in (hidden_dim float32 per query: 256 MiB is a 512 x 512 output
+# at the official sizes); above it each pass recomputes the layers before its block, holding one chunk.
+KEPT_MAX_BYTES = 2**29
 
 MODEL_FIELDS = ("encoder", "encoder_args", "hidden_dim", "heads", "n_attn_blocks", "n_hi_layers", "mlp_hidden",
                 "param_init")
@@ -427,11 +430,34 @@ class HIIF(nn.Module):
     x, local = self._head(feats, coords, cells)
     for i, block in enumerate(self.attn):
       x = block(x, query_mask, None if kv_means is None else kv_means[i])
+    return self._tail(feats, coords, x, local)
+
+  def _tail(self, feats: dict, coords: jax.Array, x: jax.Array, local: jax.Array) -> jax.Array:
+    """The hierarchical layers after the attention blocks, plus the bilinear skip: RGB (B, Q, 3)."""
     for n in range(1, self.n_hi_layers):
       x = self.fc_layers[n](jnp.concatenate([x, compute_hi_coord(local, n)], axis=-1))
     skip = sampling.bilinear(feats["inp"], coords[..., 1].astype(jnp.float32), coords[..., 0].astype(jnp.float32),
                              border=True)
     return (x + skip) * 0.5 + 0.5
+
+  def head_pass(self, feats: dict, coords: jax.Array, cells: jax.Array, query_mask: jax.Array | None = None):
+    """`decode_global`'s first pass over a chunk: the first decoder layer's output x (B, Q, hidden_dim), kept, and
+    attention block 0's `kv_sum` of it."""
+    x, _ = self._head(feats, coords, cells)
+    return (x,) + self.attn[0].kv_sum(x, query_mask)
+
+  def block_pass(self, x: jax.Array, kv_mean: jax.Array, query_mask: jax.Array | None = None, *, block: int):
+    """`decode_global`'s pass `block` (>= 1) over a chunk: the kept x through attention block `block - 1` with its
+    global statistic `kv_mean`, kept, and block `block`'s `kv_sum` of it."""
+    x = self.attn[block - 1](x, query_mask, kv_mean)
+    return (x,) + self.attn[block].kv_sum(x, query_mask)
+
+  def decode_kept(self, feats: dict, coords: jax.Array, x: jax.Array, kv_mean: jax.Array,
+                  query_mask: jax.Array | None = None) -> jax.Array:
+    """`decode_global`'s last pass over a chunk: the kept x through the last attention block and the rest of
+    `query` (local_coord recomputed from the coordinates, the same float32 bits as `_head`'s)."""
+    x = self.attn[-1](x, query_mask, kv_mean)
+    return self._tail(feats, coords, x, self._sample(feats, coords)[2])
 
   def attention_sums(self, feats: dict, coords: jax.Array, cells: jax.Array, kv_means=(),
                      query_mask: jax.Array | None = None):
@@ -484,15 +510,15 @@ def global_statistics(model: HIIF, variables, feats: dict, chunks) -> tuple:
   return kv_means
 
 
-def query_global(model: HIIF, variables, feats: dict, coords, cells, chunk: int):
+def query_global(model: HIIF, variables, feats: dict, coords, cells, chunk: int, keep: bool | None = None):
   """`model.query` over all Q queries at once (the attention averaged over all of them), in bounded memory.
 
   The attention statistics are sums over queries, so they are accumulated chunk by chunk (`global_statistics`:
   one pass per attention block), then a pass decodes every chunk with the global statistics. The result equals
   a single `query` call on all Q queries (up to float32 summation order), i.e. the official one-chunk evaluation
-  of a whole image, while computing only `chunk` queries at a time. Cost: (n_attn_blocks + 1) passes of the
-  first decoder layer. `inrsr.infer.inference` streams an output the same way without holding its coordinates or
-  its output.
+  of a whole image, while computing only `chunk` queries at a time (`decode_global`: each chunk's activation kept
+  between the passes where they fit KEPT_MAX_BYTES, else recomputed). `inrsr.infer.inference` streams an output
+  the same way without holding its coordinates or its output.
 
   Args:
     model: the HIIF module.
@@ -500,6 +526,7 @@ def query_global(model: HIIF, variables, feats: dict, coords, cells, chunk: int)
     feats: `encode`'s output.
     coords: (B, Q, 2) (x, y); cells: (B, Q, 2) or (B, 2).
     chunk: queries per pass (the last chunk is padded and masked, so every pass has one shape).
+    keep: `decode_global`'s choice (None: by KEPT_MAX_BYTES).
 
   Returns:
     (B, Q, 3) NumPy array, as `query` returns.
@@ -515,17 +542,74 @@ def query_global(model: HIIF, variables, feats: dict, coords, cells, chunk: int)
   cells_p = jnp.pad(cells, ((0, 0), (0, pad), (0, 0)))
   mask_p = jnp.broadcast_to(jnp.arange(n_chunks * chunk) < q, (b, n_chunks * chunk))
   parts = [slice(i * chunk, (i + 1) * chunk) for i in range(n_chunks)]
-  kv_means = global_statistics(model, variables, feats,
-                               lambda: ((coords_p[:, sl], cells_p[:, sl], mask_p[:, sl]) for sl in parts))
-  decode = _jitted(model, "query")
-  out = [np.asarray(decode(variables, feats, coords_p[:, sl], cells_p[:, sl], mask_p[:, sl], kv_means))
-         for sl in parts]
+  chunks = lambda: ((coords_p[:, sl], cells_p[:, sl], mask_p[:, sl]) for sl in parts)
+  out = [np.asarray(o) for o in decode_global(model, variables, feats, chunks, n_chunks * chunk, keep)]
   return np.concatenate(out, axis=1)[:, :q]
+
+
+def kept_bytes(model: HIIF, queries: int) -> int:
+  """The bytes `decode_global` keeps for `queries` queries (padding included) by default: 0 where it recomputes."""
+  nbytes = int(queries) * model.hidden_dim * 4
+  return nbytes if nbytes <= KEPT_MAX_BYTES else 0
+
+
+def decode_global(model: HIIF, variables, feats: dict, chunks, queries: int, keep: bool | None = None):
+  """`query`'s output over every query of `chunks`, the attention averaged over all of them, chunk by chunk.
+
+  Two ways to the same numbers (up to float32 summation order). Keeping: one pass per attention block, each
+  carrying every chunk's activation (B, chunk, hidden_dim) from one pass to the next (`head_pass`, `block_pass`,
+  `decode_kept`), so each layer runs once per query, as in one `query` call; it holds the activations of all
+  `queries`. Recomputing: `global_statistics`, then `query` per chunk with them, so only one chunk is held, but the
+  first decoder layer runs n_attn_blocks + 1 times and each attention block but the last twice or more (1.3 times
+  slower at x4 on 512 x 512 outputs; BENCHMARKS.md).
+
+  Args:
+    model: the HIIF module.
+    variables: {"params": ...}.
+    feats: `encode`'s output.
+    chunks: as for `global_statistics`: a callable returning a new iterable of (coords, cells, mask) per pass.
+    queries: the number of queries `chunks` gives, padding included (for the memory of keeping).
+    keep: True or False picks the way; None keeps when the kept activations take at most KEPT_MAX_BYTES.
+
+  Yields:
+    Each chunk's (B, chunk, 3) output (a device array), in order.
+  """
+  if keep is None:
+    keep = kept_bytes(model, queries) > 0
+  if not keep:
+    kv_means = global_statistics(model, variables, feats, chunks)
+    decode = _jitted(model, "query")
+    for coords, cells, mask in chunks():
+      yield decode(variables, feats, coords, cells, mask, kv_means)
+    return
+  kept, kv_means = [], ()
+  for block in range(model.n_attn_blocks):
+    step = _jitted(model, "head_pass") if block == 0 else _block_pass(model, block)
+    total, count = None, None
+    for i, (coords, cells, mask) in enumerate(chunks()):
+      if block == 0:
+        x, s, c = step(variables, feats, coords, cells, mask)
+        kept.append(x)
+      else:
+        kept[i], s, c = step(variables, kept[i], kv_means[-1], mask)
+      total, count = (s, c) if total is None else (total + s, count + c)
+    if total is None:
+      raise ValueError("decode_global: `chunks` gave no queries")
+    kv_means = kv_means + (total / count[:, None, None, None],)
+  last = _jitted(model, "decode_kept")
+  for i, (coords, _, mask) in enumerate(chunks()):
+    x, kept[i] = kept[i], None  # each chunk's activation freed once decoded
+    yield last(variables, feats, coords, x, kv_means[-1], mask)
 
 
 @functools.lru_cache(maxsize=32)
 def _jitted(model: HIIF, method: str):
   return jax.jit(lambda v, *args: model.apply(v, *args, method=getattr(HIIF, method)))
+
+
+@functools.lru_cache(maxsize=32)
+def _block_pass(model: HIIF, block: int):
+  return jax.jit(lambda v, *args: model.apply(v, *args, method=HIIF.block_pass, block=block))
 
 
 def from_config(config: Mapping) -> HIIF:

@@ -37,8 +37,12 @@ def _one_call(model, params, lr, h, w, cell_scale):
   return np.clip(np.asarray(out)[0].reshape(h, w, 3), 0, 1)
 
 
-def test_hiif_streamed_equals_one_call(small_hiif):
+@pytest.mark.parametrize("kept", [True, False])
+def test_hiif_streamed_equals_one_call(small_hiif, kept, monkeypatch):
+  """Streamed in chunks, each chunk's activations kept between the passes or (KEPT_MAX_BYTES 0) recomputed."""
   model, params, lr = small_hiif
+  if not kept:
+    monkeypatch.setattr(hiif, "KEPT_MAX_BYTES", 0)
   h, w = 37, 53  # x4.4: 1961 queries in chunks of 300, the last one padded
   factor = hiif.clip_factor(lr.shape[:2], (h, w))  # the default cell rule: x1.13 here (s = 4.52)
   want = _one_call(model, params, lr, h, w, factor)
@@ -57,6 +61,16 @@ def test_hiif_streamed_equals_one_call(small_hiif):
                                         method=hiif.HIIF.query))
   own = np.concatenate([np.asarray(query(coords[:, s:s + 300]))[0] for s in range(0, h * w, 300)])
   assert np.abs(np.clip(own.reshape(h, w, 3), 0, 1) - want).max() > 1e-4
+
+
+def test_hiif_decode_bytes_count_the_kept_activations(small_hiif, monkeypatch):
+  """64 x 64 from 16 x 16 in chunks of 1000: 5 chunks (5000 queries with the padding) of hidden_dim float32 kept."""
+  model, params, _ = small_hiif
+  kept, _ = inference.decode_bytes(model, params, (16, 16), (64, 64), chunk=1000)
+  one_call, _ = inference.decode_bytes(model, params, (16, 16), (64, 64), chunk=0)
+  assert kept - one_call == 5000 * model.hidden_dim * 4
+  monkeypatch.setattr(hiif, "KEPT_MAX_BYTES", 5000 * model.hidden_dim * 4 - 1)  # over it: recomputed, none kept
+  assert inference.decode_bytes(model, params, (16, 16), (64, 64), chunk=1000)[0] == one_call
 
 
 def test_hiif_without_the_projection_table_gives_the_same_outputs(small_hiif, monkeypatch):

@@ -62,14 +62,16 @@ def test_matches_official(official, case):
   assert err.max() <= 1e-5
 
 
-def test_query_global_matches_official_one_chunk(official):
-  # The official one-chunk result of the whole grid, computed 1200 queries at a time (4 chunks, the last padded).
+@pytest.mark.parametrize("keep", [True, False])
+def test_query_global_matches_official_one_chunk(official, keep):
+  # The official one-chunk result of the whole grid, computed 1200 queries at a time (4 chunks, the last padded),
+  # with each chunk's activations kept between the passes or recomputed in each.
   _, model, variables, feats, d = official
   coords = np.ascontiguousarray(d["coord_grid"][:, ::-1])[None]
   cells = np.ascontiguousarray(d["cell_grid"][::-1])[None]
-  pred = hiif.query_global(model, variables, feats, coords, cells, chunk=1200)
+  pred = hiif.query_global(model, variables, feats, coords, cells, chunk=1200, keep=keep)
   err = np.abs(pred[0] - d["pred_grid"]).max()
-  print(f"query_global grid: max abs error {err:.3g}")
+  print(f"query_global grid ({keep=}): max abs error {err:.3g}")
   assert err <= 1e-5
 
 
