@@ -398,9 +398,10 @@ def _global_predictions(model, params, lr, height, width, chunk, cell_scale, pro
   """(n, C) predictions in raster order of a model whose queries interact (HIIF): one call's result, streamed.
 
   The model's module gives `decode_global(model, variables, feats, chunks, queries)`: the statistics every query
-  shares, summed chunk by chunk, then each chunk decoded with them. The chunks are `_point_predictions`'s (the last padded with repeats, masked out of the statistics),
-  their coordinates made from the pixel indices in each pass, so only a chunk's queries are held. With `chunk`
-  0 or one chunk for the whole output: the plain one-call `query`.
+  shares, summed chunk by chunk, then each chunk decoded with them. The chunks are `_point_predictions`'s (the
+  last padded with repeats, masked out of the statistics), their coordinates made from the pixel indices in each
+  pass, so no more than a chunk's queries are held (and, where they fit, the activations `decode_global` keeps).
+  With `chunk` 0 or one chunk for the whole output: the plain one-call `query`.
   """
   query, feats, cell = _point_setup(model, params, lr, height, width, cell_scale)
   total = height * width

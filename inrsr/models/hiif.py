@@ -550,7 +550,7 @@ def query_global(model: HIIF, variables, feats: dict, coords, cells, chunk: int,
 def kept_bytes(model: HIIF, queries: int) -> int:
   """The bytes `decode_global` keeps for `queries` queries (padding included) by default: 0 where it recomputes."""
   nbytes = int(queries) * model.hidden_dim * 4
-  return nbytes if nbytes <= KEPT_MAX_BYTES else 0
+  return nbytes if model.n_attn_blocks and nbytes <= KEPT_MAX_BYTES else 0
 
 
 def decode_global(model: HIIF, variables, feats: dict, chunks, queries: int, keep: bool | None = None):
@@ -560,8 +560,8 @@ def decode_global(model: HIIF, variables, feats: dict, chunks, queries: int, kee
   carrying every chunk's activation (B, chunk, hidden_dim) from one pass to the next (`head_pass`, `block_pass`,
   `decode_kept`), so each layer runs once per query, as in one `query` call; it holds the activations of all
   `queries`. Recomputing: `global_statistics`, then `query` per chunk with them, so only one chunk is held, but the
-  first decoder layer runs n_attn_blocks + 1 times and each attention block but the last twice or more (1.3 times
-  slower at x4 on 512 x 512 outputs; BENCHMARKS.md).
+  first decoder layer runs n_attn_blocks + 1 times and each attention block but the last twice or more (1.15-1.3
+  times slower at x4 on 512 x 512 outputs; BENCHMARKS.md).
 
   Args:
     model: the HIIF module.
@@ -576,7 +576,7 @@ def decode_global(model: HIIF, variables, feats: dict, chunks, queries: int, kee
   """
   if keep is None:
     keep = kept_bytes(model, queries) > 0
-  if not keep:
+  if not keep or not model.n_attn_blocks:  # (without attention blocks there is nothing to keep between passes)
     kv_means = global_statistics(model, variables, feats, chunks)
     decode = _jitted(model, "query")
     for coords, cells, mask in chunks():
