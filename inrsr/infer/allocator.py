@@ -41,10 +41,11 @@ def reuse_freed_memory() -> bool:
   so the next run faults in and zeroes every page again: 136,000 page faults (530 MiB) and 0.2 s of kernel time
   per LIIF train step at batch 4 on 2 cores (BENCHMARKS.md, "glibc's arenas"). Set so (what
   `MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647` set), the step faults none and runs
-  1.09-1.21 times as fast (inference 1.1-1.9 times); the price is a resident size that stays at its peak, and every thread
-  allocating from one heap. Only threads that have not allocated yet are affected: call it before JAX's backend
-  starts (its first `jax.devices()` or computation), or the CPU client's threads keep their own heaps
-  (`experiments.train --reuse_freed_memory` does; the default keeps glibc's behaviour). Nothing without glibc.
+  1.09-1.21 times as fast (inference 1.1-1.9 times); the price is a resident size that stays at its peak, and
+  every thread allocating from one heap. Only threads that have not allocated yet are affected: call it before
+  JAX's backend starts (its first `jax.devices()` or computation), or the CPU client's threads keep their own
+  heaps (`experiments.train --reuse_freed_memory` does; the default keeps glibc's behaviour). Nothing without
+  glibc.
 
   Returns:
     Whether glibc took the three settings.
