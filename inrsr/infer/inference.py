@@ -164,7 +164,7 @@ def decode_bytes(model, params, lr_hw, out_hw, chunk: int = 65536, band_decoding
   kept = models.module_hook(model, "kept_bytes")
   total = int(out_hw[0]) * int(out_hw[1])
   if kept is not None and 0 < chunk < total:  # activations held between `decode_global`'s passes
-    features += kept(model, -(-total // chunk) * chunk)
+    features += kept(model, sum(padded for _, _, padded in _chunks(total, chunk)))
   working = []
   analysis = encoder.lower(params, lr).compile().memory_analysis()
   if analysis is not None:

@@ -498,16 +498,24 @@ def global_statistics(model: HIIF, variables, feats: dict, chunks) -> tuple:
   sums = _jitted(model, "attention_sums")
   kv_means = ()
   for _ in range(model.n_attn_blocks):
-    total, count = None, None
-    for coords, cells, mask in chunks():
-      if total is not None:  # at most two chunks in flight: dispatch is asynchronous, and each holds its inputs
-        jax.block_until_ready(total)
-      s, c = sums(variables, feats, coords, cells, kv_means, mask)
-      total, count = (s, c) if total is None else (total + s, count + c)
-    if total is None:
-      raise ValueError("global_statistics: `chunks` gave no queries")
-    kv_means = kv_means + (total / count[:, None, None, None],)
+    kv_means = kv_means + (_mean_of_sums(sums(variables, feats, coords, cells, kv_means, mask)
+                                         for coords, cells, mask in chunks()),)
   return kv_means
+
+
+def _mean_of_sums(pairs) -> jax.Array:
+  """An attention statistic from each chunk's (sum of LN(k)^T LN(v), valid queries): (B, heads, d, d).
+
+  `pairs` is consumed lazily; at most two chunks are in flight (dispatch is asynchronous, and each holds its inputs).
+  """
+  total, count = None, None
+  for s, c in pairs:
+    if total is not None:
+      jax.block_until_ready(total)
+    total, count = (s, c) if total is None else (total + s, count + c)
+  if total is None:
+    raise ValueError("HIIF's streamed decoding: `chunks` gave no queries")
+  return total / count[:, None, None, None]
 
 
 def query_global(model: HIIF, variables, feats: dict, coords, cells, chunk: int, keep: bool | None = None):
@@ -583,19 +591,22 @@ def decode_global(model: HIIF, variables, feats: dict, chunks, queries: int, kee
       yield decode(variables, feats, coords, cells, mask, kv_means)
     return
   kept, kv_means = [], ()
+
+  def first_pass():
+    head = _jitted(model, "head_pass")
+    for coords, cells, mask in chunks():
+      x, s, c = head(variables, feats, coords, cells, mask)
+      kept.append(x)
+      yield s, c
+
+  def later_pass(block):
+    step = _block_pass(model, block)
+    for i, (_, _, mask) in enumerate(chunks()):
+      kept[i], s, c = step(variables, kept[i], kv_means[-1], mask)
+      yield s, c
+
   for block in range(model.n_attn_blocks):
-    step = _jitted(model, "head_pass") if block == 0 else _block_pass(model, block)
-    total, count = None, None
-    for i, (coords, cells, mask) in enumerate(chunks()):
-      if block == 0:
-        x, s, c = step(variables, feats, coords, cells, mask)
-        kept.append(x)
-      else:
-        kept[i], s, c = step(variables, kept[i], kv_means[-1], mask)
-      total, count = (s, c) if total is None else (total + s, count + c)
-    if total is None:
-      raise ValueError("decode_global: `chunks` gave no queries")
-    kv_means = kv_means + (total / count[:, None, None, None],)
+    kv_means = kv_means + (_mean_of_sums(later_pass(block) if block else first_pass()),)
   last = _jitted(model, "decode_kept")
   for i, (coords, _, mask) in enumerate(chunks()):
     x, kept[i] = kept[i], None  # each chunk's activation freed once decoded
