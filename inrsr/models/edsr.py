@@ -10,13 +10,63 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
-PRECISION = jax.lax.Precision.HIGHEST
+from kernels import winograd
 
 
-def conv3x3(features: int, name: str) -> nn.Conv:
+WINOGRAD_MAX_ELEMENTS = 2**23
+"""The largest B * H * W * max(C, K) that `convolve3x3` takes to Winograd on CPU: its transforms hold about 4 times
+the input and the output (32 MiB maps: the 48 x 48 training crops and inference inputs up to about 360 x 360 at 64
+channels); larger maps take XLA's convolution, whose working set is the maps themselves."""
+
+
+def uses_winograd(shape: tuple[int, ...], features: int) -> bool:
+  """Whether `convolve3x3` of an input of `shape` to `features` channels goes to Winograd on CPU (by size)."""
+  b, h, w, c = shape
+  return b * h * w * max(c, features) <= WINOGRAD_MAX_ELEMENTS
+
+
+def convolve3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """3x3 'same' convolution at float32: Winograd F(2x2, 3x3) on CPU (`kernels.winograd`), XLA's elsewhere.
+
+  XLA:CPU's direct convolution runs far below its matrix-product rate (the EDSR layers' forward 1.5 times and
+  their gradients about 3 times slower than the Winograd op on 2 cores, BENCHMARKS.md); the Winograd sums are as
+  accurate (float32 error 1.9e-6 against 4.9e-6 for the direct one). The branch follows the platform the program
+  is compiled for (`lax.platform_dependent`): GPUs and TPUs, and programs compiled ahead of time for them, keep
+  XLA's convolution (cuDNN picks its own algorithm there).
+
+  Args:
+    x: (B, H, W, C).
+    kernel: (3, 3, C, K), HWIO.
+
+  Returns:
+    (B, H, W, K).
+  """
+  if not uses_winograd(x.shape, kernel.shape[-1]):
+    return winograd.conv3x3_reference(x, kernel)
+  return jax.lax.platform_dependent(x, kernel, cpu=winograd.conv3x3, default=winograd.conv3x3_reference)
+
+
+class Conv3x3(nn.Module):
+  """PyTorch's `default_conv` (3x3, padding 1, bias) through `convolve3x3`; parameters as `nn.Conv`'s.
+
+  Same names, shapes and init as `nn.Conv(features, (3, 3), padding=1)` (kernel (3, 3, C, K) lecun-normal, bias
+  zeros), so checkpoints and converters see no difference.
+  """
+
+  features: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, x.shape[-1], self.features), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+    return convolve3x3(x, kernel) + bias
+
+
+def conv3x3(features: int, name: str) -> Conv3x3:
   """A 3x3 'same' convolution with bias at full float32 precision (PyTorch's `default_conv`)."""
-  return nn.Conv(features, (3, 3), padding=1, precision=PRECISION, name=name)
+  return Conv3x3(features, name=name)
 
 
 class EDSR(nn.Module):
@@ -47,13 +97,28 @@ class EDSR(nn.Module):
       (B, h, w, n_feats) features.
     """
     x = conv3x3(self.n_feats, "head")(x)
-    res = x
-    for i in range(self.n_resblocks):
-      y = nn.relu(conv3x3(self.n_feats, f"body_{i}_conv1")(res))
-      y = conv3x3(self.n_feats, f"body_{i}_conv2")(y)
-      res = res + y * self.res_scale if self.res_scale != 1.0 else res + y
+    convs = [(conv3x3(self.n_feats, f"body_{i}_conv1"), conv3x3(self.n_feats, f"body_{i}_conv2"))
+             for i in range(self.n_resblocks)]
+    if self.is_initializing() or self.n_resblocks < 2 or not uses_winograd(x.shape, self.n_feats):
+      res = x
+      for conv1, conv2 in convs:
+        res = self._residual(res, conv2(nn.relu(conv1(res))))
+    else:  # one traced block for all: the same sums, a 16th of the program to compile (XLA:CPU's direct
+      # convolution runs many times slower inside a loop, so large maps, which take it, stay unrolled)
+      stacked = [jnp.stack([c.variables["params"][n] for c in column]) for column in zip(*convs)
+                 for n in ("kernel", "bias")]
+
+      def block(res, p):
+        k1, b1, k2, b2 = p
+        y = convolve3x3(nn.relu(convolve3x3(res, k1) + b1), k2) + b2
+        return self._residual(res, y), None
+
+      res, _ = jax.lax.scan(block, x, stacked)
     res = conv3x3(self.n_feats, "body_out")(res)
     return res + x
+
+  def _residual(self, res: jax.Array, y: jax.Array) -> jax.Array:
+    return res + y * self.res_scale if self.res_scale != 1.0 else res + y
 
 
 def from_fields(**kwargs) -> EDSR:

@@ -146,6 +146,8 @@ class LIIF(nn.Module):
     c = feat.shape[-1]
     k = 3 if self.feat_unfold else 1
     w = kernel[:c * k * k].reshape(c, k, k, -1).transpose(1, 2, 0, 3)  # HWIO
+    if k == 3:
+      return edsr.convolve3x3(feat, w)  # Winograd on CPU (kernels.winograd), XLA's convolution elsewhere
     return jax.lax.conv_general_dilated(feat, w, (1, 1), [((k - 1) // 2,) * 2] * 2,
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=PRECISION)
 
