@@ -8,8 +8,9 @@ F(2x2, 3x3) is the accurate member of the family: on random data its float32 err
 direct convolution (1.9e-6 against 4.9e-6 from float64, a 64 -> 64 layer); F(4x4, 3x3) would be 3.5e-5.
 
 Why: XLA:CPU runs a 3x3 convolution well below its matrix-product rate, and the gradient of its weights slower
-still (a 64 -> 64 layer on 4 x 48 x 48, 2 cores: forward 10 ms, both gradients 38 ms; this op 7 and 12 ms), while
-the transform domain is matrix products and element-wise loops that XLA fuses. `conv3x3` has its own VJP: the
+still, while the transform domain is matrix products and element-wise loops that XLA fuses (`python -m
+experiments.benchmark_conv`, 2 cores: a 64 -> 64 layer on 4 x 48 x 48, forward 13.9 -> 9.8 ms, forward and both
+gradients 45.2 -> 34.9 ms; EDSR-baseline's 33 layers with their blocks scanned 1,239 -> 652 ms; BENCHMARKS.md). `conv3x3` has its own VJP: the
 input gradient is the same op on the output gradient with the kernel flipped and transposed (a 'same' 3x3
 convolution's transpose), the kernel gradient `G^T (V^T dM) G` from the input's transform V (recomputed, so the
 residual is x as for the direct convolution) and the output gradient's transposed output transform dM.
@@ -79,7 +80,8 @@ def output_transform(m: jax.Array, shape: tuple[int, int, int, int]) -> jax.Arra
   th, tw = _tiles(h, w)
   a = TILE + 2
   m = m.reshape(a, a, b, th, tw, k)
-  y = jnp.stack([jnp.stack(_combine(AT, [r[j] for j in range(a)]), 0) for r in _combine(AT, [m[i] for i in range(a)])], 0)
+  rows = _combine(AT, [m[i] for i in range(a)])
+  y = jnp.stack([jnp.stack(_combine(AT, [r[j] for j in range(a)]), 0) for r in rows], 0)
   return y.transpose(2, 3, 0, 4, 1, 5).reshape(b, th * TILE, tw * TILE, k)[:, :h, :w]
 
 
@@ -112,13 +114,18 @@ def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
   Returns:
     (B, H, W, K), equal to `conv3x3_reference(x, kernel)` up to float32 rounding.
   """
-  if kernel.shape[:2] != (3, 3) or kernel.shape[2] != x.shape[-1] or x.ndim != 4:
-    raise ValueError(f"conv3x3 takes x (B, H, W, C) and kernel (3, 3, C, K); got {x.shape=} {kernel.shape=}")
+  _check(x, kernel)
   return _forward(x, kernel)
 
 
+def _check(x: jax.Array, kernel: jax.Array) -> None:
+  if x.ndim != 4 or kernel.shape[:2] != (3, 3) or kernel.shape[2] != x.shape[-1]:
+    raise ValueError(f"conv3x3 takes x (B, H, W, C) and kernel (3, 3, C, K); got {x.shape=} {kernel.shape=}")
+
+
 def _conv3x3_fwd(x, kernel):
-  return conv3x3(x, kernel), (x, kernel)
+  _check(x, kernel)
+  return _forward(x, kernel), (x, kernel)
 
 
 def _conv3x3_bwd(res, dy):

@@ -58,8 +58,17 @@ def _band_querier(model, kwargs: tuple):
       {"params": params}, feats, ys, xs, cell, plans, cols, method="query_band", **dict(kwargs)))
 
 
-def _chunks(total: int, chunk: int):
-  """(start, size, padded size) of each chunk of `total` points (chunk 0: one chunk)."""
+CHUNK_MULTIPLE = 64
+"""Chunks of independent queries are rounded up to a multiple of this many points: XLA:CPU's matrix products round
+the rows of a partial tile of rows differently from a whole tile's, and a model that hashes learned values
+(SR-INR's texture codes) can then move a point to another cell, so a point's output would depend on where the
+chunk boundaries fall. (HIIF's chunks are its attention's groups and are kept as given.)"""
+
+
+def _chunks(total: int, chunk: int, multiple: int = 1):
+  """(start, size, padded size) of each chunk of `total` points (chunk 0: one chunk; others rounded up to a
+  multiple of `multiple`)."""
+  chunk = -(-chunk // multiple) * multiple
   chunk = min(chunk, total) if chunk > 0 else total
   return [(s, min(chunk, total - s), chunk) for s in range(0, total, chunk)]
 
@@ -78,8 +87,9 @@ def upscale(model, params, lr: np.ndarray, height: int, width: int, *, t: float 
     height: output rows H, > 0.
     width: output columns W, > 0.
     t: the frame's time coordinate (fitting models; 0 for images).
-    chunk: query points per call (the last chunk is padded, so one compilation serves all chunks); 0 queries
-      the whole output in one call. Models whose queries interact always give the one-call result.
+    chunk: query points per call (the last chunk is padded, so one compilation serves all chunks), rounded up to
+      a multiple of 64 where queries are independent (`CHUNK_MULTIPLE`: the same outputs whatever the chunk); 0
+      queries the whole output in one call. Models whose queries interact always give the one-call result.
     progress: show a tqdm progress bar.
     cell_scale: generalising models: the cell passed is (2 / W, 2 / H) times this factor. None (the default):
       the model's test-time rule, `inrsr.models.cell_scale(model, (h, w), (H, W))` (HIIF: the official clipping
@@ -339,7 +349,7 @@ def repeated_call(model, params, lr, height: int, width: int, *, chunk: int, ban
   if not models.is_generalising(model):
     if is_clip_model(model):
       raise ValueError(f"repeated_call: {type(model).__name__} is a whole-clip model, decoded frame by frame")
-    q = jnp.zeros((min(chunk, height * width), 3), jnp.float32)
+    q = jnp.zeros((_chunks(height * width, chunk, CHUNK_MULTIPLE)[0][2], 3), jnp.float32)
     return _predictor(model), (params, jnp.asarray(lr, jnp.float32), q)
   if not models.hook(model, "queries_independent"):
     raise ValueError(f"repeated_call: {type(model).__name__}'s queries interact (two passes per chunk)")
@@ -348,7 +358,7 @@ def repeated_call(model, params, lr, height: int, width: int, *, chunk: int, ban
     rows, plans = bands[0]
     return decode, (params, feats_of(plans), ys[rows], xs, cell, plans, cols)
   query, feats, cell = _point_setup(model, params, lr, height, width, 1.0)
-  q = jnp.zeros((1, min(chunk, height * width), 2), jnp.float32)
+  q = jnp.zeros((1, _chunks(height * width, chunk, CHUNK_MULTIPLE)[0][2], 2), jnp.float32)
   return query, (params, feats, q, jnp.broadcast_to(jnp.asarray(cell), q.shape))
 
 
@@ -370,7 +380,7 @@ def _band_predictions(model, params, lr, height, width, chunk, cell_scale, progr
 def _point_predictions(model, params, lr, height, width, t, chunk, cell_scale, progress):
   """(n, C) predictions of `chunk` query points at a time, in raster order."""
   total = height * width
-  pieces = _chunks(total, chunk)
+  pieces = _chunks(total, chunk, CHUNK_MULTIPLE)
   if progress:
     import tqdm  # pylint: disable=g-import-not-at-top
     pieces = tqdm.tqdm(pieces, desc=f"upscale {lr.shape[1]}x{lr.shape[0]} -> {width}x{height}", leave=False)

@@ -15,24 +15,29 @@ import jax.numpy as jnp
 from kernels import winograd
 
 
-WINOGRAD_MAX_ELEMENTS = 2**23
-"""The largest B * H * W * max(C, K) that `convolve3x3` takes to Winograd on CPU: its transforms hold about 4 times
-the input and the output (32 MiB maps: the 48 x 48 training crops and inference inputs up to about 360 x 360 at 64
-channels); larger maps take XLA's convolution, whose working set is the maps themselves."""
+WINOGRAD_MIN_ELEMENTS = 2**20
+WINOGRAD_MAX_ELEMENTS = 2**24
+"""`convolve3x3` takes B * H * W * (C + K) (input and output elements) in [WINOGRAD_MIN_ELEMENTS,
+WINOGRAD_MAX_ELEMENTS] to Winograd on CPU. Above: its transforms hold about 4 times the input and the output (at
+most 256 MiB: the 48 x 48 training crops at batch 4 to 16, LIIF's 64 -> 256 projection included, and 64-channel
+maps up to about 360 x 360), so larger maps take XLA's direct convolution, whose working set is the maps
+themselves. Below (a 48 x 48 crop at batch 1, the small test models): the transforms' many small operations take
+longer to compile than the convolution takes to run."""
 
 
 def uses_winograd(shape: tuple[int, ...], features: int) -> bool:
   """Whether `convolve3x3` of an input of `shape` to `features` channels goes to Winograd on CPU (by size)."""
   b, h, w, c = shape
-  return b * h * w * max(c, features) <= WINOGRAD_MAX_ELEMENTS
+  return WINOGRAD_MIN_ELEMENTS <= b * h * w * (c + features) <= WINOGRAD_MAX_ELEMENTS
 
 
 def convolve3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """3x3 'same' convolution at float32: Winograd F(2x2, 3x3) on CPU (`kernels.winograd`), XLA's elsewhere.
 
-  XLA:CPU's direct convolution runs far below its matrix-product rate (the EDSR layers' forward 1.5 times and
-  their gradients about 3 times slower than the Winograd op on 2 cores, BENCHMARKS.md); the Winograd sums are as
-  accurate (float32 error 1.9e-6 against 4.9e-6 for the direct one). The branch follows the platform the program
+  XLA:CPU's direct convolution runs far below its matrix-product rate: EDSR-baseline's forward with both gradients
+  on 4 x 48 x 48 takes 1.9 times as long with it as with the Winograd op and its blocks scanned, at 128 x 128
+  1.3 times (`experiments.benchmark_conv`, 2 cores, BENCHMARKS.md); the Winograd sums are as accurate (float32
+  error 1.9e-6 against 4.9e-6 for the direct one on a 64 -> 64 layer). The branch follows the platform the program
   is compiled for (`lax.platform_dependent`): GPUs and TPUs, and programs compiled ahead of time for them, keep
   XLA's convolution (cuDNN picks its own algorithm there).
 

@@ -7,7 +7,7 @@ import pytest
 
 from inrsr import coords
 from inrsr.convert import liif as convert_liif
-from inrsr.models import liif, rdn, sampling
+from inrsr.models import edsr, liif, rdn, sampling
 
 
 def _fixture(shared, name):
@@ -16,8 +16,13 @@ def _fixture(shared, name):
   return pth.load(folder / f"{name}.pth"), np.load(folder / f"{name}.npz")
 
 
-@pytest.mark.parametrize("name", ["edsr_baseline_liif", "rdn_a_liif"])
-def test_matches_official_fixture(name, shared):
+@pytest.mark.parametrize("name,winograd", [("edsr_baseline_liif", False), ("edsr_baseline_liif", True),
+                                           ("rdn_a_liif", False)])
+def test_matches_official_fixture(name, winograd, shared, monkeypatch):
+  """With `winograd`, every 3x3 convolution of EDSR and the first-layer projection through the Winograd op on CPU
+  (the lower size limit off: the fixture's input is under it)."""
+  if winograd:
+    monkeypatch.setattr(edsr, "WINOGRAD_MIN_ELEMENTS", 0)
   checkpoint, ref = _fixture(shared, name)
   config, params = convert_liif.convert(checkpoint)
   assert config["name"] == "liif"

@@ -40,7 +40,8 @@ def _data(shape, k_out, seed=0):
   return x, k, dy
 
 
-@pytest.mark.parametrize("shape,k_out", [((2, 8, 8, 5), 7), ((1, 7, 9, 3), 4), ((1, 1, 1, 2), 3), ((3, 12, 10, 16), 16)])
+@pytest.mark.parametrize("shape,k_out",
+                         [((2, 8, 8, 5), 7), ((1, 7, 9, 3), 4), ((1, 1, 1, 2), 3), ((3, 12, 10, 16), 16)])
 def test_forward_matches_float64_sums(shape, k_out):
   x, k, _ = _data(shape, k_out)
   got = np.asarray(jax.jit(winograd.conv3x3)(x, k))
@@ -85,13 +86,15 @@ def test_conv3x3_module_has_nn_conv_parameters():
 
 @pytest.mark.parametrize("max_elements", [edsr.WINOGRAD_MAX_ELEMENTS, 0])
 def test_edsr_blocks_match_float64_forward(monkeypatch, max_elements):
-  """EDSR against the layer-by-layer float64 sums (head, blocks, body_out, global skip): small maps take the
-  scanned Winograd blocks, maps over the size limit (0 here) XLA's convolution, unrolled."""
+  """EDSR against the layer-by-layer float64 sums (head, blocks, body_out, global skip): maps within the size
+  limits take the scanned Winograd blocks (the lower limit 0 here), others XLA's convolution, unrolled."""
+  monkeypatch.setattr(edsr, "WINOGRAD_MIN_ELEMENTS", 0)
   monkeypatch.setattr(edsr, "WINOGRAD_MAX_ELEMENTS", max_elements)
   x, _, _ = _data((2, 10, 6, 3), 1, seed=2)
   model = edsr.EDSR(n_resblocks=3, n_feats=8)
   params = model.init(jax.random.PRNGKey(0), x)["params"]
-  params = jax.tree.map(lambda a: a + 0.05 * jax.random.normal(jax.random.PRNGKey(1), a.shape), params)  # nonzero biases
+  params = jax.tree.map(lambda a: a + 0.05 * jax.random.normal(jax.random.PRNGKey(1), a.shape),
+                        params)  # nonzero biases too
   got = np.asarray(model.apply({"params": params}, x))
 
   def layer(name, h):
@@ -105,9 +108,10 @@ def test_edsr_blocks_match_float64_forward(monkeypatch, max_elements):
   np.testing.assert_allclose(got, want, atol=2e-5 * np.abs(want).max(), rtol=0)
 
 
-@pytest.mark.parametrize("max_elements,direct", [(edsr.WINOGRAD_MAX_ELEMENTS, False), (0, True)])
-def test_cpu_program_takes_winograd_below_the_size_limit(monkeypatch, max_elements, direct):
-  monkeypatch.setattr(edsr, "WINOGRAD_MAX_ELEMENTS", max_elements)
-  x, k, _ = _data((1, 8, 8, 4), 4)
+@pytest.mark.parametrize("shape,direct", [((1, 96, 96, 64), False), ((1, 8, 8, 64), True),
+                                          ((1, 512, 512, 64), True)])
+def test_cpu_program_takes_winograd_within_the_size_limits(shape, direct):
+  x = np.zeros(shape, np.float32)
+  k = np.zeros((3, 3, shape[-1], 64), np.float32)
   hlo = jax.jit(lambda x, k: edsr.convolve3x3(x, k)).lower(x, k).compile().as_text()  # a new trace per case
   assert ("convolution(" in hlo) == direct
