@@ -152,23 +152,6 @@ def downsample(hr: np.ndarray, scale: float, modcrop: bool = True) -> tuple[np.n
   return np.clip(resize(hr, h_lr, w_lr), 0.0, 1.0), hr
 
 
-def rounded(x: jax.Array) -> jax.Array:
-  """`x` itself, rounded to float32 before any later addition: stops XLA:CPU contracting `x + c` into an FMA.
-
-  Whether LLVM contracts a product and a following addition depends on whether an element falls in a vectorised
-  loop's body or its remainder, so a position such as `(c + 1) * 0.5 * w - 0.5` could round differently for the
-  same point in calls of different lengths (chunks), and a `floor` of it move by one pixel at exact ties. The
-  select is a no-op for non-NaN values that the contraction cannot see through.
-  """
-  return jnp.where(x == x, x, jnp.float32(np.nan))
-
-
-def pixel_position(c: jax.Array, size) -> jax.Array:
-  """Continuous pixel position `(c + 1) * 0.5 * size - 0.5` of normalised coordinates (pixel centres at
-  integers), the same float32 value in every call whatever its length (`rounded`)."""
-  return rounded((c + 1.0) * 0.5 * size) - 0.5
-
-
 def _taps(pos, size, renormalize: bool = False):
   """Four bicubic taps around continuous pixel positions `pos`, clamped to [0, size - 1].
 
@@ -206,8 +189,8 @@ def sample_bicubic(image: jax.Array, xy: jax.Array, size=None, renormalize: bool
   h, w = (h_pad, w_pad) if size is None else size
   h = jnp.asarray(h, jnp.float32)
   w = jnp.asarray(w, jnp.float32)
-  px = pixel_position(xy[..., 0], w)
-  py = pixel_position(xy[..., 1], h)
+  px = (xy[..., 0] + 1.0) * 0.5 * w - 0.5
+  py = (xy[..., 1] + 1.0) * 0.5 * h - 0.5
   ix, wx = _taps(px, w, renormalize)
   iy, wy = _taps(py, h, renormalize)
   flat = image.reshape(h_pad * w_pad, -1)
@@ -269,8 +252,8 @@ def sample_patches(image: jax.Array, xy: jax.Array, spacings, k: int, size=None,
   """
   h_pad, w_pad = image.shape[0], image.shape[1]
   h, w, step_x, step_y = patch_steps(image.shape, size, spacings, k)  # steps (L, k)
-  px = pixel_position(xy[:, 0, None, None] + step_x, w)  # (N, L, k)
-  py = pixel_position(xy[:, 1, None, None] + step_y, h)
+  px = ((xy[:, 0, None, None] + step_x) + 1.0) * 0.5 * w - 0.5  # (N, L, k)
+  py = ((xy[:, 1, None, None] + step_y) + 1.0) * 0.5 * h - 0.5
   ix, wx = _taps(px, w)  # (N, L, k, 4)
   iy, wy = _taps(py, h)
   flat = image.reshape(h_pad * w_pad, -1)

@@ -30,7 +30,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from inrsr import resize
 from inrsr.models import encoding
 
 
@@ -146,7 +145,7 @@ def _coarsen(values: jax.Array, cells: int, resolutions: Sequence[int], field: s
   if not cells:
     return values
   ratio = jnp.asarray([min(cells, r) / r for r in resolutions], jnp.float32)[:, None]
-  return resize.rounded((values + 1.0) * ratio) - 1.0  # the same value in calls of any length
+  return (values + 1.0) * ratio - 1.0
 
 
 def bicubic_at(lr: jax.Array, xy: jax.Array, lr_size=None) -> jax.Array:
