@@ -10,10 +10,11 @@ direct convolution (1.9e-6 against 4.9e-6 from float64, a 64 -> 64 layer); F(4x4
 Why: XLA:CPU runs a 3x3 convolution well below its matrix-product rate, and the gradient of its weights slower
 still, while the transform domain is matrix products and element-wise loops that XLA fuses (`python -m
 experiments.benchmark_conv`, 2 cores: a 64 -> 64 layer on 4 x 48 x 48, forward 13.9 -> 9.8 ms, forward and both
-gradients 45.2 -> 34.9 ms; EDSR-baseline's 33 layers with their blocks scanned 1,239 -> 652 ms; BENCHMARKS.md). `conv3x3` has its own VJP: the
-input gradient is the same op on the output gradient with the kernel flipped and transposed (a 'same' 3x3
-convolution's transpose), the kernel gradient `G^T (V^T dM) G` from the input's transform V (recomputed, so the
-residual is x as for the direct convolution) and the output gradient's transposed output transform dM.
+gradients 45.2 -> 34.9 ms; EDSR-baseline's 33 layers with their blocks scanned 1,239 -> 652 ms; BENCHMARKS.md).
+`conv3x3` has its own VJP: the input gradient is the same op on the output gradient with the kernel flipped and
+transposed (a 'same' 3x3 convolution's transpose), the kernel gradient `G^T (V^T dM) G` from the input's transform
+V (recomputed, so the residual is x as for the direct convolution) and the output gradient's transposed output
+transform dM.
 `conv3x3_reference` is XLA's convolution. Layouts: x (B, H, W, C) NHWC, kernel (3, 3, C, K) HWIO; any H, W (odd
 sizes are padded to whole tiles and cropped).
 """
