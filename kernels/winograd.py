@@ -54,25 +54,28 @@ def _tiles(h: int, w: int) -> tuple[int, int]:
   return -(-h // TILE), -(-w // TILE)
 
 
+def _both_axes(matrix, rows: list[jax.Array], column) -> jax.Array:
+  """`matrix` applied to a tile's first axis (`rows`, one array per tile row) and then its second (`column(r, j)`:
+  column j of a row-combined array r): (out * out, ...), flattened row-major over the two tile axes."""
+  out = []
+  for r in _combine(matrix, rows):
+    out += _combine(matrix, [column(r, j) for j in range(len(matrix[0]))])
+  return jnp.stack(out, 0)
+
+
 def input_transform(x: jax.Array) -> jax.Array:
   """x (B, H, W, C) -> V (16, B * th * tw, C): each overlapping 4 x 4 tile (zero 'same' padding) as B^T d B."""
   b, h, w, c = x.shape
   th, tw = _tiles(h, w)
   a = TILE + 2
   xp = jnp.pad(x, ((0, 0), (1, th * TILE - h + 1), (1, tw * TILE - w + 1), (0, 0)))
-  rows = _combine(BT, [xp[:, i:i + TILE * th:TILE] for i in range(a)])  # a x (B, th, W', C)
-  v = []
-  for r in rows:
-    v += _combine(BT, [r[:, :, j:j + TILE * tw:TILE] for j in range(a)])
-  return jnp.stack(v, 0).reshape(a * a, b * th * tw, c)
+  v = _both_axes(BT, [xp[:, i:i + TILE * th:TILE] for i in range(a)], lambda r, j: r[:, :, j:j + TILE * tw:TILE])
+  return v.reshape(a * a, b * th * tw, c)
 
 
 def filter_transform(kernel: jax.Array) -> jax.Array:
   """kernel (3, 3, C, K) -> U (16, C, K) = G g G^T per (C, K) pair."""
-  u = []
-  for r in _combine(G, [kernel[i] for i in range(3)]):
-    u += _combine(G, [r[j] for j in range(3)])
-  return jnp.stack(u, 0)
+  return _both_axes(G, [kernel[i] for i in range(3)], lambda r, j: r[j])
 
 
 def output_transform(m: jax.Array, shape: tuple[int, int, int, int]) -> jax.Array:
@@ -81,8 +84,7 @@ def output_transform(m: jax.Array, shape: tuple[int, int, int, int]) -> jax.Arra
   th, tw = _tiles(h, w)
   a = TILE + 2
   m = m.reshape(a, a, b, th, tw, k)
-  rows = _combine(AT, [m[i] for i in range(a)])
-  y = jnp.stack([jnp.stack(_combine(AT, [r[j] for j in range(a)]), 0) for r in rows], 0)
+  y = _both_axes(AT, [m[i] for i in range(a)], lambda r, j: r[j]).reshape(TILE, TILE, b, th, tw, k)
   return y.transpose(2, 3, 0, 4, 1, 5).reshape(b, th * TILE, tw * TILE, k)[:, :h, :w]
 
 
@@ -92,11 +94,8 @@ def _output_transform_t(dy: jax.Array) -> jax.Array:
   th, tw = _tiles(h, w)
   dy = jnp.pad(dy, ((0, 0), (0, th * TILE - h), (0, tw * TILE - w), (0, 0)))
   t = dy.reshape(b, th, TILE, tw, TILE, k).transpose(2, 4, 0, 1, 3, 5)  # (m, m, B, th, tw, K)
-  a_mat = _transposed(AT)
-  dm = []
-  for r in _combine(a_mat, [t[i] for i in range(TILE)]):
-    dm += _combine(a_mat, [r[j] for j in range(TILE)])
-  return jnp.stack(dm, 0).reshape((TILE + 2) ** 2, b * th * tw, k)
+  dm = _both_axes(_transposed(AT), [t[i] for i in range(TILE)], lambda r, j: r[j])
+  return dm.reshape((TILE + 2) ** 2, b * th * tw, k)
 
 
 def _forward(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -135,9 +134,7 @@ def _conv3x3_bwd(res, dy):
   du = jnp.einsum("ptc,ptk->pck", input_transform(x), _output_transform_t(dy), precision=HIGHEST)
   a = TILE + 2
   du = du.reshape(a, a, *du.shape[1:])
-  g_t = _transposed(G)
-  dk = jnp.stack([jnp.stack(_combine(g_t, [r[j] for j in range(a)]), 0)
-                  for r in _combine(g_t, [du[i] for i in range(a)])], 0)
+  dk = _both_axes(_transposed(G), [du[i] for i in range(a)], lambda r, j: r[j]).reshape(3, 3, *du.shape[2:])
   return dx, dk
 
 
