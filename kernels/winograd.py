@@ -32,20 +32,6 @@ G = ((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1))  # filter transfor
 AT = ((1, 1, 1, 0), (0, 1, -1, -1))  # output transform A^T (2 x 4)
 
 
-def _combine(matrix, xs: list[jax.Array]) -> list[jax.Array]:
-  """[sum_k matrix[i][k] * xs[k] for each row i], zeros skipped and +-1 as additions (fused element-wise by XLA)."""
-  out = []
-  for row in matrix:
-    acc = None
-    for c, x in zip(row, xs):
-      if c == 0:
-        continue
-      term = x if c == 1 else -x if c == -1 else x * np.float32(c)
-      acc = term if acc is None else acc + term
-    out.append(acc)
-  return out
-
-
 def _transposed(matrix) -> list[list[float]]:
   return np.asarray(matrix, np.float64).T.tolist()
 
@@ -54,28 +40,48 @@ def _tiles(h: int, w: int) -> tuple[int, int]:
   return -(-h // TILE), -(-w // TILE)
 
 
-def _both_axes(matrix, rows: list[jax.Array], column) -> jax.Array:
-  """`matrix` applied to a tile's first axis (`rows`, one array per tile row) and then its second (`column(r, j)`:
-  column j of a row-combined array r): (out * out, ...), flattened row-major over the two tile axes."""
-  out = []
-  for r in _combine(matrix, rows):
-    out += _combine(matrix, [column(r, j) for j in range(len(matrix[0]))])
-  return jnp.stack(out, 0)
+def _apply(matrix, parts: list[jax.Array], axis: int) -> jax.Array:
+  """`sum_k matrix[:, k] * parts[k]` with the matrix's row index as a new axis `axis` of the result.
+
+  One broadcast expression (zero columns skipped; +-1 and 0.5 are exact factors), so XLA compiles each transform to
+  at most two fused loops writing one array each. Written as 16 separate sums stacked, it compiled to 16 loops and a
+  concatenation copying their results: the LIIF train step's first call took 12.7 s against 8.3 s, same numbers.
+  """
+  matrix = np.asarray(matrix, np.float32)
+  out = None
+  for col, part in zip(matrix.T, parts):
+    if not col.any():
+      continue
+    shape = [1] * (part.ndim + 1)
+    shape[axis] = len(col)
+    term = jnp.expand_dims(part, axis) * col.reshape(shape)
+    out = term if out is None else out + term
+  return out
+
+
+def _both_axes(matrix, tile: jax.Array, rows, columns) -> jax.Array:
+  """`matrix` applied to a tile's first axis (`rows(k)`: the slice of `tile` at tile row k) and then its second
+  (`columns(r, l)`: the slice of the row-transformed array r at tile column l): (out, out, ...)."""
+  r = _apply(matrix, [rows(tile, k) for k in range(len(matrix[0]))], 0)
+  return _apply(matrix, [columns(r, l) for l in range(len(matrix[0]))], 1)
 
 
 def input_transform(x: jax.Array) -> jax.Array:
   """x (B, H, W, C) -> V (16, B * th * tw, C): each overlapping 4 x 4 tile (zero 'same' padding) as B^T d B."""
   b, h, w, c = x.shape
   th, tw = _tiles(h, w)
-  a = TILE + 2
   xp = jnp.pad(x, ((0, 0), (1, th * TILE - h + 1), (1, tw * TILE - w + 1), (0, 0)))
-  v = _both_axes(BT, [xp[:, i:i + TILE * th:TILE] for i in range(a)], lambda r, j: r[:, :, j:j + TILE * tw:TILE])
-  return v.reshape(a * a, b * th * tw, c)
+  # Tile row k of tile ty is padded row 2 ty + k: row pair ty + k // 2, member k % 2 (likewise for columns).
+  xr = xp.reshape(b, th + 1, TILE, tw * TILE + 2, c)
+  v = _both_axes(BT, xr, lambda t, k: t[:, k // TILE:k // TILE + th, k % TILE],
+                 lambda r, l: r.reshape(*r.shape[:3], tw + 1, TILE, c)[:, :, :, l // TILE:l // TILE + tw, l % TILE])
+  return v.reshape((TILE + 2) ** 2, b * th * tw, c)
 
 
 def filter_transform(kernel: jax.Array) -> jax.Array:
   """kernel (3, 3, C, K) -> U (16, C, K) = G g G^T per (C, K) pair."""
-  return _both_axes(G, [kernel[i] for i in range(3)], lambda r, j: r[j])
+  u = _both_axes(G, kernel, lambda t, k: t[k], lambda r, l: r[:, l])
+  return u.reshape((TILE + 2) ** 2, *kernel.shape[2:])
 
 
 def output_transform(m: jax.Array, shape: tuple[int, int, int, int]) -> jax.Array:
@@ -83,8 +89,7 @@ def output_transform(m: jax.Array, shape: tuple[int, int, int, int]) -> jax.Arra
   b, h, w, k = shape
   th, tw = _tiles(h, w)
   a = TILE + 2
-  m = m.reshape(a, a, b, th, tw, k)
-  y = _both_axes(AT, [m[i] for i in range(a)], lambda r, j: r[j]).reshape(TILE, TILE, b, th, tw, k)
+  y = _both_axes(AT, m.reshape(a, a, b, th, tw, k), lambda t, i: t[i], lambda r, j: r[:, j])  # (m, m, B, th, tw, K)
   return y.transpose(2, 3, 0, 4, 1, 5).reshape(b, th * TILE, tw * TILE, k)[:, :h, :w]
 
 
@@ -93,8 +98,8 @@ def _output_transform_t(dy: jax.Array) -> jax.Array:
   b, h, w, k = dy.shape
   th, tw = _tiles(h, w)
   dy = jnp.pad(dy, ((0, 0), (0, th * TILE - h), (0, tw * TILE - w), (0, 0)))
-  t = dy.reshape(b, th, TILE, tw, TILE, k).transpose(2, 4, 0, 1, 3, 5)  # (m, m, B, th, tw, K)
-  dm = _both_axes(_transposed(AT), [t[i] for i in range(TILE)], lambda r, j: r[j])
+  dm = _both_axes(_transposed(AT), dy.reshape(b, th, TILE, tw, TILE, k), lambda t, i: t[:, :, i],
+                  lambda r, j: r[..., j, :])  # (4, 4, B, th, tw, K)
   return dm.reshape((TILE + 2) ** 2, b * th * tw, k)
 
 
@@ -133,8 +138,7 @@ def _conv3x3_bwd(res, dy):
   dx = _forward(dy, kernel[::-1, ::-1].transpose(0, 1, 3, 2))
   du = jnp.einsum("ptc,ptk->pck", input_transform(x), _output_transform_t(dy), precision=HIGHEST)
   a = TILE + 2
-  du = du.reshape(a, a, *du.shape[1:])
-  dk = _both_axes(_transposed(G), [du[i] for i in range(a)], lambda r, j: r[j]).reshape(3, 3, *du.shape[2:])
+  dk = _both_axes(_transposed(G), du.reshape(a, a, *du.shape[1:]), lambda t, i: t[i], lambda r, j: r[:, j])
   return dx, dk
 
 
