@@ -32,10 +32,6 @@ G = ((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1))  # filter transfor
 AT = ((1, 1, 1, 0), (0, 1, -1, -1))  # output transform A^T (2 x 4)
 
 
-def _transposed(matrix) -> list[list[float]]:
-  return np.asarray(matrix, np.float64).T.tolist()
-
-
 def _tiles(h: int, w: int) -> tuple[int, int]:
   return -(-h // TILE), -(-w // TILE)
 
@@ -99,7 +95,7 @@ def _output_transform_t(dy: jax.Array) -> jax.Array:
   b, h, w, k = dy.shape
   th, tw = _tiles(h, w)
   dy = jnp.pad(dy, ((0, 0), (0, th * TILE - h), (0, tw * TILE - w), (0, 0)))
-  dm = _both_axes(_transposed(AT), dy.reshape(b, th, TILE, tw, TILE, k), lambda t, i: t[:, :, i],
+  dm = _both_axes(np.transpose(AT), dy.reshape(b, th, TILE, tw, TILE, k), lambda t, i: t[:, :, i],
                   lambda r, j: r[..., j, :])  # (4, 4, B, th, tw, K)
   return dm.reshape((TILE + 2) ** 2, b * th * tw, k)
 
@@ -139,7 +135,7 @@ def _conv3x3_bwd(res, dy):
   dx = _forward(dy, kernel[::-1, ::-1].transpose(0, 1, 3, 2))
   du = jnp.einsum("ptc,ptk->pck", input_transform(x), _output_transform_t(dy), precision=HIGHEST)
   a = TILE + 2
-  dk = _both_axes(_transposed(G), du.reshape(a, a, *du.shape[1:]), lambda t, i: t[i], lambda r, j: r[:, j])
+  dk = _both_axes(np.transpose(G), du.reshape(a, a, *du.shape[1:]), lambda t, i: t[i], lambda r, j: r[:, j])
   return dx, dk
 
 
