@@ -346,10 +346,11 @@ def repeated_call(model, params, lr, height: int, width: int, *, chunk: int, ban
   """
   if chunk <= 0:
     raise ValueError(f"repeated_call: {chunk=} must be > 0")
+  size = _chunks(height * width, chunk, CHUNK_MULTIPLE)[0][2]  # a chunk of point queries, as `upscale` pads it
   if not models.is_generalising(model):
     if is_clip_model(model):
       raise ValueError(f"repeated_call: {type(model).__name__} is a whole-clip model, decoded frame by frame")
-    q = jnp.zeros((_chunks(height * width, chunk, CHUNK_MULTIPLE)[0][2], 3), jnp.float32)
+    q = jnp.zeros((size, 3), jnp.float32)
     return _predictor(model), (params, jnp.asarray(lr, jnp.float32), q)
   if not models.hook(model, "queries_independent"):
     raise ValueError(f"repeated_call: {type(model).__name__}'s queries interact (two passes per chunk)")
@@ -358,7 +359,7 @@ def repeated_call(model, params, lr, height: int, width: int, *, chunk: int, ban
     rows, plans = bands[0]
     return decode, (params, feats_of(plans), ys[rows], xs, cell, plans, cols)
   query, feats, cell = _point_setup(model, params, lr, height, width, 1.0)
-  q = jnp.zeros((1, _chunks(height * width, chunk, CHUNK_MULTIPLE)[0][2], 2), jnp.float32)
+  q = jnp.zeros((1, size, 2), jnp.float32)
   return query, (params, feats, q, jnp.broadcast_to(jnp.asarray(cell), q.shape))
 
 
