@@ -51,7 +51,7 @@ def test_evaluation_and_inference_use_the_training_coordinates():
 
 def _zero_mlp_model_and_params(lr, **kw):
   model = srinr.SRINR(**SMALL, bicubic_residual=True, **kw)
-  params = model.init(jax.random.key(0), jnp.asarray(lr), jnp.zeros((4, 3)))
+  params = jax.jit(model.init)(jax.random.key(0), jnp.asarray(lr), jnp.zeros((4, 3)))
   return model, params
 
 
@@ -63,7 +63,7 @@ def test_bicubic_residual_with_zero_mlp_equals_resize(lr_hw, hr_hw):
   # The last layer starts at zero, so a fresh model is bicubic exactly, borders included (Pillow's rule).
   assert not np.any(np.asarray(params["params"]["color_out"]["kernel"]))
   grid = coords.coord_grid(*hr_hw).reshape(-1, 3)
-  out = np.asarray(model.apply(params, jnp.asarray(lr), jnp.asarray(grid))).reshape(hr_hw + (3,))
+  out = np.asarray(jax.jit(model.apply)(params, jnp.asarray(lr), jnp.asarray(grid))).reshape(hr_hw + (3,))
   np.testing.assert_allclose(out, resize.resize(lr, *hr_hw), rtol=0, atol=3e-6)
   # Through `inference.upscale` (its own query coordinates, chunks, clipping) the same.
   up = inference.upscale(model, params["params"], lr, *hr_hw, chunk=1000)
@@ -78,7 +78,7 @@ def test_bicubic_residual_respects_padded_lr_size():
   padded[1, :, 11:] = padded[1, :, 10:11]
   model, params = _zero_mlp_model_and_params(padded[0])
   grid = np.stack([coords.coord_grid(36, 33).reshape(-1, 3)] * 2)
-  out = np.asarray(model.apply(params, jnp.asarray(padded), jnp.asarray(grid), jnp.asarray(sizes)))
+  out = np.asarray(jax.jit(model.apply)(params, jnp.asarray(padded), jnp.asarray(grid), jnp.asarray(sizes)))
   np.testing.assert_allclose(out[1].reshape(36, 33, 3), resize.resize(lr[1, :9, :11], 36, 33), atol=3e-6)
   np.testing.assert_allclose(out[0].reshape(36, 33, 3), resize.resize(lr[0], 36, 33), atol=3e-6)
 
@@ -115,7 +115,7 @@ def fit_multiscale(model, frame, scales, *, steps, pixels, learning_rate=1e-2, s
   lrs, sizes = jnp.asarray(np.stack(lrs)), jnp.asarray(np.array(sizes, np.int32))
   grid = jnp.asarray(coords.coord_grid(h, w).reshape(1, -1, 3))
   target = jnp.asarray(frame.reshape(1, -1, 3))
-  params = model.init(jax.random.key(seed), lrs[:1], grid[:, :4], sizes[:1])
+  params = jax.jit(model.init)(jax.random.key(seed), lrs[:1], grid[:, :4], sizes[:1])
   opt = optax.adam(learning_rate)
   state = opt.init(params)
 
