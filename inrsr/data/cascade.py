@@ -240,7 +240,7 @@ def cascade_dataset(images: Sequence[np.ndarray], spec: CascadeSpec, *, batch_si
         .batch(batch_size, drop_remainder=True)
         .map_with_index(_with_index)
         .random_map(make))
-  it = ds.to_iter_dataset()
+  it = ds.to_iter_dataset(pipeline.READ_OPTIONS)
   if num_workers > 0:
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
   return it

@@ -157,6 +157,14 @@ def internal_frames(frames: Sequence[np.ndarray], scale: float, modcrop: bool = 
   return [resize.downsample(f, scale, modcrop=modcrop)[0] for f in frames]
 
 
+# How many batches the iterator makes ahead of the train step, and with how many threads. Grain's own default
+# (16 threads filling a buffer of 500 batches) makes hundreds of batches no short run uses, in threads that hold
+# the interpreter while the step is traced and compiled: a 30-step `srinr_demo:small` run took 20-21 s and 33 s
+# of CPU with it, 9 s and 11 s with 1 thread and 4 batches, the same time a step afterwards (BENCHMARKS.md, "Batches
+# made ahead"). A pipeline slower than the step takes worker processes instead (`data.num_workers`).
+READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=8)
+
+
 def process_shard() -> tuple[int, int]:
   """(this process's index, the number of processes) of the JAX runtime: (0, 1) in a single-process run."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -193,7 +201,7 @@ def batched_dataset(source: FrameSource, make, *, batch_size: int, seed: int, nu
         .random_map(make))
   if count > 1:
     ds = ds[index::count]
-  it = ds.batch(batch_size // count, drop_remainder=True).to_iter_dataset()
+  it = ds.batch(batch_size // count, drop_remainder=True).to_iter_dataset(READ_OPTIONS)
   if num_workers > 0:
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
   return it

@@ -1,5 +1,8 @@
 """Tests for the Grain training pipeline: determinism, resumable iterator state, and the degradation rule."""
 
+import threading
+import time
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -141,3 +144,23 @@ def test_frame_smaller_than_crop_is_an_error(frames):
   spec = _spec(frames, crop=200)
   with pytest.raises(ValueError, match="smaller than the crop"):
     pipeline.make_example(frames[0], 0.0, spec, np.random.default_rng(0))
+
+
+def test_the_iterator_makes_a_few_batches_ahead_not_hundreds():
+  """One batch taken, then a pause: the prefetch threads stop at READ_OPTIONS's buffer (Grain's default fills
+  500 batches with 16 threads, which a short run never uses and which slowed tracing and compiling 5-8 times)."""
+  made = []
+  lock = threading.Lock()
+
+  def make(item, rng):
+    with lock:
+      made.append(1)
+    return {"x": np.full((2,), rng.integers(1 << 20), np.int64)}
+
+  it = iter(pipeline.batched_dataset(pipeline.FrameSource([np.zeros((4, 4, 3))] * 3), make, batch_size=2, seed=0,
+                                     shard=(0, 1)))
+  first = next(it)
+  assert first["x"].shape == (2, 2)
+  time.sleep(1.0)
+  ahead = pipeline.READ_OPTIONS.prefetch_buffer_size + pipeline.READ_OPTIONS.num_threads + 1
+  assert 2 <= len(made) <= 2 * ahead, len(made)
