@@ -91,7 +91,8 @@ def test_bvsr_ik_frames_equal_the_whole_clip(variant):
   model = bvsr_ik.KCANet(**bvsr_ik_train291.SMALL_MODEL, **variant)
   params = bvsr_ik.init_params(model, jax.random.key(0))
   frames = list(np.random.default_rng(1).random((4, 10, 14, 3)).astype(np.float32))  # padded to 12 x 16 inside
-  whole = np.asarray(model.apply({"params": params}, jnp.asarray(np.stack(frames))[None])["outputs"])[0]
+  forward = jax.jit(lambda p, x: model.apply({"params": p}, x)["outputs"])  # compiled once, not run op by op
+  whole = np.asarray(forward(params, jnp.asarray(np.stack(frames))[None]))[0]
   got = list(inference.upscale_clip_frames(model, params, frames))
   assert len(got) == 4 and got[0].shape == (40, 56, 3)
   np.testing.assert_allclose(np.stack(got), np.clip(whole, 0, 1), atol=1e-5)
