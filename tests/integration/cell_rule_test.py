@@ -63,7 +63,7 @@ def test_library_paths_apply_the_rule_by_default(small_hiif):
   # Independent of inference's plumbing: one model call on the whole grid with the hand-clipped cell.
   cell = np.array([2 / w, 2 / h], np.float32) * np.float32(1.5)
   coords = hiif.make_coord_grid(h, w)[None]
-  direct = np.clip(np.asarray(model.apply({"params": params}, lr[None], coords,
+  direct = np.clip(np.asarray(jax.jit(model.apply)({"params": params}, lr[None], coords,
                                           np.broadcast_to(cell, coords.shape)))[0].reshape(h, w, 3), 0, 1)
   default = inference.upscale(model, params, lr, h, w)
   np.testing.assert_allclose(default, direct, atol=2e-6)

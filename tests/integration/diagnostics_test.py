@@ -44,7 +44,7 @@ def test_hash_points_are_the_queries_and_bounded_codes():
   rng = np.random.default_rng(0)
   lr = rng.uniform(size=(12, 10, 3)).astype(np.float32)
   xyt = rng.uniform(-1, 1, size=(50, 3)).astype(np.float32)
-  params = model.init(jax.random.key(0), jnp.asarray(lr)[None], jnp.asarray(xyt)[None])["params"]
+  params = jax.jit(model.init)(jax.random.key(0), jnp.asarray(lr)[None], jnp.asarray(xyt)[None])["params"]
   points = diagnostics.hash_points(model, params, lr, xyt)
   assert points.shape == (50, 3, 6)
   np.testing.assert_array_equal(points[:, :, :3], np.broadcast_to(xyt[:, None], (50, 3, 3)))

@@ -33,7 +33,7 @@ def _one_call(model, params, lr, h, w, cell_scale):
   """Independent of inference: one `model.apply` on the whole H x W grid (the official one-chunk evaluation)."""
   cell = np.array([2 / w, 2 / h], np.float32) * np.float32(cell_scale)
   coords = hiif.make_coord_grid(h, w)[None]
-  out = model.apply({"params": params}, jnp.asarray(lr)[None], coords, np.broadcast_to(cell, coords.shape))
+  out = jax.jit(model.apply)({"params": params}, jnp.asarray(lr)[None], coords, np.broadcast_to(cell, coords.shape))
   return np.clip(np.asarray(out)[0].reshape(h, w, 3), 0, 1)
 
 
