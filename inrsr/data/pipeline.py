@@ -159,9 +159,9 @@ def internal_frames(frames: Sequence[np.ndarray], scale: float, modcrop: bool = 
 
 # How many batches the iterator makes ahead of the train step, and with how many threads. Grain's own default
 # (16 threads filling a buffer of 500 batches) makes hundreds of batches no short run uses, in threads that hold
-# the interpreter while the step is traced and compiled: a 30-step `srinr_demo:small` run took 20-21 s and 33 s
-# of CPU with it, 9 s and 11 s with 1 thread and 4 batches, the same time a step afterwards (BENCHMARKS.md, "Batches
-# made ahead"). A pipeline slower than the step takes worker processes instead (`data.num_workers`).
+# the interpreter while the step is traced and compiled: the first step of `benchmark_train --config=srinr_demo`
+# took 11.5 s with it and 6.0-7.6 s with these options, the step itself the same (BENCHMARKS.md, "Batches made
+# ahead"). A pipeline slower than the step takes worker processes instead (`data.num_workers`).
 READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=8)
 
 
