@@ -34,10 +34,15 @@ def converted(official):
   return config, params
 
 
+def _encoder(model, scales):
+  """`model.encode` at the static stage `scales`, jitted: (params, lr) -> features."""
+  return jax.jit(lambda p, x: model.apply({"params": p}, x, scales=scales, method=model.encode))
+
+
 def _predict(model, params, lr, coords, cells, scales):
   """encode once, then query in equal chunks of at most CHUNK (the official chop_forward; queries are
   independent), so one compiled query serves every chunk and the last one pads at most a few queries."""
-  encode = jax.jit(lambda p, x: model.apply({"params": p}, x, scales=scales, method=model.encode))
+  encode = _encoder(model, scales)
   query = jax.jit(lambda p, f, c, e: model.apply({"params": p}, f, c, e, scales=scales, return_stages=True,
                                                  method=model.query))
   feats = encode(params, lr)
@@ -311,8 +316,7 @@ def _decode_bands(model, params, lr, out_hw, chunk, factored=None):
   kwargs, cols, bands = model.band_layout(lr.shape[:2], out_hw, chunk)
   if factored is not None:
     kwargs["factored"] = factored
-  encode = jax.jit(lambda p, x: model.apply({"params": p}, x, scales=kwargs["scales"], method=model.encode))
-  feats = encode(params, jnp.asarray(lr)[None])
+  feats = _encoder(model, kwargs["scales"])(params, jnp.asarray(lr)[None])
   ys, xs = coords.make_coord_f32(out_hw[0]), coords.make_coord_f32(out_hw[1])
   cell = jnp.asarray([2 / out_hw[1], 2 / out_hw[0]], jnp.float32)
   decode = jax.jit(lambda p, f, y, pl: model.apply({"params": p}, f, y, xs, cell, pl, cols, method=model.query_band,
@@ -411,7 +415,7 @@ def test_stage_block_is_the_whole_map_cut_to_its_rows():
   model = _small(3)
   lr, q, cells = _inputs(6, 5)
   params = _init(model, lr, q, cells)
-  feats = model.apply({"params": params}, jnp.asarray(lr[:1]), scales=(4.0, 4.0), method=model.encode)
+  feats = _encoder(model, (4.0, 4.0))(params, jnp.asarray(lr[:1]))
   whole = feats["stages"][1]
   assert whole["v"].shape == (1, 24, 20, 16)
   for row0 in (0, 9, 17):

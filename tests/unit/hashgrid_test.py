@@ -69,9 +69,10 @@ def test_interpret_scatter_keeps_duplicate_updates(deterministic):
   points, weights, tables, resolutions, cot = _inputs(n=48, resolutions=(5, 40), log2_t=10, duplicates=True)
   _check_against_reference(points, weights, tables, resolutions, cot, interpret=True, deterministic=deterministic)
   # Independent check of the hashed level: every point adds w * g to the same 64 rows.
-  dt = jax.jit(jax.grad(lambda t: jnp.sum(cot * hashgrid.hashgrid_gather(points, weights, t, resolutions, impl="pallas",
-                                                                 interpret=True, deterministic=deterministic,
-                                                                 block_sizes=SMALL_BLOCKS))))(tables)
+  loss = lambda t: jnp.sum(cot * hashgrid.hashgrid_gather(points, weights, t, resolutions, impl="pallas",
+                                                         interpret=True, deterministic=deterministic,
+                                                         block_sizes=SMALL_BLOCKS))
+  dt = jax.jit(jax.grad(loss))(tables)
   idx = np.asarray(hashgrid.corner_indices(points[:1, 1], 40, 1 << 10))[0]
   want = np.zeros((1 << 10, 2))
   np.add.at(want, idx, np.einsum("nc,nf->cf", np.asarray(weights[:, 1]), np.asarray(cot[:, 1])))
