@@ -1,7 +1,7 @@
 r"""Every port against its official PyTorch code on CPU: same weights, same input, outputs compared, interleaved.
 
   python -m experiments.benchmark_official --official=/path/to/checkouts [--models=liif,hiif,clit,bvsr_ik]
-      [--cases=liif_edsr_x4,...] [--json=FILE] [--repeats=3] [--threads=2] [--reuse_freed_memory]
+      [--cases=liif_edsr_x4,...] [--json=FILE] [--repeats=3] [--threads=2] [--reuse_freed_memory] [--one_process]
 
 --official is a folder holding the official checkouts side by side (outside this repository, fetched as the
 fixture generators say: ../shared/fixtures/README.md): `liif` (yinboc/liif), `CLIT` (jaroslaw1007/CLIT), `HIIF`
@@ -12,7 +12,9 @@ layer is taken back out on both sides, `_unamplify`). The official code runs une
 generators' CPU patches: `.cuda()` is the identity, device='cuda' tensors are made on the CPU, and modules that are
 imported but not used here (timm, tensorboardX, torchvision, cv2) are stubbed.
 
-Each case: one warm-up call of each implementation (its wall time is the first-call time: compilation for inrsr),
+Each case runs in a fresh process of its own (spawned; --one_process runs them all in this one, as before): a
+case run after others inherits their heap and threads, and BVSR-IK's row read 0.88 run eighth in one process
+against 1.24-1.25 alone. Each case: one warm-up call of each implementation (its wall time is the first-call time: compilation for inrsr),
 then the two interleaved, the median of --repeats calls each. Speeds are output pixels per second (train rows:
 seconds per step); ratio = inrsr speed / official speed. The outputs of the warm-up calls are compared (both
 clipped to [0, 1]; train rows: the first step's L1 loss in the same units) against the fixtures' bar, 1e-5.
@@ -21,8 +23,8 @@ writes the list of rows, each with the run's context under "run" (rewritten afte
 stops keeps what it measured). A case that fails is a row with its error; the exit status is 1 when any case
 failed or missed the bar.
 
---reuse_freed_memory sets glibc's allocator for the whole process (`inrsr.infer.allocator.reuse_freed_memory`), so
-both sides get it: PyTorch gains more from it than inrsr (BENCHMARKS.md, "glibc's arenas"). The header names the
+--reuse_freed_memory sets glibc's allocator for each case's whole process
+(`inrsr.infer.allocator.reuse_freed_memory`), so both sides get it: PyTorch gains more from it than inrsr (BENCHMARKS.md, "glibc's arenas"). The header names the
 allocator setting and glibc's MALLOC_* variables, which change both sides' speed as much.
 
 Without torch, or without a model's checkout, the affected cases are skipped with a one-line reason.
@@ -49,7 +51,8 @@ _JSON = flags.DEFINE_string("json", None, "Write the rows (and the run's header)
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per implementation (median), interleaved.")
 _THREADS = flags.DEFINE_integer("threads", 2, "torch.set_num_threads (XLA's CPU client uses every core).")
 _CHUNK = flags.DEFINE_integer("chunk", 30000, "Query points per call for both (the official eval_bsize).")
-_REUSE = configs.reuse_freed_memory_flag()  # the one process's allocator: both sides get it
+_REUSE = configs.reuse_freed_memory_flag()  # each case's process's allocator: both sides get it
+_ONE_PROCESS = flags.DEFINE_bool("one_process", False, "Run every case in this process instead of one each.")
 
 
 def main(argv):
@@ -69,7 +72,8 @@ def main(argv):
   names = _CASES.value or [n for n, c in CASES.items() if c.model in _MODELS.value]
   header, rows = run_cases(names, official_dir, pathlib.Path(_FIXTURES.value), repeats=_REPEATS.value,
                            chunk=_CHUNK.value, threads=_THREADS.value, json_path=_JSON.value,
-                           allocator_mode="reuse_freed_memory" if reuse else "glibc default")
+                           allocator_mode="reuse_freed_memory" if reuse else "glibc default",
+                           one_process=_ONE_PROCESS.value)
   print(markdown(header, rows))
   if any("error" in r or not r.get("within_bar", True) for r in rows):
     sys.exit(1)

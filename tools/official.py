@@ -5,7 +5,9 @@ from __future__ import annotations
 import ast
 import dataclasses
 import datetime
+import importlib.util
 import json
+import multiprocessing
 import os
 import pathlib
 import platform
@@ -388,7 +390,10 @@ def run_header(threads: int, allocator_mode: str = "glibc default") -> dict:
   """The run's context: date, command, machine, versions, threads, XLA flags, glibc's allocator (`allocator_mode`
   and its environment variables) and the load average at start."""
   import jax  # pylint: disable=g-import-not-at-top
-  import torch  # pylint: disable=g-import-not-at-top
+  torch_version = "not installed"
+  if importlib.util.find_spec("torch") is not None:
+    import torch  # pylint: disable=g-import-not-at-top
+    torch_version = torch.__version__
   cpu = "unknown CPU"
   try:
     cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo", encoding="ascii") if "model name" in l)
@@ -396,7 +401,7 @@ def run_header(threads: int, allocator_mode: str = "glibc default") -> dict:
     pass
   return {"date": datetime.datetime.now().isoformat(timespec="seconds"),
           "command": " ".join(["python -m experiments.benchmark_official"] + sys.argv[1:]),
-          "machine": f"{cpu}, {os.cpu_count()} cores, {platform.system()}", "torch": torch.__version__,
+          "machine": f"{cpu}, {os.cpu_count()} cores, {platform.system()}", "torch": torch_version,
           "torch_threads": threads, "jax": jax.__version__, "jax_device": benchmarking.device_description(),
           "xla_flags": os.environ.get("XLA_FLAGS", ""),
           "allocator": " ".join(filter(None, [allocator_mode, allocator.settings()])),
@@ -410,10 +415,14 @@ def _fmt(v, unit):
 
 
 def run_cases(names, official_dir: pathlib.Path, fixtures: pathlib.Path, *, repeats: int, chunk: int,
-              threads: int, json_path: str | None = None,
-              allocator_mode: str = "glibc default") -> tuple[dict, list[dict]]:
-  """Every named case in turn (`run_case`), each logged to stderr with the load average; a case that raises is a
-  row with its error.
+              threads: int, json_path: str | None = None, allocator_mode: str = "glibc default",
+              one_process: bool = False) -> tuple[dict, list[dict]]:
+  """Every named case in turn (`run_case`), each in a fresh process of its own unless `one_process`, each logged to
+  stderr with the load average; a case that raises (or whose process dies) is a row with its error.
+
+  A case run after others in one process inherits their heap, threads and imported code: BVSR-IK's row read 0.88
+  run eighth in one process and 1.24-1.25 alone (BENCHMARKS.md), so by default each case starts from a new
+  interpreter (`multiprocessing`'s spawn), as a user's run of either implementation would.
 
   Args:
     names: keys of CASES.
@@ -421,26 +430,25 @@ def run_cases(names, official_dir: pathlib.Path, fixtures: pathlib.Path, *, repe
     fixtures: the shared fixtures folder (its checkpoints are the weights).
     repeats: timed calls per implementation (median), interleaved.
     chunk: query points per call for both.
-    threads: torch's thread count (set here).
+    threads: torch's thread count (set in the process that runs the case).
     json_path: rewritten with the rows and the run's header after every case (a run that stops keeps what it
       measured), when given.
-    allocator_mode: how the caller set glibc's allocator, for the header ("reuse_freed_memory" or the default).
+    allocator_mode: how the caller set glibc's allocator ("reuse_freed_memory" or the default); a case's own
+      process sets it the same way before anything else.
+    one_process: run every case in this process (the earlier behaviour).
 
   Returns:
-    (the run's header, `run_header` with "load_end"; the rows).
+    (the run's header, `run_header` with "processes" and "load_end"; the rows, each with the "pid" of the process
+    that ran it).
   """
-  import torch  # pylint: disable=g-import-not-at-top
-  torch.set_num_threads(threads)
   header = run_header(threads, allocator_mode)
+  header["processes"] = "one for every case" if one_process else "a fresh one per case"
+  run = _case_here if one_process else _case_in_child
   rows = []
   for name in names:
     print(f"[{datetime.datetime.now():%H:%M:%S}] {name} (load {benchmarking.load_average()})", file=sys.stderr,
           flush=True)
-    try:
-      got = run_case(name, CASES[name], official_dir, fixtures, repeats, chunk)
-    except Exception as e:  # pylint: disable=broad-except
-      traceback.print_exc()
-      got = [{"case": name, "label": CASES[name].label, "error": f"{type(e).__name__}: {e}".splitlines()[0]}]
+    got = run(name, official_dir, fixtures, repeats, chunk, threads, allocator_mode)
     for r in got:
       print(json.dumps(r), file=sys.stderr, flush=True)
     rows += got
@@ -450,11 +458,56 @@ def run_cases(names, official_dir: pathlib.Path, fixtures: pathlib.Path, *, repe
   return header, rows
 
 
+def _case_here(name: str, official_dir: pathlib.Path, fixtures: pathlib.Path, reps: int, chunk: int, threads: int,
+               allocator_mode: str) -> list[dict]:
+  """`run_case` in this process, torch's threads set; an exception becomes a row with its error."""
+  del allocator_mode  # the caller set it for the whole process
+  try:
+    if importlib.util.find_spec("torch") is not None:  # without it every case is skipped or fails with its reason
+      import torch  # pylint: disable=g-import-not-at-top
+      torch.set_num_threads(threads)
+    rows = run_case(name, CASES[name], official_dir, fixtures, reps, chunk)
+  except Exception as e:  # pylint: disable=broad-except
+    traceback.print_exc()
+    rows = [{"case": name, "label": CASES[name].label, "error": f"{type(e).__name__}: {e}".splitlines()[0]}]
+  return [{**r, "pid": os.getpid()} for r in rows]
+
+
+def _case_in_child(name: str, *args) -> list[dict]:
+  """`_case_here` in a new interpreter (spawned, so nothing of this process's heap or threads carries over)."""
+  context = multiprocessing.get_context("spawn")
+  receive, send = context.Pipe(duplex=False)
+  child = context.Process(target=_child_main, args=(send, name, *args), name=f"benchmark_official {name}")
+  child.start()
+  send.close()  # the child holds the only sending end: its exit ends `recv` with EOFError
+  try:
+    rows = receive.recv()
+  except EOFError:
+    rows = None
+  child.join()
+  if rows is None:
+    return [{"case": name, "label": CASES[name].label,
+             "error": f"the case's process ended (exit status {child.exitcode}) before returning its rows"}]
+  return rows
+
+
+def _child_main(send, name: str, official_dir: pathlib.Path, fixtures: pathlib.Path, reps: int, chunk: int,
+                threads: int, allocator_mode: str) -> None:
+  """The entry point of a case's process: the allocator and the compilation cache as the parent's, then the case."""
+  if allocator_mode == "reuse_freed_memory":
+    allocator.reuse_freed_memory()  # before either side allocates, as the parent's flag did for it
+  from experiments import configs  # pylint: disable=g-import-not-at-top
+  configs.compilation_cache()  # the same folder as the parent's (read from the same environment)
+  send.send(_case_here(name, official_dir, fixtures, reps, chunk, threads, allocator_mode))
+  send.close()
+
+
 def markdown(header: dict, rows: list[dict]) -> str:
   """The run as Markdown: a line of context, then one table row per case."""
   lines = [f"{header['date']}, {header['machine']}; torch {header['torch']} ({header['torch_threads']} threads), "
            f"jax {header['jax']} ({header['jax_device']}); load average (1/5/15 min) {header['load_start']} at "
-           f"start, {header.get('load_end', '?')} at end; allocator: {header.get('allocator', '?')}. Command: "
+           f"start, {header.get('load_end', '?')} at end; allocator: {header.get('allocator', '?')}; processes: "
+           f"{header.get('processes', '?')}. Command: "
            f"`{header['command']}`", "",
            "| case | official | inrsr | inrsr speed / official | max abs diff | first call official | "
            "first call inrsr |", "|---|---|---|---|---|---|---|"]

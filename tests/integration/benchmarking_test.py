@@ -1,5 +1,7 @@
 """tools.benchmarking's helpers and the benchmark scripts' plumbing (functional checks: no speed is judged here)."""
 
+import json
+import os
 import pathlib
 
 import ml_collections
@@ -59,3 +61,21 @@ def test_benchmark_official_skips_a_model_without_its_checkout(tmp_path):
                                        "jax_device": "cpu", "load_start": "1 1 1", "load_end": "2 2 2",
                                        "command": "c"}, rows)
   assert "| LIIF EDSR-baseline x4, 128 -> 512 | skipped: no checkout" in table and "2 2 2 at end" in table
+
+
+def test_benchmark_official_runs_each_case_in_a_process_of_its_own(tmp_path):
+  """By default every case is spawned afresh (a case run after others inherits their heap and threads); the rows
+  come back from the child with its pid, and --one_process keeps them here."""
+  json_path = tmp_path / "rows.json"
+  names = ["liif_edsr_x4", "hiif_x4"]
+  header, rows = official.run_cases(names, tmp_path, tmp_path, repeats=1, chunk=30000, threads=1,
+                                    json_path=str(json_path))
+  assert [r["case"] for r in rows] == names
+  assert all("no checkout of the official" in r["skipped"] for r in rows)  # the child's own reason came back
+  pids = {r["pid"] for r in rows}
+  assert len(pids) == 2 and os.getpid() not in pids  # one new process per case
+  assert header["processes"] == "a fresh one per case"
+  assert [r["pid"] for r in json.loads(json_path.read_text())] == [r["pid"] for r in rows]
+  header, rows = official.run_cases(names[:1], tmp_path, tmp_path, repeats=1, chunk=30000, threads=1,
+                                    one_process=True)
+  assert rows[0]["pid"] == os.getpid() and header["processes"] == "one for every case"
