@@ -12,20 +12,21 @@ layer is taken back out on both sides, `_unamplify`). The official code runs une
 generators' CPU patches: `.cuda()` is the identity, device='cuda' tensors are made on the CPU, and modules that are
 imported but not used here (timm, tensorboardX, torchvision, cv2) are stubbed.
 
-Each case runs in a fresh process of its own (spawned; --one_process runs them all in this one, as before): a
-case run after others inherits their heap and threads, and BVSR-IK's row read 0.88 run eighth in one process
-against 1.24-1.25 alone. Each case: one warm-up call of each implementation (its wall time is the first-call time: compilation for inrsr),
-then the two interleaved, the median of --repeats calls each. Speeds are output pixels per second (train rows:
-seconds per step); ratio = inrsr speed / official speed. The outputs of the warm-up calls are compared (both
-clipped to [0, 1]; train rows: the first step's L1 loss in the same units) against the fixtures' bar, 1e-5.
-Prints one Markdown table with the load average (/proc/loadavg) at start and end, versions and threads; --json
-writes the list of rows, each with the run's context under "run" (rewritten after every case, so a long run that
-stops keeps what it measured). A case that fails is a row with its error; the exit status is 1 when any case
-failed or missed the bar.
+Each case runs in a fresh process of its own (spawned; --one_process runs them all in this one, as before): a case
+run after others inherits their heap and threads, which moved BVSR-IK's official side 1.7x (BENCHMARKS.md, "Every
+row, each case in a fresh process of its own"). Each case: one warm-up call of each implementation (its wall time is
+the first-call time: compilation for inrsr), then the two interleaved, the median of --repeats calls each. Speeds
+are output pixels per second (train rows: seconds per step); ratio = inrsr speed / official speed. The outputs of
+the warm-up calls are compared (both clipped to [0, 1]; train rows: the first step's L1 loss in the same units)
+against the fixtures' bar, 1e-5. Prints one Markdown table with the load average (/proc/loadavg) at start and end,
+versions and threads; --json writes the list of rows, each with the run's context under "run" (rewritten after every
+case, so a long run that stops keeps what it measured). A case that fails is a row with its error; the exit status
+is 1 when any case failed or missed the bar.
 
 --reuse_freed_memory sets glibc's allocator for each case's whole process
-(`inrsr.infer.allocator.reuse_freed_memory`), so both sides get it: PyTorch gains more from it than inrsr (BENCHMARKS.md, "glibc's arenas"). The header names the
-allocator setting and glibc's MALLOC_* variables, which change both sides' speed as much.
+(`inrsr.infer.allocator.reuse_freed_memory`), so both sides get it: PyTorch gains more from it than inrsr
+(BENCHMARKS.md, "glibc's arenas"). The header names the allocator setting and glibc's MALLOC_* variables, which
+change both sides' speed as much.
 
 Without torch, or without a model's checkout, the affected cases are skipped with a one-line reason.
 """

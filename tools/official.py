@@ -420,9 +420,10 @@ def run_cases(names, official_dir: pathlib.Path, fixtures: pathlib.Path, *, repe
   """Every named case in turn (`run_case`), each in a fresh process of its own unless `one_process`, each logged to
   stderr with the load average; a case that raises (or whose process dies) is a row with its error.
 
-  A case run after others in one process inherits their heap, threads and imported code: BVSR-IK's row read 0.88
-  run eighth in one process and 1.24-1.25 alone (BENCHMARKS.md), so by default each case starts from a new
-  interpreter (`multiprocessing`'s spawn), as a user's run of either implementation would.
+  A case run after others in one process inherits their heap, threads and imported code, and either side may gain
+  from that more than the other (BVSR-IK's official side ran 1.7x faster fifth in one process than alone,
+  BENCHMARKS.md), so by default each case starts from a new interpreter (`multiprocessing`'s spawn), as a user's
+  run of either implementation would and as the issue's table was measured.
 
   Args:
     names: keys of CASES.
