@@ -390,10 +390,7 @@ def run_header(threads: int, allocator_mode: str = "glibc default") -> dict:
   """The run's context: date, command, machine, versions, threads, XLA flags, glibc's allocator (`allocator_mode`
   and its environment variables) and the load average at start."""
   import jax  # pylint: disable=g-import-not-at-top
-  torch_version = "not installed"
-  if importlib.util.find_spec("torch") is not None:
-    import torch  # pylint: disable=g-import-not-at-top
-    torch_version = torch.__version__
+  torch = _torch()
   cpu = "unknown CPU"
   try:
     cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo", encoding="ascii") if "model name" in l)
@@ -401,8 +398,9 @@ def run_header(threads: int, allocator_mode: str = "glibc default") -> dict:
     pass
   return {"date": datetime.datetime.now().isoformat(timespec="seconds"),
           "command": " ".join(["python -m experiments.benchmark_official"] + sys.argv[1:]),
-          "machine": f"{cpu}, {os.cpu_count()} cores, {platform.system()}", "torch": torch_version,
-          "torch_threads": threads, "jax": jax.__version__, "jax_device": benchmarking.device_description(),
+          "machine": f"{cpu}, {os.cpu_count()} cores, {platform.system()}",
+          "torch": torch.__version__ if torch else "not installed", "torch_threads": threads,
+          "jax": jax.__version__, "jax_device": benchmarking.device_description(),
           "xla_flags": os.environ.get("XLA_FLAGS", ""),
           "allocator": " ".join(filter(None, [allocator_mode, allocator.settings()])),
           "load_start": benchmarking.load_average()}
@@ -444,12 +442,12 @@ def run_cases(names, official_dir: pathlib.Path, fixtures: pathlib.Path, *, repe
   """
   header = run_header(threads, allocator_mode)
   header["processes"] = "one for every case" if one_process else "a fresh one per case"
-  run = _case_here if one_process else _case_in_child
   rows = []
   for name in names:
     print(f"[{datetime.datetime.now():%H:%M:%S}] {name} (load {benchmarking.load_average()})", file=sys.stderr,
           flush=True)
-    got = run(name, official_dir, fixtures, repeats, chunk, threads, allocator_mode)
+    case = (name, official_dir, fixtures, repeats, chunk, threads)
+    got = _case_here(*case) if one_process else _case_in_child(*case, allocator_mode)
     for r in got:
       print(json.dumps(r), file=sys.stderr, flush=True)
     rows += got
@@ -459,13 +457,21 @@ def run_cases(names, official_dir: pathlib.Path, fixtures: pathlib.Path, *, repe
   return header, rows
 
 
-def _case_here(name: str, official_dir: pathlib.Path, fixtures: pathlib.Path, reps: int, chunk: int, threads: int,
-               allocator_mode: str) -> list[dict]:
-  """`run_case` in this process, torch's threads set; an exception becomes a row with its error."""
-  del allocator_mode  # the caller set it for the whole process
+def _torch():
+  """The torch module, or None where it is not installed."""
+  if importlib.util.find_spec("torch") is None:
+    return None
+  import torch  # pylint: disable=g-import-not-at-top
+  return torch
+
+
+def _case_here(name: str, official_dir: pathlib.Path, fixtures: pathlib.Path, reps: int, chunk: int,
+               threads: int) -> list[dict]:
+  """`run_case` in this process (its allocator as the caller set it), torch's threads set; an exception becomes a
+  row with its error."""
   try:
-    if importlib.util.find_spec("torch") is not None:  # without it every case is skipped or fails with its reason
-      import torch  # pylint: disable=g-import-not-at-top
+    torch = _torch()
+    if torch is not None:  # without it every case is skipped or fails with its reason
       torch.set_num_threads(threads)
     rows = run_case(name, CASES[name], official_dir, fixtures, reps, chunk)
   except Exception as e:  # pylint: disable=broad-except
@@ -475,7 +481,8 @@ def _case_here(name: str, official_dir: pathlib.Path, fixtures: pathlib.Path, re
 
 
 def _case_in_child(name: str, *args) -> list[dict]:
-  """`_case_here` in a new interpreter (spawned, so nothing of this process's heap or threads carries over)."""
+  """`_case_here` in a new interpreter (spawned, so nothing of this process's heap or threads carries over); the
+  last of `args` is the allocator mode the child sets first (`_child_main`)."""
   context = multiprocessing.get_context("spawn")
   receive, send = context.Pipe(duplex=False)
   child = context.Process(target=_child_main, args=(send, name, *args), name=f"benchmark_official {name}")
@@ -499,7 +506,7 @@ def _child_main(send, name: str, official_dir: pathlib.Path, fixtures: pathlib.P
     allocator.reuse_freed_memory()  # before either side allocates, as the parent's flag did for it
   from experiments import configs  # pylint: disable=g-import-not-at-top
   configs.compilation_cache()  # the same folder as the parent's (read from the same environment)
-  send.send(_case_here(name, official_dir, fixtures, reps, chunk, threads, allocator_mode))
+  send.send(_case_here(name, official_dir, fixtures, reps, chunk, threads))
   send.close()
 
 
