@@ -318,6 +318,12 @@ class KernelDictionary(nn.Module):
     return [a * (jnp.float32(9.0) / jnp.float32(a.shape[-1] ** 2)) for a in self.raw()]
 
 
+def _padded_atoms(atoms: Sequence[jax.Array]) -> jax.Array:
+  """Every size's atoms zero-padded to the largest and stacked: (R' * N, S, S), atom r * N + n."""
+  big = max(a.shape[-1] for a in atoms)
+  return jnp.concatenate([jnp.pad(a, ((0, 0),) + (((big - a.shape[-1]) // 2,) * 2,) * 2) for a in atoms], 0)
+
+
 def filter_with_atoms(x: jax.Array, atoms: Sequence[jax.Array]) -> jax.Array:
   """Depthwise atom filtering: (B, H, W, C) -> maps (B, H, W, R - 1, C * N) of groups 1..R-1, channel c * N + n.
 
@@ -330,8 +336,8 @@ def filter_with_atoms(x: jax.Array, atoms: Sequence[jax.Array]) -> jax.Array:
   """
   b, h, w, c = x.shape
   n = atoms[0].shape[0]
-  big = max(a.shape[-1] for a in atoms)
-  kernel = jnp.concatenate([jnp.pad(a, ((0, 0),) + (((big - a.shape[-1]) // 2,) * 2,) * 2) for a in atoms], 0)
+  kernel = _padded_atoms(atoms)
+  big = kernel.shape[-1]
   y = jax.lax.conv_general_dilated(x.transpose(0, 3, 1, 2).reshape(b * c, h, w, 1),
                                    kernel.transpose(1, 2, 0)[:, :, None, :], (1, 1), ((big // 2, big // 2),) * 2,
                                    dimension_numbers=_DN, precision=HIGHEST)  # (B * C, H, W, R' * N)
@@ -348,17 +354,23 @@ class Combiner(nn.Module):
 
   Parameters `kernel` (1, 1, R * C * N, features) and `bias`, as the nn.Conv they replace (same names, shapes
   and init); the products of group 0 are zero in the code, so their rows add nothing and are not multiplied.
+  `__call__` combines given products; `filtered` filters and combines in one pass (`filter_and_combine`).
   """
 
   features: int
   in_features: int
 
-  @nn.compact
+  def setup(self):
+    self.kernel = self.param("kernel", torch_kernel_init, (1, 1, self.in_features, self.features))
+    self.bias = self.param("bias", torch_bias_init(self.in_features), (self.features,))
+
   def __call__(self, products: jax.Array) -> jax.Array:
-    kernel = self.param("kernel", torch_kernel_init, (1, 1, self.in_features, self.features))
-    bias = self.param("bias", torch_bias_init(self.in_features), (self.features,))
     skip = self.in_features - products.shape[-1]
-    return jnp.dot(products, kernel[0, 0, skip:], precision=HIGHEST) + bias
+    return jnp.dot(products, self.kernel[0, 0, skip:], precision=HIGHEST) + self.bias
+
+  def filtered(self, x: jax.Array, atoms: Sequence[jax.Array], mu: jax.Array, omega: jax.Array) -> jax.Array:
+    """`combine(filter_with_atoms(x, atoms), mu, omega, self)` without the maps held whole."""
+    return filter_and_combine(x, atoms, mu, omega, self.kernel[0, 0], self.bias)
 
 
 def combine(maps: jax.Array, mu: jax.Array, omega: jax.Array, combiner: nn.Module) -> jax.Array:
@@ -367,6 +379,97 @@ def combine(maps: jax.Array, mu: jax.Array, omega: jax.Array, combiner: nn.Modul
   c = cn // omega.shape[-1]
   prod = maps * mu[..., 1:, None] * jnp.tile(omega, (1, 1, 1, c))[..., None, :]
   return combiner(prod.reshape(b, h, w, r * cn))
+
+
+FILTER_BLOCK_BYTES = 16 * 2**20
+"""Bytes of filtered maps `filter_and_combine` makes at a time on CPU: 16 rows of a 64 x 64 x 64 ITA map. Blocks
+of 8, 16, 32 and 64 rows (6, 13, 25, 50 MB) took 98, 85, 101 and 151 ms against 143-157 ms for the unfused
+filtering and combination (2 cores, 2026-12-08, BENCHMARKS.md)."""
+
+
+def _filter_and_combine_rows(x, atoms, mu, omega, kernel, bias, rows: int) -> jax.Array:
+  """`filter_and_combine` in blocks of `rows` output rows (the last block zero-padded), one block at a time."""
+  b, h, w, c = x.shape
+  kern = _padded_atoms(atoms)
+  big, k = kern.shape[-1], kern.shape[0]
+  n = omega.shape[-1]
+  r = k // n
+  blocks = -(-h // rows)
+  extra = blocks * rows - h
+  p = big // 2
+  xt = jnp.pad(x, ((0, 0), (p, p + extra), (p, p), (0, 0))).transpose(0, 3, 1, 2).reshape(b * c, -1, w + 2 * p, 1)
+  coef = (mu[..., 1:, None] * omega[..., None, :]).reshape(b, h, w, k)  # row r * N + n
+  coef = jnp.pad(coef, ((0, 0), (0, extra), (0, 0), (0, 0)))
+  weights = kernel[-r * c * n:].reshape(r, c, n, -1).transpose(1, 0, 2, 3).reshape(c, k, -1)  # [c, r * N + n]
+  rhs = kern.transpose(1, 2, 0)[:, :, None, :]
+
+  def block(i):
+    xb = jax.lax.dynamic_slice_in_dim(xt, i * rows, rows + 2 * p, 1)
+    maps = jax.lax.conv_general_dilated(xb, rhs, (1, 1), "VALID", dimension_numbers=_DN, precision=HIGHEST)
+    maps = maps.reshape(b, c, rows, w, k) * jax.lax.dynamic_slice_in_dim(coef, i * rows, rows, 1)[:, None]
+    return jnp.einsum("bchwk,cko->bhwo", maps, weights, precision=HIGHEST)
+
+  out = jax.lax.map(block, jnp.arange(blocks)) if blocks > 1 else block(0)[None]
+  return out.transpose(1, 0, 2, 3, 4).reshape(b, blocks * rows, w, -1)[:, :h] + bias
+
+
+def _unfused(x, atoms, mu, omega, kernel, bias) -> jax.Array:
+  """`combine(filter_with_atoms(...))` with the combiner's rows and bias given."""
+  maps = filter_with_atoms(x, atoms)
+  return combine(maps, mu, omega, lambda p: jnp.dot(p, kernel[kernel.shape[0] - p.shape[-1]:], precision=HIGHEST)
+                 + bias)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
+def _blocks_forward(x, atoms, mu, omega, kernel, bias, rows: int) -> jax.Array:
+  """`_filter_and_combine_rows` whose gradients are the unfused form's: autodiff through the blocks' loop took 4
+  times as long (forward and gradients 3.2 s against 0.78 s on an ITA call, 2 cores)."""
+  return _filter_and_combine_rows(x, atoms, mu, omega, kernel, bias, rows)
+
+
+def _blocks_forward_fwd(x, atoms, mu, omega, kernel, bias, rows):
+  del rows
+  return jax.vjp(_unfused, x, atoms, mu, omega, kernel, bias)
+
+
+def _blocks_forward_bwd(rows, vjp, g):
+  del rows
+  return vjp(g)
+
+
+_blocks_forward.defvjp(_blocks_forward_fwd, _blocks_forward_bwd)
+
+
+def filter_and_combine(x: jax.Array, atoms: Sequence[jax.Array], mu: jax.Array, omega: jax.Array,
+                       kernel: jax.Array, bias: jax.Array, block_bytes: int | None = None) -> jax.Array:
+  """The kernel branch's correction, `combine(filter_with_atoms(x, atoms), mu, omega, combiner)`, in one pass.
+
+  Each channel is filtered by every atom (zero-padded to the largest size, one convolution with the channels as
+  its batch, as `filter_with_atoms`), each map weighted by its size's mu and its atom's omega, and the products
+  contracted with the combiner's rows put in the maps' order (channel, size, atom), so neither the maps nor the
+  products are transposed. On CPU the rows go in blocks of about `FILTER_BLOCK_BYTES` of maps (`lax.map`): the
+  whole maps (50 MB for an ITA call on 64 x 64) leave the cache and are mapped afresh every call, and the blocks
+  take 0.55-0.6 of the time (BENCHMARKS.md); elsewhere one block. The same products summed in another order.
+  Under differentiation on CPU the forward and the gradients are the unfused form's (`_blocks_forward`).
+
+  Args:
+    x: (B, H, W, C) maps to filter.
+    atoms: one (N, s, s) array of atoms per size s (groups 1..R-1).
+    mu: (B, H, W, R) size weights (softmax over the R groups, group 0 included).
+    omega: (B, H, W, N) atom weights.
+    kernel: (R * C * N, K) the combiner's rows (its group 0 rows first, not used), bias: (K,).
+    block_bytes: the maps' bytes per block on CPU (default `FILTER_BLOCK_BYTES`).
+
+  Returns:
+    (B, H, W, K).
+  """
+  b, h, w, c = x.shape
+  row_bytes = b * c * w * sum(a.shape[0] for a in atoms) * 4
+  rows = max(1, min(h, (block_bytes or FILTER_BLOCK_BYTES) // row_bytes))
+  rows = -(-h // -(-h // rows))  # as many rows in each block as the count of blocks allows
+  args = (x, list(atoms), mu, omega, kernel, bias)
+  return jax.lax.platform_dependent(*args, cpu=lambda *a: _blocks_forward(*a, rows),
+                                    default=functools.partial(_filter_and_combine_rows, rows=h))
 
 
 def _setup_kernel_branch(module: nn.Module, base: int, channels: int) -> None:
@@ -387,20 +490,29 @@ def _setup_kernel_branch(module: nn.Module, base: int, channels: int) -> None:
   module.sum = Combiner(channels, groups * module.num_atoms * channels)
 
 
-def _kernel_branch(module: nn.Module, current, hidden, x, atoms) -> tuple[jax.Array, dict]:
+def _kernel_branch(module: nn.Module, current, hidden, x, atoms, maps_hook: bool = False) -> tuple[jax.Array, dict]:
   """x plus its atom-filtered correction, the coefficients predicted from (current, hidden) by the U-Nets.
 
+  The filtering and combination go in one pass (`Combiner.filtered`); with `maps_hook` the filtered maps are made
+  whole and combined as in the code, for the `inr_conv` hook.
+
   Returns:
-    (output, {"unet_basis_select", "unet_scale_select", "scale_select", "basis_select", "inr_conv", "sum"}).
+    (output, {"unet_basis_select", "unet_scale_select", "scale_select", "basis_select", "sum"} and, with
+    `maps_hook`, "inr_conv").
   """
   ub = module.unet_basis_select(current, hidden)
   us = module.unet_scale_select(current, hidden)
   logits = module.scale_select(us)
   omega = module.basis_select(ub)
-  maps = filter_with_atoms(x, atoms)
-  combined = combine(maps, jax.nn.softmax(logits, axis=-1), omega, module.sum)
-  return combined + x, {"unet_basis_select": ub, "unet_scale_select": us, "scale_select": logits,
-                        "basis_select": omega, "inr_conv": with_zero_group(maps), "sum": combined}
+  mu = jax.nn.softmax(logits, axis=-1)
+  hooks = {"unet_basis_select": ub, "unet_scale_select": us, "scale_select": logits, "basis_select": omega}
+  if maps_hook:
+    maps = filter_with_atoms(x, atoms)
+    combined = combine(maps, mu, omega, module.sum)
+    hooks["inr_conv"] = with_zero_group(maps)
+  else:
+    combined = module.sum.filtered(x, atoms, mu, omega)
+  return combined + x, {**hooks, "sum": combined}
 
 
 class KernelBranchModule(nn.Module):
@@ -442,7 +554,7 @@ class SPCNet(KernelBranchModule):
     if atoms is None:
       atoms = self.inr_conv()
     feat = self.feat_ext(x)
-    out, hooks = _kernel_branch(self, feat, feat, x, atoms)
+    out, hooks = _kernel_branch(self, feat, feat, x, atoms, maps_hook=self.is_mutable_collection("intermediates"))
     for k, v in {"feat_ext": feat, **hooks, "out": out}.items():
       self.sow("intermediates", f"hook_{k}", v)
     return out, feat
@@ -470,5 +582,5 @@ class INRAlign(KernelBranchModule):
     out, hooks = _kernel_branch(self, cur, hid, x_w, atoms)
     if not return_hooks:
       return out
-    hooks = {k: v for k, v in hooks.items() if k not in ("inr_conv", "sum")}  # not kept through the scan
+    hooks = {k: v for k, v in hooks.items() if k != "sum"}  # not kept through the scan
     return out, {"warped": x_w, "fusion1": hid, "fusion2": cur, **hooks, "out": out}

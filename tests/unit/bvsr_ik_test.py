@@ -129,6 +129,68 @@ def test_combiner_skips_the_zero_group():
   assert padded.shape == (b, h, w, r, cn) and not np.any(padded[:, :, :, 0]) and np.array_equal(padded[:, :, :, 1:], maps)
 
 
+def _filter_and_combine_numpy(x, atoms, mu, omega, kernel, bias, dout=None):
+  """float64 loops: the code's products maps * mu * omega of groups 1..R-1 through the 1x1 rows (group 0 first),
+  and, given dout, the gradients of sum(out * dout) with respect to x and the rows."""
+  b, h, w, c = x.shape
+  n, big = atoms[0].shape[0], atoms[-1].shape[-1]
+  p = big // 2
+  xp = np.pad(np.asarray(x, np.float64), ((0, 0), (p, p), (p, p), (0, 0)))
+  rows = kernel.shape[0] - len(atoms) * c * n  # group 0's rows
+  prod = np.zeros((b, h, w, len(atoms), c, n))
+  for r, a in enumerate(np.asarray(atoms[i], np.float64) for i in range(len(atoms))):
+    o = (big - a.shape[-1]) // 2
+    for i in range(a.shape[-1]):
+      for j in range(a.shape[-1]):
+        prod[:, :, :, r] += xp[:, o + i:o + i + h, o + j:o + j + w, :, None] * a[:, i, j]
+  coef = np.asarray(mu, np.float64)[..., 1:, None, None] * np.asarray(omega, np.float64)[..., None, None, :]
+  rows_k = np.asarray(kernel, np.float64)[rows:]
+  out = (prod * coef).reshape(b, h, w, -1) @ rows_k + np.asarray(bias, np.float64)
+  if dout is None:
+    return out
+  dout = np.asarray(dout, np.float64)
+  d_rows = (prod * coef).reshape(-1, rows_k.shape[0]).T @ dout.reshape(-1, dout.shape[-1])
+  d_prod = (dout @ rows_k.T).reshape(prod.shape) * coef
+  d_xp = np.zeros_like(xp)
+  for r, a in enumerate(np.asarray(atoms[i], np.float64) for i in range(len(atoms))):
+    o = (big - a.shape[-1]) // 2
+    for i in range(a.shape[-1]):
+      for j in range(a.shape[-1]):
+        d_xp[:, o + i:o + i + h, o + j:o + j + w, :] += np.sum(d_prod[:, :, :, r] * a[:, i, j], -1)
+  return out, d_xp[:, p:p + h, p:p + w], d_rows
+
+
+@pytest.mark.parametrize("block_bytes", [None, 1])
+def test_filter_and_combine_against_numpy(block_bytes):
+  """The one-pass filtering and combination equals float64 loops over the code's products, in one block and in
+  blocks of one row (7 rows: 7 blocks), and so do its gradients (with respect to x and the combiner's rows)."""
+  b, h, w, c, n, k = 2, 7, 5, 3, 2, 4
+  keys = jax.random.split(jax.random.key(3), 7)
+  x = jax.random.normal(keys[0], (b, h, w, c))
+  atoms = [jax.random.normal(keys[1], (n, 3, 3)), jax.random.normal(keys[2], (n, 5, 5))]
+  mu = jax.nn.softmax(jax.random.normal(keys[3], (b, h, w, 3)), -1)
+  omega = jax.random.normal(keys[4], (b, h, w, n))
+  kernel = jax.random.normal(keys[5], (3 * c * n, k)) * 0.3
+  bias = jnp.arange(k, dtype=jnp.float32)
+  dout = jax.random.normal(keys[6], (b, h, w, k))
+  fn = lambda x, kernel: bvsr_ik_layers.filter_and_combine(x, atoms, mu, omega, kernel, bias, block_bytes)
+  want, want_dx, want_drows = _filter_and_combine_numpy(x, atoms, mu, omega, kernel, bias, dout)
+  np.testing.assert_allclose(jax.jit(fn)(x, kernel), want, rtol=1e-5, atol=1e-5)
+  dx, dk = jax.jit(jax.grad(lambda x, kernel: jnp.sum(fn(x, kernel) * dout), (0, 1)))(x, kernel)
+  np.testing.assert_allclose(dx, want_dx, rtol=1e-5, atol=1e-5)
+  assert not np.any(dk[:c * n])  # group 0's rows meet zeros
+  np.testing.assert_allclose(dk[c * n:], want_drows, rtol=1e-5, atol=1e-5)
+
+
+def test_filter_and_combine_blocks_on_cpu_only():
+  """Rows go in blocks (a loop) in a program lowered for CPU, in one block for a GPU or TPU."""
+  x, mu, omega = jnp.zeros((1, 8, 4, 2)), jnp.zeros((1, 8, 4, 2)), jnp.zeros((1, 8, 4, 2))
+  atoms, kernel, bias = [jnp.zeros((2, 3, 3))], jnp.zeros((2 * 2 * 2, 3)), jnp.zeros((3,))
+  traced = jax.jit(lambda x: bvsr_ik_layers.filter_and_combine(x, atoms, mu, omega, kernel, bias, 1)).trace(x)
+  loops = {p: "stablehlo.while" in traced.lower(lowering_platforms=(p,)).as_text() for p in ("cpu", "cuda", "tpu")}
+  assert loops == {"cpu": True, "cuda": False, "tpu": False}
+
+
 def test_depthwise_conv_branch_follows_the_compile_platform():
   """The tap sum is lowered for CPU only: a program lowered for a GPU or TPU (as `experiments.aot` does on a CPU
   host) gets XLA's grouped convolution."""
