@@ -415,9 +415,8 @@ def _filter_and_combine_rows(x, atoms, mu, omega, kernel, bias, rows: int) -> ja
 
 def _unfused(x, atoms, mu, omega, kernel, bias) -> jax.Array:
   """`combine(filter_with_atoms(...))` with the combiner's rows and bias given."""
-  maps = filter_with_atoms(x, atoms)
-  return combine(maps, mu, omega, lambda p: jnp.dot(p, kernel[kernel.shape[0] - p.shape[-1]:], precision=HIGHEST)
-                 + bias)
+  rows = lambda products: jnp.dot(products, kernel[kernel.shape[0] - products.shape[-1]:], precision=HIGHEST)
+  return combine(filter_with_atoms(x, atoms), mu, omega, lambda products: rows(products) + bias)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
@@ -447,9 +446,10 @@ def filter_and_combine(x: jax.Array, atoms: Sequence[jax.Array], mu: jax.Array, 
   Each channel is filtered by every atom (zero-padded to the largest size, one convolution with the channels as
   its batch, as `filter_with_atoms`), each map weighted by its size's mu and its atom's omega, and the products
   contracted with the combiner's rows put in the maps' order (channel, size, atom), so neither the maps nor the
-  products are transposed. On CPU the rows go in blocks of about `FILTER_BLOCK_BYTES` of maps (`lax.map`): the
-  whole maps (50 MB for an ITA call on 64 x 64) leave the cache and are mapped afresh every call, and the blocks
-  take 0.55-0.6 of the time (BENCHMARKS.md); elsewhere one block. The same products summed in another order.
+  products are transposed. On CPU the rows go in blocks of about `FILTER_BLOCK_BYTES` of maps (`lax.map`), so
+  the whole maps (50 MB for an ITA call on 64 x 64) never exist: in blocks the filtering, products and contraction
+  take 0.55-0.6 of the time they take whole (BENCHMARKS.md); elsewhere one block. The same products summed in
+  another order.
   Under differentiation on CPU the forward and the gradients are the unfused form's (`_blocks_forward`).
 
   Args:
