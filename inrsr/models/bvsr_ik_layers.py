@@ -349,6 +349,11 @@ def with_zero_group(maps: jax.Array) -> jax.Array:
   return jnp.concatenate([jnp.zeros(maps.shape[:3] + (1,) + maps.shape[4:], maps.dtype), maps], 3)
 
 
+def _combine_rows(products: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+  """products @ the last rows of `kernel` (R * C * N, K), those the products meet (group 0's first rows skipped)."""
+  return jnp.dot(products, kernel[kernel.shape[0] - products.shape[-1]:], precision=HIGHEST) + bias
+
+
 class Combiner(nn.Module):
   """The code's 1x1 `sum` conv over the R * C * N products, its rows of group 0 skipped (they meet zeros).
 
@@ -365,8 +370,7 @@ class Combiner(nn.Module):
     self.bias = self.param("bias", torch_bias_init(self.in_features), (self.features,))
 
   def __call__(self, products: jax.Array) -> jax.Array:
-    skip = self.in_features - products.shape[-1]
-    return jnp.dot(products, self.kernel[0, 0, skip:], precision=HIGHEST) + self.bias
+    return _combine_rows(products, self.kernel[0, 0], self.bias)
 
   def filtered(self, x: jax.Array, atoms: Sequence[jax.Array], mu: jax.Array, omega: jax.Array) -> jax.Array:
     """`combine(filter_with_atoms(x, atoms), mu, omega, self)` without the maps held whole."""
@@ -415,8 +419,7 @@ def _filter_and_combine_rows(x, atoms, mu, omega, kernel, bias, rows: int) -> ja
 
 def _unfused(x, atoms, mu, omega, kernel, bias) -> jax.Array:
   """`combine(filter_with_atoms(...))` with the combiner's rows and bias given."""
-  rows = lambda products: jnp.dot(products, kernel[kernel.shape[0] - products.shape[-1]:], precision=HIGHEST)
-  return combine(filter_with_atoms(x, atoms), mu, omega, lambda products: rows(products) + bias)
+  return combine(filter_with_atoms(x, atoms), mu, omega, lambda products: _combine_rows(products, kernel, bias))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(6,))

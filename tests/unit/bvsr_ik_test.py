@@ -138,7 +138,7 @@ def _filter_and_combine_numpy(x, atoms, mu, omega, kernel, bias, dout=None):
   xp = np.pad(np.asarray(x, np.float64), ((0, 0), (p, p), (p, p), (0, 0)))
   rows = kernel.shape[0] - len(atoms) * c * n  # group 0's rows
   prod = np.zeros((b, h, w, len(atoms), c, n))
-  for r, a in enumerate(np.asarray(atoms[i], np.float64) for i in range(len(atoms))):
+  for r, a in enumerate(np.asarray(a, np.float64) for a in atoms):
     o = (big - a.shape[-1]) // 2
     for i in range(a.shape[-1]):
       for j in range(a.shape[-1]):
@@ -152,7 +152,7 @@ def _filter_and_combine_numpy(x, atoms, mu, omega, kernel, bias, dout=None):
   d_rows = (prod * coef).reshape(-1, rows_k.shape[0]).T @ dout.reshape(-1, dout.shape[-1])
   d_prod = (dout @ rows_k.T).reshape(prod.shape) * coef
   d_xp = np.zeros_like(xp)
-  for r, a in enumerate(np.asarray(atoms[i], np.float64) for i in range(len(atoms))):
+  for r, a in enumerate(np.asarray(a, np.float64) for a in atoms):
     o = (big - a.shape[-1]) // 2
     for i in range(a.shape[-1]):
       for j in range(a.shape[-1]):
